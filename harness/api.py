@@ -1,0 +1,238 @@
+"""The public plugin API: what a task, method, dataset and metric are.
+
+Plugins subclass `Method`, `Dataset` and `Metric` and register the classes through the hooks in
+`harness.hookspecs`. The runner only ever talks to these base classes, so a new task (inpainting,
+re-identification, ...) needs new plugins, never a change to the core.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .errors import UsageError
+
+Sample = dict[str, Any]
+"""One dataset item: always an ``"id"`` (stable, unique within a split) plus the fields its task names."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """A declared, typed, documented option of a method, dataset or metric."""
+
+    name: str
+    default: Any
+    help: str
+    type: type | None = None
+    choices: tuple[Any, ...] | None = None
+
+    @property
+    def value_type(self) -> type:
+        return self.type or (type(self.default) if self.default is not None else str)
+
+    def parse(self, value: Any, owner: str) -> Any:
+        """Coerce a value (often a CLI string) to the option's type and check its choices."""
+        kind = self.value_type
+        try:
+            if isinstance(value, str) and kind is bool:
+                lowered = value.strip().lower()
+                if lowered not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+                    raise ValueError(value)
+                parsed: Any = lowered in {"1", "true", "yes", "on"}
+            elif isinstance(value, str) and kind in (tuple, list):
+                parsed = kind(part.strip() for part in value.split(",") if part.strip())
+            elif value is None or isinstance(value, kind):
+                parsed = value
+            else:
+                parsed = kind(value)
+        except (TypeError, ValueError):
+            raise UsageError(
+                f"{owner}: option {self.name!r} expects {kind.__name__}, got {value!r}"
+            ) from None
+        if self.choices is not None and parsed not in self.choices:
+            allowed = ", ".join(map(str, self.choices))
+            raise UsageError(f"{owner}: option {self.name!r} must be one of {allowed}; got {parsed!r}")
+        return parsed
+
+
+def resolve_options(owner: str, declared: Iterable[Option], given: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge given values over declared defaults, rejecting unknown names."""
+    by_name = {option.name: option for option in declared}
+    unknown = sorted(set(given) - set(by_name))
+    if unknown:
+        known = ", ".join(sorted(by_name)) or "none"
+        raise UsageError(f"{owner}: unknown option(s) {', '.join(unknown)}; known options: {known}")
+    return {
+        name: option.parse(given[name], owner) if name in given else option.default
+        for name, option in by_name.items()
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """What a sample of this task holds and what a method must return for it.
+
+    ``inputs`` are the sample fields a method sees; ``target`` (if any) is the field a prediction is
+    compared with; ``output`` names the kind of prediction (``"image"`` or ``"embedding"``);
+    ``fields`` documents every field a dataset of this task provides.
+    """
+
+    name: str
+    description: str
+    inputs: tuple[str, ...]
+    output: str
+    fields: Mapping[str, str]
+    target: str | None = None
+
+    def method_view(self, sample: Sample) -> Sample:
+        """The part of a sample a method may see: its inputs and its id, never the target."""
+        return {"id": sample["id"], **{name: sample[name] for name in self.inputs}}
+
+    def check_sample(self, sample: Sample, source: str) -> None:
+        missing = [name for name in ("id", *self.fields) if name not in sample]
+        if missing:
+            raise UsageError(f"{source}: sample lacks field(s) {', '.join(missing)} required by task {self.name!r}")
+
+
+class Plugin:
+    """Common metadata of every registered method, dataset and metric."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    aliases: ClassVar[tuple[str, ...]] = ()
+    options: ClassVar[tuple[Option, ...]] = ()
+    version: ClassVar[str] = "1"
+
+    def __init__(self, **options: Any) -> None:
+        self.config: dict[str, Any] = resolve_options(self.name, self.options, options)
+
+    @classmethod
+    def summary(cls) -> str:
+        """First line of the description, for listings."""
+        text = (cls.description or cls.__doc__ or "").strip()
+        return text.splitlines()[0] if text else ""
+
+
+@dataclasses.dataclass
+class TrainingRecipe:
+    """Everything the core training loop needs; the method decides all of it.
+
+    ``batch(step)`` must be a pure function of (seed, step) so an interrupted run resumes with the
+    very batches it would have seen.
+    """
+
+    model: Any
+    optimizer: Any
+    scheduler: Any | None
+    batch: Any  # Callable[[int], Any]
+    loss: Any  # Callable[[Any], torch.Tensor]
+    description: dict[str, Any]
+
+
+class Method(Plugin):
+    """A model (or a model-free baseline) that produces predictions for the samples of a task."""
+
+    tasks: ClassVar[frozenset[str]] = frozenset()
+    needs_checkpoint: ClassVar[bool] = False
+    weights_filename: ClassVar[str | None] = None
+    """File name looked up in ``$TORCH_HOME/hub/checkpoints/`` when no checkpoint path is given."""
+
+    def build(self) -> Any | None:
+        """Create the network (``torch.nn.Module``) with random weights, or ``None`` for model-free methods."""
+        return None
+
+    def load(self, checkpoint: Path | None, device: str) -> None:
+        """Prepare for prediction: build the model, load weights from ``checkpoint``, move to ``device``."""
+
+    def predict(self, samples: list[Sample]) -> list[Any]:
+        """Return one prediction per sample (each sample holds only the task's inputs and its id)."""
+        raise NotImplementedError
+
+    def training_recipe(self, dataset: "Dataset", batch_size: int, steps: int, seed: int, device: str) -> TrainingRecipe:
+        """The method's training recipe; methods that cannot train leave this unimplemented."""
+        raise UsageError(f"method {self.name!r} cannot be trained")
+
+    @classmethod
+    def trainable(cls) -> bool:
+        return cls.training_recipe is not Method.training_recipe
+
+    @property
+    def model(self) -> Any | None:
+        """The loaded network, if any (used for parameter counts and latency)."""
+        return getattr(self, "_model", None)
+
+
+class Dataset(Plugin):
+    """Parses one dataset layout on disk into samples; it does not transform or score them."""
+
+    task: ClassVar[str]
+    splits: ClassVar[tuple[str, ...]] = ("test",)
+    default_split: ClassVar[str] = "test"
+    default_metrics: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    """Metric names run when none are given, each with the metric parameters this dataset's protocol fixes."""
+    source: ClassVar[str] = ""
+    """Where the data comes from, shown when it is missing."""
+    layout: ClassVar[str] = ""
+    """The exact expected folder layout, shown when it is missing or incomplete."""
+
+    def __init__(self, root: Path, **options: Any) -> None:
+        super().__init__(**options)
+        self.root = Path(root)
+
+    def verify(self, split: str) -> None:
+        """Raise `DataError` (naming the path and the expected layout) if ``split`` is missing or incomplete."""
+
+    def files(self, split: str) -> list[Path]:
+        """The files a split reads, for the data digest recorded with every result."""
+        return []
+
+    def samples(self, split: str) -> Iterator[Sample]:
+        raise NotImplementedError
+
+    def count(self, split: str) -> int | None:
+        """Number of samples in a split, for progress bars (``None`` if unknown)."""
+        return None
+
+    def metric_params(self, metric: str) -> dict[str, Any]:
+        """Protocol parameters this dataset fixes for a metric (e.g. the re-id evaluation protocol)."""
+        return dict(self.default_metrics.get(metric, {}))
+
+
+class Metric(Plugin):
+    """Accumulates over a split with ``update`` and reports with ``compute`` (torchmetrics style).
+
+    ``options`` are the metric's parameters; all of them, plus ``convention()``, are recorded with
+    every result.
+    """
+
+    higher_is_better: ClassVar[bool] = True
+    outputs: ClassVar[frozenset[str]] = frozenset({"image"})
+    """Kinds of prediction (a task's ``output``) this metric can score."""
+    needs_target: ClassVar[bool] = True
+    needs_model: ClassVar[bool] = False
+    """True for metrics of the model itself (parameters, latency) rather than of its predictions."""
+
+    def reset(self) -> None:
+        """Forget all accumulated state."""
+
+    def update(self, predictions: list[Any], samples: list[Sample]) -> list[float] | None:
+        """Accumulate a batch; return per-sample values when the metric has them."""
+        raise NotImplementedError
+
+    def compute(self) -> dict[str, float]:
+        """The aggregate values, keyed by the names shown in tables (e.g. ``psnr`` or ``rank-1``)."""
+        raise NotImplementedError
+
+    def details(self) -> dict[str, Any]:
+        """Extra structured output stored in the record (curves, per-trial values)."""
+        return {}
+
+    def convention(self) -> dict[str, Any]:
+        """Everything that makes this metric's numbers comparable (beyond its options)."""
+        return {}
+
+    def bind_model(self, method: Method, task: Task, device: str) -> None:
+        """Called for `needs_model` metrics before scoring, with the loaded method and the task."""

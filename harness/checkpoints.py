@@ -1,0 +1,83 @@
+"""Safe weight loading: safetensors or ``torch.load(weights_only=True)``, never arbitrary pickles.
+
+Weights are looked up where torch.hub caches them (``$TORCH_HOME/hub/checkpoints/``) under their usual
+file names, or taken from an explicit path.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import DataError
+
+
+def hub_checkpoint_dir() -> Path:
+    """``$TORCH_HOME/hub/checkpoints`` (torch.hub's cache, honouring ``TORCH_HOME``/``XDG_CACHE_HOME``)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def find_weights(filename: str, explicit: str | os.PathLike[str] | None = None, env: str | None = None) -> Path:
+    """Resolve a weights file: explicit path, then ``$env``, then the torch hub cache.
+
+    Raises `DataError` naming every place looked at when none exists.
+    """
+    candidates: list[Path] = []
+    if explicit is not None:
+        candidates.append(Path(explicit).expanduser())
+    elif env and os.environ.get(env):
+        candidates.append(Path(os.environ[env]).expanduser())
+    else:
+        candidates.append(hub_checkpoint_dir() / filename)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    looked = ", ".join(str(c) for c in candidates)
+    how = f"put {filename} in {hub_checkpoint_dir()}" + (f", set {env}" if env else "") + " or pass its path"
+    raise DataError(f"weights file not found (looked at {looked}); {how}")
+
+
+def load_state_dict(path: Path) -> dict[str, Any]:
+    """Load a state dict from ``.safetensors`` or a tensors-only torch file."""
+    if not path.is_file():
+        raise DataError(f"checkpoint not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise DataError(
+            f"cannot load checkpoint {path}: {exc} "
+            "(expected a .safetensors file or a torch state dict of tensors; pickled objects are refused)"
+        ) from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise DataError(f"checkpoint {path} holds a {type(state).__name__}, expected a state dict")
+    return state
+
+
+def load_into(model: torch.nn.Module, path: Path) -> None:
+    """Load ``path`` into ``model`` strictly, explaining key or shape mismatches."""
+    state = load_state_dict(path)
+    state = {key.removeprefix("module."): value for key, value in state.items()}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0:4]
+        raise DataError(f"checkpoint {path} does not fit the model: {' '.join(first)}") from None
+
+
+def save_weights(model: torch.nn.Module, path: Path) -> None:
+    """Write model weights atomically as safetensors."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp))
+    os.replace(tmp, path)
