@@ -162,7 +162,7 @@ def _harness_version() -> str:
         return "0+unknown"
 
 
-_default: Plugins | None = None
+_default: tuple[tuple[Path, ...], Plugins] | None = None
 
 
 def plugins_dirs_from_env() -> list[Path]:
@@ -171,11 +171,12 @@ def plugins_dirs_from_env() -> list[Path]:
 
 
 def get_plugins(plugins_dirs: list[Path] | None = None) -> Plugins:
-    """The process-wide plugin set, loaded on first use (with extra directories if given then)."""
+    """The process-wide plugin set for ``HARNESS_PLUGINS_DIR`` plus ``plugins_dirs``, loaded once per set of dirs."""
     global _default
-    if _default is None or plugins_dirs:
-        _default = Plugins([*plugins_dirs_from_env(), *(plugins_dirs or [])])
-    return _default
+    key = tuple(path.resolve() for path in [*plugins_dirs_from_env(), *(plugins_dirs or [])])
+    if _default is None or _default[0] != key:
+        _default = (key, Plugins(list(key)))
+    return _default[1]
 
 
 def reset_plugins() -> None:

@@ -1,0 +1,182 @@
+"""The result store: one immutable directory per run plus an SQLite index for queries.
+
+Layout under the store root (``./harness-results`` by default, ``--results`` / ``HARNESS_RESULTS``)::
+
+    runs/<run_id>/record.json     the result record (never rewritten)
+    runs/<run_id>/samples.jsonl   per-sample metric values
+    runs/<run_id>/images/*.png    some predictions, for galleries
+    index.sqlite                  WAL-mode index over the records; rebuildable from runs/
+
+A run directory is assembled under a temporary name and renamed into place, so a crash never leaves
+a half-written record behind; the index is derived data and can always be rebuilt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import tempfile
+from contextlib import closing
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from .data import save_png
+
+RESULTS_ENV = "HARNESS_RESULTS"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    created TEXT NOT NULL,
+    method TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    split TEXT NOT NULL,
+    status TEXT NOT NULL,
+    cell_key TEXT NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS metric_values (
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    metric TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value REAL,
+    n INTEGER,
+    higher_is_better INTEGER,
+    PRIMARY KEY (run_id, key)
+);
+CREATE INDEX IF NOT EXISTS runs_cell ON runs(method, dataset, split);
+"""
+
+
+def default_results_root() -> Path:
+    return Path(os.environ.get(RESULTS_ENV, "harness-results"))
+
+
+class ResultStore:
+    """Writes run records atomically and answers queries through the SQLite index."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root) if root is not None else default_results_root()
+        self.runs_dir = self.root / "runs"
+        self.index_path = self.root / "index.sqlite"
+
+    # -- writing ---------------------------------------------------------------------------------
+    def write(
+        self,
+        record: dict[str, Any],
+        samples: Iterable[dict[str, Any]] = (),
+        images: Iterable[tuple[str, Any]] = (),
+    ) -> Path:
+        """Store a run; returns the record path. ``images`` are (file stem, tensor or uint8 array) pairs."""
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        final = self.runs_dir / record["run_id"]
+        if final.exists():
+            raise FileExistsError(f"run {record['run_id']} already stored at {final}")
+        staging = Path(tempfile.mkdtemp(prefix=f".{record['run_id']}.", dir=self.runs_dir))
+        try:
+            with open(staging / "samples.jsonl", "w") as handle:
+                for row in samples:
+                    handle.write(json.dumps(row, default=_json_default) + "\n")
+            saved = []
+            for stem, image in images:
+                name = f"images/{_safe_name(stem)}.png"
+                save_png(image, staging / name)
+                saved.append(name)
+            record = {**record, "files": {"samples": "samples.jsonl", "images": saved}}
+            (staging / "record.json").write_text(json.dumps(record, indent=2, default=_json_default) + "\n")
+            os.replace(staging, final)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        self._index(record, final / "record.json")
+        return final / "record.json"
+
+    # -- index -----------------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        self.root.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(self.index_path, timeout=30)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.executescript(SCHEMA)
+        return connection
+
+    def _index(self, record: dict[str, Any], path: Path) -> None:
+        with closing(self._connect()) as connection, connection:
+            _insert(connection, record, path)
+
+    def rebuild_index(self) -> int:
+        """Recreate the index from the run directories; returns the number of records indexed."""
+        if self.index_path.exists():
+            self.index_path.unlink()
+        count = 0
+        with closing(self._connect()) as connection, connection:
+            for path in sorted(self.runs_dir.glob("*/record.json")):
+                _insert(connection, json.loads(path.read_text()), path)
+                count += 1
+        return count
+
+    # -- reading ---------------------------------------------------------------------------------
+    def records(self) -> list[dict[str, Any]]:
+        """All indexed records, oldest first (rebuilding the index if it is missing)."""
+        if not self.runs_dir.exists():
+            return []
+        if not self.index_path.exists():
+            self.rebuild_index()
+        with closing(self._connect()) as connection:
+            rows = connection.execute("SELECT record FROM runs ORDER BY created, run_id").fetchall()
+        return [json.loads(Path(row[0]).read_text()) for row in rows if Path(row[0]).exists()]
+
+    def metric_rows(self) -> list[dict[str, Any]]:
+        """One row per (run, metric value), for tables and exports."""
+        if not self.runs_dir.exists():
+            return []
+        if not self.index_path.exists():
+            self.rebuild_index()
+        query = (
+            "SELECT r.run_id, r.created, r.method, r.dataset, r.split, r.status, m.metric, m.key, m.value, m.n "
+            "FROM runs r LEFT JOIN metric_values m ON m.run_id = r.run_id ORDER BY r.created, r.run_id, m.key"
+        )
+        with closing(self._connect()) as connection:
+            cursor = connection.execute(query)
+            names = [column[0] for column in cursor.description]
+            return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def _insert(connection: sqlite3.Connection, record: dict[str, Any], path: Path) -> None:
+    connection.execute(
+        "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            record["run_id"],
+            record["created"],
+            record["method"]["name"],
+            record["dataset"]["name"],
+            record["dataset"]["split"],
+            record["status"],
+            record["cell_key"],
+            str(path.resolve()),
+        ),
+    )
+    for metric_name, metric in record.get("metrics", {}).items():
+        for key, value in metric.get("values", {}).items():
+            connection.execute(
+                "INSERT OR REPLACE INTO metric_values VALUES (?, ?, ?, ?, ?, ?)",
+                (record["run_id"], metric_name, key, value, metric.get("n"), int(metric["higher_is_better"])),
+            )
+
+
+def _safe_name(stem: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if hasattr(value, "tolist"):  # torch tensors
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot store {type(value).__name__} in a result record")

@@ -1,0 +1,91 @@
+"""An unpackaged third-party plugin, loaded with --plugins-dir, that exercises the core end to end.
+
+It adds a tiny in-memory deraining dataset (images from a seeded generator), a metric and a method
+that can be told to crash after some samples, so core behaviour can be tested without any built-in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from harness import DataError, Dataset, Method, Metric, Option, hookimpl
+
+
+class DemoPairs(Dataset):
+    """Six seeded 8×8 pairs; the root must exist and contain READY."""
+
+    name = "demo-pairs"
+    task = "deraining"
+    splits = ("train", "test")
+    default_metrics = {"demo-mae": {}}
+    source = "made up by the test suite"
+    layout = "ROOT/READY"
+
+    def verify(self, split: str) -> None:
+        if not (self.root / "READY").is_file():
+            raise DataError(f"{self.root}: missing READY; expected layout {self.layout}")
+
+    def files(self, split: str) -> list[Path]:
+        return [self.root / "READY"]
+
+    def count(self, split: str) -> int:
+        return 6
+
+    def samples(self, split: str):
+        generator = torch.Generator().manual_seed(0 if split == "test" else 1)
+        for index in range(6):
+            clean = torch.rand(3, 8, 8, generator=generator)
+            rain = torch.rand(3, 8, 8, generator=generator) * 0.5
+            yield {"id": f"{index:03d}", "rainy": (clean + rain).clamp(0, 1), "clean": clean}
+
+
+class DemoMae(Metric):
+    """Mean absolute error against the clean image."""
+
+    name = "demo-mae"
+    higher_is_better = False
+
+    def reset(self) -> None:
+        self.values: list[float] = []
+
+    def update(self, predictions, samples):
+        batch = [float((p - s["clean"]).abs().mean()) for p, s in zip(predictions, samples)]
+        self.values.extend(batch)
+        return batch
+
+    def compute(self):
+        return {"mae": sum(self.values) / len(self.values)}
+
+
+class Flaky(Method):
+    """Returns the input; raises after `crash_after` samples when that option is positive."""
+
+    name = "flaky"
+    tasks = frozenset({"deraining"})
+    options = (Option("crash_after", 0, "crash after this many samples (0: never)"),)
+
+    def load(self, checkpoint, device):
+        self.seen = 0
+
+    def predict(self, samples):
+        self.seen += len(samples)
+        if self.config["crash_after"] and self.seen > self.config["crash_after"]:
+            raise RuntimeError("flaky method crashed on purpose")
+        return [s["rainy"] for s in samples]
+
+
+@hookimpl
+def harness_register_datasets(register):
+    register(DemoPairs)
+
+
+@hookimpl
+def harness_register_metrics(register):
+    register(DemoMae)
+
+
+@hookimpl
+def harness_register_methods(register):
+    register(Flaky)
