@@ -55,8 +55,11 @@ def load_state_dict(path: Path) -> dict[str, Any]:
             f"cannot load checkpoint {path}: {exc} "
             "(expected a .safetensors file or a torch state dict of tensors; pickled objects are refused)"
         ) from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
+    # Training checkpoints wrap the weights: {"state_dict": ...} (Lightning) or {"net": ...} (RESCAN family).
+    for wrapper in ("state_dict", "net"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+            break
     if not isinstance(state, dict):
         raise DataError(f"checkpoint {path} holds a {type(state).__name__}, expected a state dict")
     return state

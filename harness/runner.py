@@ -153,7 +153,7 @@ def run_cell(cell: Cell, plugins: Plugins, store: ResultStore, progress: bool = 
     describe = getattr(dataset, "describe", None)
     record: dict[str, Any] = {
         "run_id": new_run_id(method.name, dataset.name),
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds"),
         "task": task.name,
         "method": {
             "name": method.name,

@@ -89,3 +89,53 @@ def harness_register_metrics(register):
 @hookimpl
 def harness_register_methods(register):
     register(Flaky)
+
+
+class TinyNet(Method):
+    """A 1×1 convolution trained to map rainy to clean; DEMO_INTERRUPT_AT=N interrupts training at step N."""
+
+    name = "tiny-net"
+    tasks = frozenset({"deraining"})
+    needs_checkpoint = True
+
+    def build(self):
+        return torch.nn.Conv2d(3, 3, 1)
+
+    def load(self, checkpoint, device):
+        from harness.checkpoints import load_into
+
+        self._model = self.build()
+        if checkpoint is not None:
+            load_into(self._model, checkpoint)
+
+    def predict(self, samples):
+        with torch.no_grad():
+            return [self._model(s["rainy"][None])[0] for s in samples]
+
+    def training_recipe(self, dataset, batch_size, steps, seed, device):
+        import os
+
+        from harness import TrainingRecipe
+
+        model = self.build()
+        pairs = list(dataset.samples("train"))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        interrupt_at = int(os.environ.get("DEMO_INTERRUPT_AT", "0"))
+
+        def batch(step):
+            if interrupt_at and step == interrupt_at:
+                raise KeyboardInterrupt
+            generator = torch.Generator().manual_seed(seed * 100_003 + step)
+            chosen = torch.randint(len(pairs), (batch_size,), generator=generator).tolist()
+            return (torch.stack([pairs[i]["rainy"] for i in chosen]), torch.stack([pairs[i]["clean"] for i in chosen]))
+
+        def loss(pair):
+            rainy, clean = pair
+            return torch.nn.functional.mse_loss(model(rainy), clean)
+
+        return TrainingRecipe(model, optimizer, None, batch, loss, {"optimizer": "sgd", "lr": 0.1})
+
+
+@hookimpl(specname="harness_register_methods")
+def register_tiny_net(register):
+    register(TinyNet)

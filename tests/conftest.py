@@ -1,0 +1,60 @@
+"""Shared fixtures: an isolated result store, data home and torch hub per test; helpers to run the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.plugins import reset_plugins
+
+
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path_factory, monkeypatch):
+    """Every test gets its own results/data/torch-hub folders, so nothing leaks between tests."""
+    home = tmp_path_factory.mktemp("env")
+    monkeypatch.setenv("HARNESS_RESULTS", str(home / "results"))
+    monkeypatch.setenv("HARNESS_DATA", str(home / "data"))
+    monkeypatch.setenv("HARNESS_CACHE", str(home / "cache"))
+    monkeypatch.setenv("TORCH_HOME", str(home / "torch"))
+    monkeypatch.delenv("HARNESS_PLUGINS_DIR", raising=False)
+    reset_plugins()
+    yield home
+    reset_plugins()
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run `harness ARGS...` in-process; returns (exit code, stdout, stderr)."""
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+@pytest.fixture
+def shell():
+    """Run the installed `harness` executable as a user would, in a subprocess."""
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+        exe = Path(sys.executable).with_name("harness")
+        return subprocess.run(
+            [str(exe), *map(str, args)], capture_output=True, text=True, timeout=timeout,
+            env={**os.environ, **(env or {})},
+        )
+
+    return run
+
+
+def load_json(text: str):
+    return json.loads(text)
