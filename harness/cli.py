@@ -253,13 +253,17 @@ def cmd_results(args: argparse.Namespace, plugins: Plugins) -> int:
 
 # -- parser -------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--plugins-dir", type=Path, action="append", default=[], metavar="DIR",
-                        help="also load every *.py file in DIR as a plugin (repeatable; see HARNESS_PLUGINS_DIR)")
-    parser = argparse.ArgumentParser(
+    def plugins_dir_option(parser: argparse.ArgumentParser, default: Any) -> argparse.ArgumentParser:
+        parser.add_argument("--plugins-dir", type=Path, action="append", default=default, metavar="DIR",
+                            help="also load every *.py file in DIR as a plugin (repeatable; see HARNESS_PLUGINS_DIR)")
+        return parser
+
+    # Sub-commands accept --plugins-dir too; SUPPRESS keeps them from resetting a value given before the command.
+    common = plugins_dir_option(argparse.ArgumentParser(add_help=False), argparse.SUPPRESS)
+    parser = plugins_dir_option(argparse.ArgumentParser(
         prog="harness", description=(package_doc or "").strip().splitlines()[0], epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common],
-    )
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    ), [])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("list", parents=[common], help="list methods, datasets and metrics",
