@@ -16,7 +16,8 @@ from . import __doc__ as package_doc
 from .api import Option, Plugin
 from .errors import HarnessError, UsageError
 from .plugins import Plugins, get_plugins
-from .runner import RunSpec, prepare_cell, run_cell
+from .data import resolve_data_root
+from .runner import RunSpec, prepare_cell, resolve_device, run_cell
 from .store import ResultStore, default_results_root
 from .training import TrainSpec, train
 
@@ -179,6 +180,7 @@ def cmd_run(args: argparse.Namespace, plugins: Plugins) -> int:
         limit=args.limit,
         device=args.device,
         method_options=parse_key_values(args.option, "--option"),
+        dataset_options=parse_key_values(args.dataset_option, "--dataset-option"),
         metric_options=parse_metric_options(args.metric_option),
         untrained=args.untrained,
         save_images=args.save_images,
@@ -203,10 +205,8 @@ def cmd_train(args: argparse.Namespace, plugins: Plugins) -> int:
     if "train" not in dataset_cls.splits and args.split == "train":
         raise UsageError(f"dataset {dataset_cls.name!r} has no train split; splits: {', '.join(dataset_cls.splits)}")
     method = method_cls(**parse_key_values(args.option, "--option"))
-    from .data import resolve_data_root
-    from .runner import resolve_device
-
-    dataset = dataset_cls(resolve_data_root(dataset_cls.name, args.data_root))
+    dataset = dataset_cls(resolve_data_root(dataset_cls.name, args.data_root),
+                          **parse_key_values(args.dataset_option, "--dataset-option"))
     spec = TrainSpec(
         steps=args.steps or getattr(method_cls, "default_steps", 1000),
         batch_size=args.batch_size or getattr(method_cls, "default_batch_size", 16),
@@ -303,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--results", type=Path, default=None, help=f"result store (default $HARNESS_RESULTS or {default_results_root()})")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="a method option (repeatable)")
+    p.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a dataset option, e.g. strict=false (repeatable)")
     p.add_argument("--save-images", type=int, default=8, metavar="N", help="predictions saved beside the record (default 8)")
     p.add_argument("--json", action="store_true", help="print the result record as JSON instead of a table")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -323,6 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", type=Path, help="dataset folder")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="a method option (repeatable)")
+    p.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a dataset option, e.g. strict=false (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 

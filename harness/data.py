@@ -34,7 +34,7 @@ def read_image(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image.load()
-            array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+            array = np.array(image.convert("RGB"), dtype=np.uint8)
     except FileNotFoundError:
         raise DataError(f"image file not found: {path}") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:

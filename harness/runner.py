@@ -44,6 +44,7 @@ class RunSpec:
     limit: int | None = None
     device: str = "cpu"
     method_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    dataset_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     metric_options: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     untrained: bool = False
     save_images: int = 8
@@ -105,7 +106,7 @@ def prepare_cell(spec: RunSpec, plugins: Plugins) -> Cell:
     if split not in dataset_cls.splits:
         raise UsageError(f"dataset {dataset_cls.name!r} has no split {split!r}; splits: {', '.join(dataset_cls.splits)}")
 
-    dataset = dataset_cls(resolve_data_root(dataset_cls.name, spec.data_root))
+    dataset = dataset_cls(resolve_data_root(dataset_cls.name, spec.data_root), **spec.dataset_options)
     method = method_cls(**spec.method_options)
     metric_names = spec.metrics or list(dataset_cls.default_metrics)
     if not metric_names:
