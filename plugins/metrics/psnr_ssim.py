@@ -1,0 +1,564 @@
+"""`psnr` and `ssim`: PSNR and SSIM that reproduce the reference scripts papers actually used.
+
+The same pair of images gives PSNR values 1–2 dB apart depending on colour space, quantisation,
+peak and aggregation, and SSIM values that differ in the third digit depending on the window,
+padding and covariance. So every one of those choices is an explicit, recorded parameter, and a
+named ``convention`` sets them all at once (explicit parameters override it):
+
+* ``matlab`` (default): the deraining reference, ``evaluate_PSNR_SSIM.m`` with Wang's
+  ``SSIM_index`` v1.0. Predictions quantised to 8 bits as a saved PNG is, MATLAB ``rgb2ycbcr``
+  luma rounded to uint8 (16..235), peak 255, Gaussian 11×11 σ 1.5, K = (0.01, 0.03), 'valid'
+  filtering, population statistics, no border crop, no downsampling.
+* ``basicsr``: as ``matlab`` but the luma is not rounded (BasicSR ``calculate_psnr/ssim`` with
+  ``test_y_channel=True``).
+* ``sdsen-official``: the S-DSEN code's SSIM: 3 RGB channels of the unclipped float output, L = 1,
+  zero-padded "same" Gaussian filtering. Its code has no PSNR; the PSNR of this convention is the
+  plausible reconstruction 10·log10(1/MSE) on the same RGB floats (unverified).
+* ``defgan``: Def-GAN/PG² pose-transfer SSIM, i.e. scikit-image < 0.15 ``compare_ssim(gaussian_weights
+  =True, sigma=1.5, use_sample_covariance=False, multichannel=True, data_range=gen.max()-gen.min())``
+  on uint8 RGB. Before scikit-image#3802 the Gaussian was truncated at 4σ (13 taps) while the map was
+  cropped by 5 pixels, the overhang reading mirrored pixels. No PSNR is defined for it.
+* ``skimage-default``: scikit-image defaults on uint8 RGB (7×7 uniform window, sample covariance).
+* ``edge-connect``: edge-connect's inpainting script: ``rgb2gray`` (BT.709 weights) of the 8-bit
+  images in [0, 1], data range 1, 51×51 uniform window, sample covariance.
+
+Functional API (pure functions, no hidden state; another metric reuses ``ssim`` for mask-SSIM)::
+
+    psnr(pred, target, *, convention="matlab", color=None, quantize=None, quantize_y=None,
+         pixel_scale=None, data_range=None, crop_border=None) -> Tensor
+    ssim(pred, target, *, convention="matlab", <the psnr parameters>, kernel=None, window=None,
+         sigma=None, truncate=None, k1=None, k2=None, covariance=None, padding=None) -> Tensor
+    resolve_params("psnr" | "ssim", convention="matlab", **overrides) -> dict   # the resolved set
+    to_luma(levels, color, quantize_y) -> Tensor                              # the colour step
+
+``pred``/``target`` are float tensors (3,H,W) or (N,3,H,W), RGB, nominally in [0, 1] (predictions
+may leave it). A parameter left at ``None`` takes the convention's value. The result is float64,
+one value per image ((N,) or 0-d). Identical images give PSNR ``inf`` (as MATLAB and scikit-image
+do; no cap) and SSIM 1.
+
+Parameters:
+
+* ``color``: ``y601`` (MATLAB ``rgb2ycbcr`` Y, 16..235), ``yiq`` (0.299/0.587/0.114, full range:
+  pyiqa's default "Y"), ``gray709`` (scikit-image ``rgb2gray``), ``rgb`` (all three channels; SSIM
+  is the mean of the per-channel maps).
+* ``quantize``: ``round`` (clip to [0, 1], ×255, round half to even: `harness.data.to_uint8`, i.e. a
+  saved PNG), ``truncate`` (``np.uint8(x*255)``, the known bug), ``none`` (score the floats). Applied
+  to both images; a no-op on targets read from 8-bit files.
+* ``quantize_y``: round the luma to uint8 (half away from zero, saturating) as MATLAB's uint8
+  ``rgb2ycbcr`` does; no effect with ``rgb`` (``quantize`` alone decides those values). The
+  rounding is exact (integer arithmetic); MATLAB's double evaluation may resolve some of the 194
+  colours whose luma is exactly k + ½ the other way.
+* ``pixel_scale``: the scale images are scored on, 255 (8-bit levels) or 1 ([0, 1] floats).
+* ``data_range``: the peak / L, in ``pixel_scale`` units: ``auto`` (= ``pixel_scale``), a number,
+  or ``pred-range`` (max − min of each scored prediction, Def-GAN).
+* ``crop_border``: pixels removed from each side before scoring.
+* SSIM ``kernel`` (``gaussian`` | ``uniform``), ``window`` (odd size; the map keeps only windows
+  inside the image in 'valid' mode), ``sigma``, ``truncate`` (``None``: the Gaussian has ``window``
+  taps, as ``fspecial``; a number: radius int(truncate·σ + 0.5), as ``scipy.ndimage``), ``k1``,
+  ``k2``, ``covariance`` (``population`` | ``sample``: × N/(N−1), N = window², as scikit-image),
+  ``padding`` (``valid``; ``zero-same``; ``reflect-same``: torch/torchmetrics reflection without edge
+  repeat, map averaged over the full image). In 'valid' mode a kernel wider than the window reads
+  mirrored pixels (edge repeated), as ``scipy.ndimage``'s default mode.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from harness import DataError, Metric, Option, Sample, UsageError, hookimpl
+
+IMPLEMENTATION = "harness_plugins.metrics.psnr_ssim"
+VERSION = "1"
+
+TARGET_FIELDS = ("clean", "target", "image")
+"""Where the ground truth lives, first present wins: deraining, pose transfer, inpainting/inversion."""
+
+COLORS = ("y601", "yiq", "gray709", "rgb")
+QUANTIZE = ("round", "truncate", "none")
+KERNELS = ("gaussian", "uniform")
+COVARIANCES = ("population", "sample")
+PADDINGS = ("valid", "zero-same", "reflect-same")
+AGGREGATIONS = ("per-image-mean", "pooled-mse")
+
+LUMA: dict[str, tuple[tuple[int, int, int], int, int]] = {
+    # color: integer RGB weights, their denominator, offset (8-bit levels): exact for 8-bit inputs.
+    "y601": ((65481, 128553, 24966), 255000, 16),  # 16 + (65.481 R + 128.553 G + 24.966 B) / 255
+    "yiq": ((299, 587, 114), 1000, 0),
+    "gray709": ((2125, 7154, 721), 10000, 0),
+}
+
+COMMON_PARAMS = ("color", "quantize", "quantize_y", "pixel_scale", "data_range", "crop_border")
+SSIM_ONLY_PARAMS = ("kernel", "window", "sigma", "truncate", "k1", "k2", "covariance", "padding")
+PARAMS = {"psnr": COMMON_PARAMS, "ssim": COMMON_PARAMS + SSIM_ONLY_PARAMS}
+
+_WANG = {"kernel": "gaussian", "window": 11, "sigma": 1.5, "truncate": None, "k1": 0.01, "k2": 0.03,
+         "covariance": "population", "padding": "valid"}
+_MATLAB = {"color": "y601", "quantize": "round", "quantize_y": True, "pixel_scale": 255.0,
+           "data_range": "auto", "crop_border": 0, **_WANG}
+_RGB8 = {**_MATLAB, "color": "rgb", "quantize_y": False}
+
+CONVENTIONS: dict[str, dict[str, Any]] = {
+    "matlab": {
+        "params": _MATLAB,
+        "psnr": "MATLAB evaluate_PSNR_SSIM.m (swz30/Restormer Deraining): uint8 rgb2ycbcr Y, peak 255",
+        "ssim": "Wang SSIM_index v1.0 on the uint8 rgb2ycbcr Y (evaluate_PSNR_SSIM.m)",
+    },
+    "basicsr": {
+        "params": {**_MATLAB, "quantize_y": False},
+        "psnr": "BasicSR calculate_psnr(test_y_channel=True): float BT.601 Y, peak 255",
+        "ssim": "BasicSR calculate_ssim(test_y_channel=True): float BT.601 Y, Gaussian 11/1.5, valid",
+    },
+    "sdsen-official": {
+        "params": {**_RGB8, "quantize": "none", "pixel_scale": 1.0, "padding": "zero-same"},
+        "psnr": "reconstruction (unverified; the S-DSEN code has no PSNR): 10 log10(1/MSE) on unclipped RGB",
+        "ssim": "prismformore/SDSEN config/cal_ssim.py: unclipped RGB, L=1, zero-padded same Gaussian 11/1.5",
+    },
+    "defgan": {
+        "params": {**_RGB8, "data_range": "pred-range", "truncate": 4.0},
+        "psnr": None,
+        "ssim": "Def-GAN/PG2 skimage<0.15 compare_ssim(gaussian_weights, sigma=1.5, population, multichannel, "
+        "data_range=gen.max()-gen.min()) on uint8 RGB",
+    },
+    "skimage-default": {
+        "params": {**_RGB8, "kernel": "uniform", "window": 7, "covariance": "sample"},
+        "psnr": "skimage peak_signal_noise_ratio on uint8 RGB (data_range 255 from the dtype)",
+        "ssim": "skimage structural_similarity defaults on uint8 RGB (channel_axis): uniform 7x7, sample covariance",
+    },
+    "edge-connect": {
+        "params": {**_MATLAB, "color": "gray709", "quantize_y": False, "pixel_scale": 1.0, "kernel": "uniform",
+                   "window": 51, "covariance": "sample"},
+        "psnr": "knazeri/edge-connect scripts/metrics.py: rgb2gray of 8-bit images in [0,1], data_range=1",
+        "ssim": "knazeri/edge-connect scripts/metrics.py: rgb2gray, data_range=1, win_size=51 (uniform, sample cov.)",
+    },
+}
+
+_CHUNK_ELEMENTS = 1 << 24
+"""Bound on the stacked SSIM statistics per chunk (float64: 128 MiB), whatever the batch size."""
+
+
+# -- parameters --------------------------------------------------------------------------------------
+
+
+def resolve_params(metric: str, convention: str = "matlab", **overrides: Any) -> dict[str, Any]:
+    """The full, validated parameter set of ``metric`` under ``convention`` with ``overrides`` applied.
+
+    ``None`` overrides mean "the convention's value". ``data_range="auto"`` is resolved to the
+    number it stands for; ``pred-range`` stays symbolic (it is per image).
+    """
+    if metric not in PARAMS:
+        raise UsageError(f"unknown metric {metric!r}; expected psnr or ssim")
+    if convention not in CONVENTIONS:
+        raise UsageError(f"{metric}: convention must be one of {', '.join(CONVENTIONS)}; got {convention!r}")
+    if CONVENTIONS[convention][metric] is None:
+        usable = ", ".join(name for name, entry in CONVENTIONS.items() if entry[metric])
+        raise UsageError(f"{metric}: convention {convention!r} defines no {metric.upper()}; use one of {usable}")
+    unknown = sorted(set(overrides) - set(PARAMS[metric]))
+    if unknown:
+        raise UsageError(f"{metric}: unknown parameter(s) {', '.join(unknown)}; known: {', '.join(PARAMS[metric])}")
+    preset = CONVENTIONS[convention]["params"]
+    params = {name: preset[name] if overrides.get(name) is None else overrides[name] for name in PARAMS[metric]}
+    _validate(metric, params)
+    return params
+
+
+def _validate(metric: str, p: dict[str, Any]) -> None:
+    def fail(name: str, expected: str) -> None:
+        raise UsageError(f"{metric}: parameter {name!r} must be {expected}; got {p[name]!r}")
+
+    for name, allowed in (("color", COLORS), ("quantize", QUANTIZE), ("kernel", KERNELS),
+                          ("covariance", COVARIANCES), ("padding", PADDINGS)):
+        if name in p and p[name] not in allowed:
+            fail(name, "one of " + ", ".join(allowed))
+    if not isinstance(p["quantize_y"], bool):
+        fail("quantize_y", "true or false")
+    if p["pixel_scale"] not in (1.0, 255.0):
+        fail("pixel_scale", "1 or 255")
+    p["pixel_scale"] = float(p["pixel_scale"])
+    if p["data_range"] == "auto":
+        p["data_range"] = p["pixel_scale"]
+    elif p["data_range"] != "pred-range":
+        try:
+            p["data_range"] = float(p["data_range"])
+        except (TypeError, ValueError):
+            fail("data_range", "'auto', 'pred-range' or a positive number")
+        if not p["data_range"] > 0:
+            fail("data_range", "'auto', 'pred-range' or a positive number")
+    if not isinstance(p["crop_border"], int) or p["crop_border"] < 0:
+        fail("crop_border", "a non-negative integer")
+    if metric == "ssim":
+        if not isinstance(p["window"], int) or p["window"] < 3 or p["window"] % 2 == 0:
+            fail("window", "an odd integer >= 3")
+        for name in ("sigma", "k1", "k2"):
+            p[name] = float(p[name])
+        if not p["sigma"] > 0:
+            fail("sigma", "positive")
+        if p["k1"] < 0 or p["k2"] < 0:
+            fail("k1" if p["k1"] < 0 else "k2", "non-negative")
+        if p["truncate"] is not None:
+            p["truncate"] = float(p["truncate"])
+            if not p["truncate"] > 0:
+                fail("truncate", "positive (or None for a kernel of `window` taps)")
+
+
+def kernel_radius(p: dict[str, Any]) -> int:
+    """Half-width of the SSIM kernel: the window's, or scipy.ndimage's int(truncate·σ + 0.5)."""
+    if p["kernel"] == "uniform" or p["truncate"] is None:
+        return (p["window"] - 1) // 2
+    return int(p["truncate"] * p["sigma"] + 0.5)
+
+
+def kernel_weights(p: dict[str, Any]) -> list[float]:
+    """The normalised 1-D SSIM kernel (the 2-D window is its outer product, as ``fspecial``'s is)."""
+    if p["kernel"] == "uniform":
+        return [1.0 / p["window"]] * p["window"]
+    radius = kernel_radius(p)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    g = torch.exp(-0.5 * x * x / p["sigma"] ** 2)
+    return (g / g.sum()).tolist()
+
+
+# -- the shared pipeline: check, crop, quantise, convert --------------------------------------------
+
+
+def check_pair(pred: Any, target: Any, who: str) -> None:
+    """Raise `DataError` unless pred and target are equal-shaped float RGB (3,H,W) or (N,3,H,W) tensors."""
+    for role, image in (("prediction", pred), ("target", target)):
+        if not isinstance(image, torch.Tensor):
+            raise DataError(f"{who}: the {role} must be a float tensor (3, H, W), got {type(image).__name__}")
+        if not image.is_floating_point():
+            raise DataError(f"{who}: the {role} must be a float tensor in [0, 1], got dtype {image.dtype}")
+        if image.dim() not in (3, 4) or image.shape[-3] != 3:
+            raise DataError(f"{who}: the {role} must be RGB (3, H, W) or (N, 3, H, W), got shape {tuple(image.shape)}")
+    if pred.shape != target.shape:
+        raise DataError(f"{who}: prediction shape {tuple(pred.shape)} differs from target shape {tuple(target.shape)}")
+
+
+def to_luma(levels: torch.Tensor, color: str, quantize_y: bool) -> torch.Tensor:
+    """The scored channel(s) of (N,3,H,W) RGB in 8-bit levels, as float64 in 8-bit levels.
+
+    ``rgb`` returns the values unchanged. For a luma, ``quantize_y`` rounds half away from zero and
+    saturates to 0..255, as MATLAB's uint8 ``rgb2ycbcr`` output. With the integer weights the result
+    for 8-bit inputs is exact, computed in int32 (fast) or float64 alike.
+    """
+    if color == "rgb":
+        return levels.double()
+    (wr, wg, wb), denominator, offset = LUMA[color]
+    weighted = (levels[:, 0:1] * wr).add_(levels[:, 1:2] * wg).add_(levels[:, 2:3] * wb)
+    if quantize_y:
+        weighted.add_(offset * denominator + denominator // 2)
+        return torch.div(weighted, denominator, rounding_mode="floor").clamp_(0, 255).double()
+    return weighted.double().div_(denominator).add_(offset)
+
+
+def _scored(images: torch.Tensor, p: dict[str, Any]) -> torch.Tensor:
+    """(N,3,H,W) float images → the float64 channels that are scored, on the ``pixel_scale``."""
+    border = p["crop_border"]
+    if border:
+        images = images[..., border:-border, border:-border]
+    if p["quantize"] == "none":
+        levels = images.detach().double() * 255.0
+    else:
+        # Same steps as harness.data.to_uint8 (a saved PNG): float32, clip, ×255, round half to even.
+        levels = images.detach().float().clamp(0, 1).mul_(255.0)
+        levels = (levels.round_() if p["quantize"] == "round" else levels.floor_()).to(torch.int32)
+    scored = to_luma(levels, p["color"], p["quantize_y"])
+    return scored if p["pixel_scale"] == 255.0 else scored.mul_(p["pixel_scale"] / 255.0)
+
+
+def check_geometry(height: int, width: int, p: dict[str, Any], who: str) -> None:
+    """Raise `DataError` naming the size if the crop leaves nothing or the image is smaller than the SSIM window."""
+    border = p["crop_border"]
+    if 2 * border >= min(height, width):
+        raise DataError(f"{who}: crop_border={border} leaves nothing of a {height}×{width} image")
+    if "window" in p:
+        needed = max(p["window"], 2 * kernel_radius(p) + 1)
+        if min(height, width) - 2 * border < needed:
+            raise DataError(
+                f"{who}: a {height}×{width} image (crop_border={border}) is smaller than the {needed}×{needed} "
+                f"SSIM window (window={p['window']}, kernel taps={2 * kernel_radius(p) + 1})"
+            )
+
+
+def _prepare(
+    pred: torch.Tensor, target: torch.Tensor, p: dict[str, Any], who: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    check_pair(pred, target, who)
+    check_geometry(pred.shape[-2], pred.shape[-1], p, who)
+    pred, target = (image.unsqueeze(0) if image.dim() == 3 else image for image in (pred, target))
+    return _scored(pred, p), _scored(target.to(pred.device), p)
+
+
+def _peak(x: torch.Tensor, p: dict[str, Any]) -> torch.Tensor:
+    """Per-image peak / L: fixed, or max − min of each scored prediction (``pred-range``)."""
+    if p["data_range"] == "pred-range":
+        flat = x.flatten(1)
+        return flat.amax(dim=1) - flat.amin(dim=1)
+    return torch.full((x.shape[0],), p["data_range"], dtype=torch.float64, device=x.device)
+
+
+# -- PSNR ----------------------------------------------------------------------------------------------
+
+
+def _psnr_parts(x: torch.Tensor, y: torch.Tensor, p: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Per-image sum of squared errors, peak, and the number of values each sum covers."""
+    sse = (x - y).square_().flatten(1).sum(dim=1)
+    return sse, _peak(x, p), x[0].numel()
+
+
+def _psnr_from(sse: torch.Tensor, peak: torch.Tensor, count: int) -> torch.Tensor:
+    return 10.0 * torch.log10(peak * peak / (sse / count))
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor, *, convention: str = "matlab", **params: Any) -> torch.Tensor:
+    """Per-image PSNR in dB (functional twin of the ``psnr`` metric; see the module docstring)."""
+    p = resolve_params("psnr", convention, **params)
+    x, y = _prepare(pred, target, p, "psnr")
+    values = _psnr_from(*_psnr_parts(x, y, p))
+    return values[0] if pred.dim() == 3 else values
+
+
+# -- SSIM ----------------------------------------------------------------------------------------------
+
+
+def _pad(t: torch.Tensor, amount: int, mode: str) -> torch.Tensor:
+    """Pad the last two dims of (B,H,W): zeros, reflection without edge repeat, or mirror with it."""
+    if amount == 0:
+        return t
+    if mode != "symmetric":
+        return F.pad(t, (amount,) * 4, mode=mode)
+    for dim in (-2, -1):
+        size = t.shape[dim]
+        t = torch.cat([t.narrow(dim, 0, amount).flip(dim), t, t.narrow(dim, size - amount, amount).flip(dim)], dim)
+    return t
+
+
+def _correlate_valid(t: torch.Tensor, weights: list[float], dim: int) -> torch.Tensor:
+    """1-D 'valid' correlation along ``dim`` by shifted multiply-adds (float64 conv2d is ~10× slower)."""
+    length = t.shape[dim] - len(weights) + 1
+    out = t.narrow(dim, 0, length) * weights[0]
+    for offset, weight in enumerate(weights[1:], start=1):
+        out.add_(t.narrow(dim, offset, length), alpha=weight)
+    return out
+
+
+def _filtered(t: torch.Tensor, weights: list[float], p: dict[str, Any]) -> torch.Tensor:
+    """Window statistics of (B,H,W) maps over the kept map positions (see ``padding``)."""
+    radius = len(weights) // 2
+    crop = (p["window"] - 1) // 2 if p["padding"] == "valid" else 0
+    mode = {"valid": "symmetric", "zero-same": "constant", "reflect-same": "reflect"}[p["padding"]]
+    t = _pad(t, max(radius - crop, 0), mode)
+    t = _correlate_valid(_correlate_valid(t, weights, -1), weights, -2)
+    extra = max(crop - radius, 0)
+    return t[..., extra : t.shape[-2] - extra, extra : t.shape[-1] - extra] if extra else t
+
+
+def _ssim_chunk(
+    x: torch.Tensor, y: torch.Tensor, peak: torch.Tensor, weights: list[float], p: dict[str, Any]
+) -> torch.Tensor:
+    n, channels, height, width = x.shape
+    stats = torch.empty((5, n, channels, height, width), dtype=x.dtype, device=x.device)
+    stats[0], stats[1] = x, y
+    torch.mul(x, x, out=stats[2])
+    torch.mul(y, y, out=stats[3])
+    torch.mul(x, y, out=stats[4])
+    stats = _filtered(stats.view(5 * n * channels, height, width), weights, p)
+    mx, my, vx, vy, vxy = stats.view(5, n, channels, *stats.shape[-2:])  # E[x], E[y], E[x²], E[y²], E[xy]
+    mxy = mx * my
+    mxx, myy = mx.square_(), my.square_()
+    vx.sub_(mxx), vy.sub_(myy), vxy.sub_(mxy)
+    if p["covariance"] == "sample":
+        norm = p["window"] ** 2 / (p["window"] ** 2 - 1)
+        vx.mul_(norm), vy.mul_(norm), vxy.mul_(norm)
+    c1 = (p["k1"] * peak).square_().view(n, 1, 1, 1)
+    c2 = (p["k2"] * peak).square_().view(n, 1, 1, 1)
+    numerator = mxy.mul_(2).add_(c1).mul_(vxy.mul_(2).add_(c2))
+    denominator = mxx.add_(myy).add_(c1).mul_(vx.add_(vy).add_(c2))
+    return numerator.div_(denominator).flatten(1).mean(dim=1)
+
+
+def _ssim_values(x: torch.Tensor, y: torch.Tensor, p: dict[str, Any]) -> torch.Tensor:
+    """Per-image SSIM of prepared (scored) images, in chunks of bounded memory."""
+    weights = kernel_weights(p)
+    peak = _peak(x, p)
+    step = max(1, _CHUNK_ELEMENTS // (5 * x[0].numel()))
+    return torch.cat([_ssim_chunk(x[i : i + step], y[i : i + step], peak[i : i + step], weights, p)
+                      for i in range(0, x.shape[0], step)])
+
+
+def ssim(pred: torch.Tensor, target: torch.Tensor, *, convention: str = "matlab", **params: Any) -> torch.Tensor:
+    """Per-image mean SSIM (functional twin of the ``ssim`` metric; see the module docstring)."""
+    p = resolve_params("ssim", convention, **params)
+    x, y = _prepare(pred, target, p, "ssim")
+    values = _ssim_values(x, y, p)
+    return values[0] if pred.dim() == 3 else values
+
+
+# -- metric classes ------------------------------------------------------------------------------------
+
+
+def target_of(sample: Sample, metric: str) -> torch.Tensor:
+    """The ground-truth image of a sample: the first of `TARGET_FIELDS` it has."""
+    for field in TARGET_FIELDS:
+        if field in sample:
+            return sample[field]
+    raise DataError(f"{metric}: sample {sample.get('id')!r} has none of the target fields {', '.join(TARGET_FIELDS)}")
+
+
+def _options(metric: str) -> tuple[Option, ...]:
+    usable = tuple(name for name, entry in CONVENTIONS.items() if entry[metric])
+    common = (
+        Option("convention", "matlab", "named reference convention setting every other parameter "
+               "(explicit parameters override it)", choices=usable),
+        Option("color", None, "scored channels: y601 (MATLAB rgb2ycbcr Y), yiq, gray709, rgb", type=str,
+               choices=COLORS),
+        Option("quantize", None, "prediction to 8 bits before scoring: round (saved PNG), truncate, none",
+               type=str, choices=QUANTIZE),
+        Option("quantize_y", None, "round the luma to uint8 as MATLAB rgb2ycbcr does (no effect on rgb)", type=bool),
+        Option("pixel_scale", None, "scale the images are scored on: 255 (8-bit levels) or 1", type=float,
+               choices=(1.0, 255.0)),
+        Option("data_range", None, "peak / L in pixel_scale units: auto (= pixel_scale), a number, or "
+               "pred-range (max - min of each prediction)", type=str),
+        Option("crop_border", None, "pixels removed from each side before scoring", type=int),
+    )
+    if metric == "psnr":
+        return common + (
+            Option("aggregation", "per-image-mean", "per-image-mean (papers) or pooled-mse (PSNR of the "
+                   "MSE pooled over all pixels, torchmetrics)", choices=AGGREGATIONS),
+        )
+    return common + (
+        Option("kernel", None, "SSIM window weights: gaussian or uniform", type=str, choices=KERNELS),
+        Option("window", None, "SSIM window size (odd); 'valid' keeps the windows inside the image", type=int),
+        Option("sigma", None, "Gaussian sigma", type=float),
+        Option("truncate", None, "Gaussian radius int(truncate*sigma+0.5) as scipy.ndimage; unset: `window` "
+               "taps (ignored by the uniform kernel)", type=float),
+        Option("k1", None, "SSIM K1", type=float),
+        Option("k2", None, "SSIM K2", type=float),
+        Option("covariance", None, "population (Wang) or sample (N/(N-1), scikit-image default)", type=str,
+               choices=COVARIANCES),
+        Option("padding", None, "valid (Wang), zero-same (S-DSEN code), reflect-same (torchmetrics)", type=str,
+               choices=PADDINGS),
+    )
+
+
+class _ImageSimilarity(Metric):
+    """Shared update/compute: per-image values of equal-size pairs computed as one batch."""
+
+    higher_is_better = True
+    outputs = frozenset({"image"})
+    needs_target = True
+    version = VERSION
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        given = {name: self.config[name] for name in PARAMS[self.name]}
+        self.params = resolve_params(self.name, self.config["convention"], **given)
+        self.reset()
+
+    def reset(self) -> None:
+        self._values: list[float] = []
+
+    def _score(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def update(self, predictions: list[Any], samples: list[Sample]) -> list[float]:
+        if len(predictions) != len(samples):
+            raise DataError(f"{self.name}: {len(predictions)} predictions for {len(samples)} samples")
+        targets = [target_of(sample, self.name) for sample in samples]
+        groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        for index, (prediction, target, sample) in enumerate(zip(predictions, targets, samples)):
+            who = f"{self.name}: sample {sample.get('id')!r}"
+            check_pair(prediction, target, who)
+            if prediction.dim() != 3:
+                raise DataError(f"{who}: expected one (3, H, W) prediction, got shape {tuple(prediction.shape)}")
+            check_geometry(prediction.shape[-2], prediction.shape[-1], self.params, who)
+            groups[tuple(prediction.shape)].append(index)
+        values = [0.0] * len(predictions)
+        for indices in groups.values():
+            batch_pred = torch.stack([predictions[i] for i in indices])
+            batch_target = torch.stack([targets[i].to(batch_pred.device) for i in indices])
+            x, y = _prepare(batch_pred, batch_target, self.params, self.name)
+            for i, value in zip(indices, self._score(x, y).tolist()):
+                values[i] = value
+        self._values.extend(values)
+        return values
+
+    def _mean(self) -> float:
+        if not self._values:
+            raise UsageError(f"{self.name}: no samples were scored")
+        return sum(self._values) / len(self._values)
+
+    def convention(self) -> dict[str, Any]:
+        name = self.config["convention"]
+        preset = resolve_params(self.name, name)
+        extra = {"kernel_taps": len(kernel_weights(self.params))} if self.name == "ssim" else {}
+        return {
+            "implementation": f"{IMPLEMENTATION}/{VERSION}",
+            "convention": name,
+            "reference": CONVENTIONS[name][self.name],
+            "params": dict(self.params),
+            "overrides": sorted(key for key, value in self.params.items() if preset[key] != value),
+            **extra,
+            "target_field": "first of " + ", ".join(TARGET_FIELDS),
+            "torch": torch.__version__,
+        }
+
+
+class PSNR(_ImageSimilarity):
+    """Peak signal-to-noise ratio; default: the MATLAB deraining reference (uint8 BT.601 Y, peak 255)."""
+
+    name = "psnr"
+    description = "PSNR in dB; default the MATLAB deraining convention (uint8 rgb2ycbcr Y, peak 255, per-image mean)."
+    options = _options("psnr")
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        if self.config["aggregation"] == "pooled-mse" and self.params["data_range"] == "pred-range":
+            raise UsageError("psnr: aggregation 'pooled-mse' needs a fixed data_range, not 'pred-range'")
+
+    def reset(self) -> None:
+        super().reset()
+        self._sse = 0.0
+        self._count = 0
+
+    def _score(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        sse, peak, count = _psnr_parts(x, y, self.params)
+        self._sse += float(sse.sum())
+        self._count += count * x.shape[0]
+        return _psnr_from(sse, peak, count)
+
+    def compute(self) -> dict[str, float]:
+        mean = self._mean()
+        if self.config["aggregation"] == "pooled-mse":
+            sse, peak = (torch.tensor(v, dtype=torch.float64) for v in (self._sse, self.params["data_range"]))
+            return {"psnr": float(_psnr_from(sse, peak, self._count))}
+        return {"psnr": mean}
+
+    def details(self) -> dict[str, Any]:
+        return {"n": len(self._values), "identical_pairs": sum(v == float("inf") for v in self._values)}
+
+
+class SSIM(_ImageSimilarity):
+    """Structural similarity; default: Wang's SSIM_index v1.0 on the MATLAB uint8 BT.601 Y."""
+
+    name = "ssim"
+    description = "SSIM; default Wang's SSIM_index (Gaussian 11/1.5, valid, L=255) on the MATLAB uint8 Y."
+    options = _options("ssim")
+
+    def _score(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return _ssim_values(x, y, self.params)
+
+    def compute(self) -> dict[str, float]:
+        return {"ssim": self._mean()}
+
+    def details(self) -> dict[str, Any]:
+        return {"n": len(self._values)}
+
+
+@hookimpl
+def harness_register_metrics(register: Callable[[type], None]) -> None:
+    register(PSNR)
+    register(SSIM)
