@@ -64,7 +64,7 @@ REIDENTIFICATION = Task(
         "pid": "int person id (-1 junk, 0 distractor where the protocol has them)",
         "camid": "int camera id",
         "modality": "str, e.g. 'visible' or 'infrared'",
-        "role": "'query' or 'gallery'",
+        "role": "'query' or 'gallery' (evaluation splits), 'train' in training splits",
     },
 )
 
