@@ -143,6 +143,15 @@ def cmd_plugins(args: argparse.Namespace, plugins: Plugins) -> int:
 
 
 # -- running ------------------------------------------------------------------------------------
+def format_value(value: float | None) -> str:
+    """Counts (parameters, MACs) with thousands separators, everything else with 4 decimals."""
+    if value is None:
+        return "n/a"
+    if abs(value) >= 1e5 and float(value).is_integer():
+        return f"{value:,.0f}"
+    return f"{value:.4f}"
+
+
 def format_table(record: dict[str, Any]) -> str:
     lines = [f"{record['method']['name']} × {record['dataset']['name']} ({record['dataset']['split']}, "
              f"{record['samples']} samples)"]
@@ -150,11 +159,12 @@ def format_table(record: dict[str, Any]) -> str:
     for metric_name, metric in record["metrics"].items():
         arrow = "↑" if metric["higher_is_better"] else "↓"
         for key, value in metric["values"].items():
-            text = "n/a" if value is None else f"{value:.4f}"
+            text = format_value(value)
             rows.append((f"{key} {arrow}", text, str(metric["n"])))
     width = max(len(r[0]) for r in rows) if rows else 6
-    lines.append(f"  {'metric':<{width}}  {'value':>12}  {'n':>6}")
-    lines.extend(f"  {k:<{width}}  {v:>12}  {n:>6}" for k, v, n in rows)
+    vwidth = max([12, *(len(r[1]) for r in rows)])
+    lines.append(f"  {'metric':<{width}}  {'value':>{vwidth}}  {'n':>6}")
+    lines.extend(f"  {k:<{width}}  {v:>{vwidth}}  {n:>6}" for k, v, n in rows)
     method = record["method"]
     checkpoint = method["checkpoint_sha256"][:12] if method["checkpoint_sha256"] else (
         "UNTRAINED" if method["untrained"] else "none")
