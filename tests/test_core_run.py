@@ -117,3 +117,17 @@ def test_observer_hooks_fire(demo_root, tmp_path):
     finally:
         plugins.pm.unregister(name="observer")
     assert seen == [("started", "flaky"), ("finished", "ok")]
+
+
+@pytest.mark.parametrize(
+    "command,phrase",
+    [("list", "methods"), ("info", "parameter count"), ("plugins", "failed to load"), ("run", "--metric-option"),
+     ("train", "resumes"), ("results", "CSV")],
+)
+def test_every_command_explains_itself(capsys, command, phrase):
+    from harness.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert phrase in " ".join(capsys.readouterr().out.split())
