@@ -131,3 +131,31 @@ def test_every_command_explains_itself(capsys, command, phrase):
         main([command, "--help"])
     assert exit_info.value.code == 0
     assert phrase in " ".join(capsys.readouterr().out.split())
+
+
+def test_run_hooks_fire_through_cli(cli, demo_root, tmp_path):
+    import sys
+    import textwrap
+
+    folder = tmp_path / "observers"
+    folder.mkdir()
+    (folder / "observer.py").write_text(textwrap.dedent("""
+        from harness import hookimpl
+        EVENTS = []
+
+        @hookimpl
+        def harness_run_started(run):
+            EVENTS.append(("run_started", run["cells"]))
+
+        @hookimpl
+        def harness_cell_finished(cell, record):
+            EVENTS.append(("cell_finished", record["status"]))
+
+        @hookimpl
+        def harness_run_finished(run, records):
+            EVENTS.append(("run_finished", len(records)))
+    """))
+    code, _, err = run_demo(cli, demo_root, "--plugins-dir", folder)
+    assert code == 0, err
+    events = sys.modules["harness_dir_plugin_observer"].EVENTS
+    assert events == [("run_started", 1), ("cell_finished", "ok"), ("run_finished", 1)]
