@@ -196,6 +196,10 @@ class Dataset(Plugin):
         """Number of samples in a split, for progress bars (``None`` if unknown)."""
         return None
 
+    def describe(self) -> dict[str, Any]:
+        """What was found on disk (layout variant, counts), recorded with every result."""
+        return {}
+
     def metric_params(self, metric: str) -> dict[str, Any]:
         """Protocol parameters this dataset fixes for a metric (e.g. the re-id evaluation protocol)."""
         return dict(self.default_metrics.get(metric, {}))

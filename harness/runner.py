@@ -151,7 +151,6 @@ def run_cell(cell: Cell, plugins: Plugins, store: ResultStore, progress: bool = 
     files = dataset.files(cell.split)
     data_digest = digest_files(files, dataset.root)
     checkpoint_digest = path_digest(cell.checkpoint) if cell.checkpoint is not None else None
-    describe = getattr(dataset, "describe", None)
     record: dict[str, Any] = {
         "run_id": new_run_id(method.name, dataset.name),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds"),
@@ -173,13 +172,13 @@ def run_cell(cell: Cell, plugins: Plugins, store: ResultStore, progress: bool = 
             "limit": spec.limit,
             "files": len(files),
             "data_sha256": data_digest,
-            **({"layout": describe()} if callable(describe) else {}),
+            "layout": dataset.describe(),
         },
         "plugins": {
             role: {"plugin": owner, "version": plugins.plugin_version(owner)} for role, owner in cell.owners.items()
         },
         "versions": library_versions(),
-        "git": git_commit(),
+        "git": {"harness": git_commit(), "workdir": git_commit(Path.cwd())},
         "environment": device_info(device),
     }
     record["cell_key"] = canonical_digest(
