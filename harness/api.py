@@ -12,10 +12,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .errors import UsageError
+from .errors import DataError, UsageError
 
 Sample = dict[str, Any]
 """One dataset item: always an ``"id"`` (stable, unique within a split) plus the fields its task names."""
+
+DEFAULT_TARGET_FIELDS = ("clean", "target", "reference", "image")
+"""Ground-truth fields tried in order when a metric is used outside the runner (which binds the task's)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,6 +221,20 @@ class Metric(Plugin):
     needs_target: ClassVar[bool] = True
     needs_model: ClassVar[bool] = False
     """True for metrics of the model itself (parameters, latency) rather than of its predictions."""
+    target_field: str | None = None
+    """The sample field holding the ground truth; the runner sets it from the task (`Task.target`)."""
+
+    def target_field_of(self, sample: Sample) -> str:
+        """The field holding a sample's ground truth: the bound one, else the first of `DEFAULT_TARGET_FIELDS`."""
+        fields = (self.target_field,) if self.target_field else DEFAULT_TARGET_FIELDS
+        for field in fields:
+            if field in sample:
+                return field
+        raise DataError(f"{self.name}: sample {sample.get('id')!r} has no ground-truth field ({', '.join(fields)})")
+
+    def target(self, sample: Sample) -> Any:
+        """The ground truth of a sample."""
+        return sample[self.target_field_of(sample)]
 
     def reset(self) -> None:
         """Forget all accumulated state."""

@@ -14,9 +14,9 @@ from typing import Any, Sequence
 
 from . import __doc__ as package_doc
 from .api import Option, Plugin
+from .data import resolve_data_root
 from .errors import HarnessError, UsageError
 from .plugins import Plugins, get_plugins
-from .data import resolve_data_root
 from .runner import RunSpec, prepare_cell, resolve_device, run_cell
 from .store import ResultStore, default_results_root
 from .training import TrainSpec, train

@@ -125,7 +125,9 @@ def prepare_cell(spec: RunSpec, plugins: Plugins) -> Cell:
         if metric_cls.needs_target and task.target is None:
             raise UsageError(f"metric {metric_cls.name!r} needs a ground truth, which task {task.name!r} lacks")
         params = {**dataset.metric_params(metric_cls.name), **spec.metric_options.get(metric_cls.name, {})}
-        metrics[metric_cls.name] = metric_cls(**params)
+        metric = metric_cls(**params)
+        metric.target_field = task.target
+        metrics[metric_cls.name] = metric
 
     checkpoint = resolve_checkpoint(method, spec.checkpoint, spec.untrained)
     owners = {

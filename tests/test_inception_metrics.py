@@ -384,7 +384,7 @@ def test_reference_field_and_bad_inputs(hub_weights, tmp_path):
     unpaired = {"id": "a", "image": torch.rand(3, 8, 8), "reference": torch.rand(3, 8, 8)}
     fid.update([torch.rand(3, 8, 8)], [unpaired])
     assert fid.details()["reference"]["source"] == "field 'reference'"
-    with pytest.raises(DataError, match="no reference image field"):
+    with pytest.raises(DataError, match="sample .b. has no ground-truth field"):
         fid.update([torch.rand(3, 8, 8)], [{"id": "b", "rainy": torch.rand(3, 8, 8)}])
     with pytest.raises(DataError, match=r"expected a float tensor \(3, H, W\)"):
         fid.update([torch.rand(1, 8, 8)], [unpaired])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from harness_plugins.metrics.pixel_errors import l1_error, l2_error, target_of
+from harness_plugins.metrics.pixel_errors import l1_error, l2_error
 from torchmetrics.functional import mean_absolute_error, mean_squared_error
 
 import harness
@@ -86,10 +86,13 @@ def test_metric_classes_aggregate_per_image_values():
 
 def test_target_field_resolution_and_sample_errors():
     *_, pred, target, mask = pair(5)
-    assert target_of({"id": "x", "clean": target, "image": pred}, "l1") is target
-    assert target_of({"id": "x", "target": target}, "l1") is target
-    with pytest.raises(DataError, match="'x'"):
-        target_of({"id": "x", "reference": target}, "l1")
+    metric = harness.create_metric("l1")
+    assert metric.target({"id": "x", "clean": target, "image": pred}) is target
+    assert metric.target({"id": "x", "target": target}) is target
+    metric.target_field = "image"  # as the runner binds it for an inpainting dataset
+    assert metric.target({"id": "x", "clean": pred, "image": target}) is target
+    with pytest.raises(DataError, match="'x'.*no ground-truth field"):
+        metric.target({"id": "x", "reference": target})
     hole = harness.create_metric("l1", region="hole")
     with pytest.raises(UsageError, match="'d'.*has none"):
         hole.update([pred], [{"id": "d", "clean": target}])

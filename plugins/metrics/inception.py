@@ -61,7 +61,6 @@ VERSION = "1"
 WEIGHTS_ENV = "HARNESS_INCEPTION_WEIGHTS"
 CACHE_ENV = "HARNESS_CACHE"
 CACHE_FILE = "inception-features.sqlite"
-REFERENCE_FIELDS = ("clean", "target", "reference", "image")
 """Where a sample's real image is, first present wins: deraining, pose transfer, unpaired translation
 (its ``image`` is the *source* domain, so ``reference`` must win over it), inpainting/inversion."""
 
@@ -433,8 +432,8 @@ class _AgainstReference(InceptionMetric):
     options = InceptionMetric.options + (
         Option("reference_dir", None, "folder of reference images (top level only, as pytorch-fid); "
                "default: the samples' ground truth", type=str),
-        Option("reference_field", None, "sample field holding the reference image; default: the first of "
-               + ", ".join(REFERENCE_FIELDS), type=str),
+        Option("reference_field", None, "sample field holding the reference image; default: the task's "
+               "ground-truth field", type=str),
     )
 
     def __init__(self, **options: Any) -> None:
@@ -461,13 +460,9 @@ class _AgainstReference(InceptionMetric):
             self._stream(self.reference, self._pending["reference"], [self._reference_image(s) for s in samples])
 
     def _reference_image(self, sample: Sample) -> np.ndarray:
-        names = (self.config["reference_field"],) if self.config["reference_field"] else REFERENCE_FIELDS
-        field = next((name for name in names if name in sample), None)
-        if field is None:
-            raise DataError(
-                f"{self.name}: sample {sample['id']!r} has no reference image field ({', '.join(names)}); "
-                "pass reference_dir or reference_field"
-            )
+        field = self.config["reference_field"] or self.target_field_of(sample)
+        if field not in sample:
+            raise DataError(f"{self.name}: sample {sample['id']!r} has no field {field!r} (option reference_field)")
         self._reference_from = f"field {field!r}"
         return _quantise(sample[field], f"{self.name}: field {field!r} of sample {sample['id']!r}")
 

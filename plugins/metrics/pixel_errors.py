@@ -17,8 +17,6 @@ import torch
 
 from harness import DataError, Metric, Option, Sample, UsageError, hookimpl
 
-from .psnr_ssim import TARGET_FIELDS, target_of
-
 REDUCTIONS = ("mean", "sum", "sum-channel-mean")
 REGIONS = ("full", "hole")
 
@@ -134,7 +132,7 @@ class _PixelError(Metric):
                 )
             if mask is not None and not bool((mask > 0.5).any()):
                 raise DataError(f"{self.name}: sample {sample.get('id')!r} has an empty hole mask")
-            value = pixel_error(prediction, target_of(sample, self.name), power=self.power, mask=mask, **self._params())
+            value = pixel_error(prediction, self.target(sample), power=self.power, mask=mask, **self._params())
             values.append(float(value))
         self._values.extend(values)
         return values
@@ -155,7 +153,7 @@ class _PixelError(Metric):
             "implementation": f"harness_plugins.metrics.pixel_errors/{self.version}",
             "error": "absolute" if self.power == 1 else "squared",
             "range": "[0, 1]",
-            "target_field": "first of " + ", ".join(TARGET_FIELDS),
+            "target_field": self.target_field,
             "aggregation": "mean over images of the per-image value",
         }
 

@@ -140,10 +140,7 @@ class MaskSSIM(Metric):
     def update(self, predictions: list[Any], samples: list[Sample]) -> list[float]:
         values = []
         for prediction, sample in zip(predictions, samples, strict=True):
-            target = sample.get("target")
-            if target is None:
-                raise UsageError(f"{self.name}: sample {sample.get('id')!r} has no 'target' image (a pose-transfer sample)")
-            value = mask_ssim(prediction, target, target_pose(sample, self.name), **self._ssim_params())
+            value = mask_ssim(prediction, self.target(sample), target_pose(sample, self.name), **self._ssim_params())
             values.append(float(value))
         self._values.extend(values)
         return values

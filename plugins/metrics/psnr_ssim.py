@@ -74,7 +74,6 @@ from harness import DataError, Metric, Option, Sample, UsageError, hookimpl
 IMPLEMENTATION = "harness_plugins.metrics.psnr_ssim"
 VERSION = "1"
 
-TARGET_FIELDS = ("clean", "target", "image")
 """Where the ground truth lives, first present wins: deraining, pose transfer, inpainting/inversion."""
 
 COLORS = ("y601", "yiq", "gray709", "rgb")
@@ -400,14 +399,6 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, *, convention: str = "matlab"
 # -- metric classes ------------------------------------------------------------------------------------
 
 
-def target_of(sample: Sample, metric: str) -> torch.Tensor:
-    """The ground-truth image of a sample: the first of `TARGET_FIELDS` it has."""
-    for field in TARGET_FIELDS:
-        if field in sample:
-            return sample[field]
-    raise DataError(f"{metric}: sample {sample.get('id')!r} has none of the target fields {', '.join(TARGET_FIELDS)}")
-
-
 def _options(metric: str) -> tuple[Option, ...]:
     usable = tuple(name for name, entry in CONVENTIONS.items() if entry[metric])
     common = (
@@ -467,7 +458,7 @@ class _ImageSimilarity(Metric):
     def update(self, predictions: list[Any], samples: list[Sample]) -> list[float]:
         if len(predictions) != len(samples):
             raise DataError(f"{self.name}: {len(predictions)} predictions for {len(samples)} samples")
-        targets = [target_of(sample, self.name) for sample in samples]
+        targets = [self.target(sample) for sample in samples]
         groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
         for index, (prediction, target, sample) in enumerate(zip(predictions, targets, samples)):
             who = f"{self.name}: sample {sample.get('id')!r}"
@@ -502,7 +493,7 @@ class _ImageSimilarity(Metric):
             "params": dict(self.params),
             "overrides": sorted(key for key, value in self.params.items() if preset[key] != value),
             **extra,
-            "target_field": "first of " + ", ".join(TARGET_FIELDS),
+            "target_field": self.target_field,
             "torch": torch.__version__,
         }
 
