@@ -40,8 +40,8 @@ class TrainSpec:
 
 
 def _identity(method: Method, dataset: Dataset, spec: TrainSpec, data_digest: str) -> dict[str, Any]:
-    """What must match for a folder to be resumed rather than refused."""
-    return {
+    """What must match for a folder to be resumed rather than refused (JSON-normalised, as stored)."""
+    identity = {
         "method": method.name,
         "method_options": method.config,
         "dataset": dataset.name,
@@ -52,6 +52,7 @@ def _identity(method: Method, dataset: Dataset, spec: TrainSpec, data_digest: st
         "batch_size": spec.batch_size,
         "seed": spec.seed,
     }
+    return json.loads(json.dumps(identity, default=str))
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
@@ -144,9 +145,7 @@ def train(method: Method, dataset: Dataset, spec: TrainSpec, out: Path, progress
     finally:
         bar.close()
         signal.signal(signal.SIGTERM, old_handler)
-    manifest["seconds"] = round(previous.get("seconds", 0.0) if previous else 0.0, 3) + round(
-        time.perf_counter() - started, 3
-    )
+    manifest["seconds"] = round((previous or {}).get("seconds", 0.0) + time.perf_counter() - started, 3)
     manifest["completed"] = step >= spec.steps
     save(step)
     if interrupted:

@@ -97,6 +97,7 @@ class TinyNet(Method):
     name = "tiny-net"
     tasks = frozenset({"deraining"})
     needs_checkpoint = True
+    options = (Option("milestones", (3, 5), "steps at which the learning rate halves"),)
 
     def build(self):
         return torch.nn.Conv2d(3, 3, 1)
@@ -120,6 +121,7 @@ class TinyNet(Method):
         model = self.build()
         pairs = list(dataset.samples("train"))
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(self.config["milestones"]), gamma=0.5)
         interrupt_at = int(os.environ.get("DEMO_INTERRUPT_AT", "0"))
 
         def batch(step):
@@ -133,7 +135,7 @@ class TinyNet(Method):
             rainy, clean = pair
             return torch.nn.functional.mse_loss(model(rainy), clean)
 
-        return TrainingRecipe(model, optimizer, None, batch, loss, {"optimizer": "sgd", "lr": 0.1})
+        return TrainingRecipe(model, optimizer, scheduler, batch, loss, {"optimizer": "sgd", "lr": 0.1})
 
 
 @hookimpl(specname="harness_register_methods")
