@@ -17,7 +17,7 @@ from .api import Option, Plugin
 from .data import resolve_data_root
 from .errors import HarnessError, UsageError
 from .plugins import Plugins, get_plugins
-from .runner import RunSpec, prepare_cell, resolve_device, run_cell
+from .runner import RunSpec, check_pairing, prepare_cell, resolve_device, run_cell
 from .store import ResultStore, default_results_root
 from .training import TrainSpec, train
 
@@ -83,8 +83,8 @@ def describe_options(options: Sequence[Option]) -> list[str]:
 
 
 def count_parameters(model: Any) -> int:
-    """Unique parameter tensors, so weights shared across stages count once."""
-    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    """``parameters()`` yields each tensor once, so weights shared across stages count once."""
+    return sum(p.numel() for p in model.parameters())
 
 
 def cmd_info(args: argparse.Namespace, plugins: Plugins) -> int:
@@ -210,10 +210,7 @@ def cmd_train(args: argparse.Namespace, plugins: Plugins) -> int:
     dataset_cls = plugins.datasets.get(args.dataset)
     if not method_cls.trainable():
         raise UsageError(f"method {method_cls.name!r} has no training recipe")
-    if dataset_cls.task not in method_cls.tasks:
-        raise UsageError(f"method {method_cls.name!r} does not support task {dataset_cls.task!r}")
-    if "train" not in dataset_cls.splits and args.split == "train":
-        raise UsageError(f"dataset {dataset_cls.name!r} has no train split; splits: {', '.join(dataset_cls.splits)}")
+    check_pairing(method_cls, dataset_cls, args.split)
     method = method_cls(**parse_key_values(args.option, "--option"))
     dataset = dataset_cls(resolve_data_root(dataset_cls.name, args.data_root),
                           **parse_key_values(args.dataset_option, "--dataset-option"))

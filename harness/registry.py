@@ -64,9 +64,6 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return sorted(self._entries)
 
-    def owned_by(self, owner: str) -> list[str]:
-        return sorted(name for name, who in self._owners.items() if who == owner)
-
     def __contains__(self, name: str) -> bool:
         return name in self._entries or name in self._aliases
 

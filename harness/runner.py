@@ -92,19 +92,24 @@ def resolve_checkpoint(method: Method, given: Path | None, untrained: bool) -> P
     return None
 
 
+def check_pairing(method_cls: type[Method], dataset_cls: type[Dataset], split: str) -> None:
+    """A method must serve the dataset's task, and the split must exist (for `run` and `train` alike)."""
+    if dataset_cls.task not in method_cls.tasks:
+        raise UsageError(
+            f"method {method_cls.name!r} does not support task {dataset_cls.task!r} of dataset {dataset_cls.name!r} "
+            f"(it supports: {', '.join(sorted(method_cls.tasks)) or 'none'})"
+        )
+    if split not in dataset_cls.splits:
+        raise UsageError(f"dataset {dataset_cls.name!r} has no split {split!r}; splits: {', '.join(dataset_cls.splits)}")
+
+
 def prepare_cell(spec: RunSpec, plugins: Plugins) -> Cell:
     """Resolve names and options and check compatibility; raises before anything runs or is written."""
     method_cls = plugins.methods.get(spec.method)
     dataset_cls = plugins.datasets.get(spec.dataset)
     task = plugins.tasks.get(dataset_cls.task)
-    if task.name not in method_cls.tasks:
-        raise UsageError(
-            f"method {method_cls.name!r} does not support task {task.name!r} of dataset {dataset_cls.name!r} "
-            f"(it supports: {', '.join(sorted(method_cls.tasks)) or 'none'})"
-        )
     split = spec.split or dataset_cls.default_split
-    if split not in dataset_cls.splits:
-        raise UsageError(f"dataset {dataset_cls.name!r} has no split {split!r}; splits: {', '.join(dataset_cls.splits)}")
+    check_pairing(method_cls, dataset_cls, split)
 
     dataset = dataset_cls(resolve_data_root(dataset_cls.name, spec.data_root), **spec.dataset_options)
     method = method_cls(**spec.method_options)

@@ -118,22 +118,26 @@ class ResultStore:
         return count
 
     # -- reading ---------------------------------------------------------------------------------
-    def records(self) -> list[dict[str, Any]]:
-        """All indexed records, oldest first (rebuilding the index if it is missing)."""
+    def _index_ready(self) -> bool:
+        """False when nothing was ever stored; rebuilds a missing index from the run folders."""
         if not self.runs_dir.exists():
-            return []
+            return False
         if not self.index_path.exists():
             self.rebuild_index()
+        return True
+
+    def records(self) -> list[dict[str, Any]]:
+        """All indexed records, oldest first."""
+        if not self._index_ready():
+            return []
         with closing(self._connect()) as connection:
             rows = connection.execute("SELECT record FROM runs ORDER BY created, run_id").fetchall()
         return [json.loads(Path(row[0]).read_text()) for row in rows if Path(row[0]).exists()]
 
     def metric_rows(self) -> list[dict[str, Any]]:
         """One row per (run, metric value), for tables and exports."""
-        if not self.runs_dir.exists():
+        if not self._index_ready():
             return []
-        if not self.index_path.exists():
-            self.rebuild_index()
         query = (
             "SELECT r.run_id, r.created, r.method, r.dataset, r.split, r.status, m.metric, m.key, m.value, m.n "
             "FROM runs r LEFT JOIN metric_values m ON m.run_id = r.run_id ORDER BY r.created, r.run_id, m.key"

@@ -21,9 +21,9 @@ from tqdm import tqdm
 
 from .api import Dataset, Method
 from .checkpoints import save_weights
-from .data import digest_files
+from .data import digest_files, sha256_file
 from .errors import UsageError
-from .provenance import git_commit, library_versions, sha256_file
+from .provenance import git_commit, library_versions
 from .runner import TRAINED_WEIGHTS, TRAINING_MANIFEST
 
 STATE_FILE = "state.pt"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -54,7 +53,3 @@ def shell():
         )
 
     return run
-
-
-def load_json(text: str):
-    return json.loads(text)

@@ -75,3 +75,8 @@ def test_non_trainable_method_is_refused(cli, tmp_path):
     code, _, err = cli("train", "--plugins-dir", FIXTURE_PLUGINS, "--method", "flaky", "--dataset", "demo-pairs",
                        "--data-root", make_root(tmp_path))
     assert code == 2 and "no training recipe" in err
+
+
+def test_unknown_split_is_refused(cli, tmp_path):
+    code, _, err = train(cli, make_root(tmp_path), tmp_path / "ckpt", "--split", "val")
+    assert code == 2 and "has no split 'val'" in err
