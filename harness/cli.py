@@ -17,9 +17,9 @@ from .api import Option, Plugin
 from .data import resolve_data_root
 from .errors import HarnessError, UsageError
 from .plugins import Plugins, get_plugins
-from .runner import RunSpec, check_pairing, prepare_cell, resolve_device, run_cell
-from .store import ResultStore, default_results_root
-from .training import TrainSpec, train
+from .run.cells import RunSpec, check_pairing, prepare_cell, resolve_device, run_cell
+from .run.store import ResultStore, default_results_root
+from .train.engine import TrainSpec, train
 
 EPILOG = """exit codes: 0 success, 1 a run failed (its record is kept), 2 usage or data error (nothing written).
 environment: HARNESS_DATA (dataset home), HARNESS_RESULTS (result store), HARNESS_PLUGINS_DIR (extra plugins),

@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from harness.store import ResultStore
+from harness.run.store import ResultStore
 
 from cli_helpers import FIXTURE_PLUGINS
 
@@ -96,7 +96,7 @@ def test_index_rebuilds_from_records(cli, demo_root):
 def test_observer_hooks_fire(demo_root, tmp_path):
     from harness import hookimpl
     from harness.plugins import get_plugins
-    from harness.runner import RunSpec, prepare_cell, run_cell
+    from harness.run.cells import RunSpec, prepare_cell, run_cell
 
     seen = []
 

@@ -14,8 +14,8 @@ import torch
 
 import harness
 from harness.plugins import get_plugins
-from harness.runner import RunSpec, prepare_cell, run_cell
-from harness.store import ResultStore
+from harness.run.cells import RunSpec, prepare_cell, run_cell
+from harness.run.store import ResultStore
 
 ROUNDS = 3
 OPTIONS = {"stages": 2}  # S-DSEN_s2 keeps the benchmark short; a cheaper model makes overhead weigh more

@@ -19,12 +19,12 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from .api import Dataset, Method
-from .checkpoints import save_weights
-from .data import digest_files, sha256_file
-from .errors import UsageError
-from .provenance import git_commit, library_versions
-from .runner import TRAINED_WEIGHTS, TRAINING_MANIFEST
+from ..api import Dataset, Method
+from ..checkpoints import save_weights
+from ..data import digest_files, sha256_file
+from ..errors import UsageError
+from ..provenance import git_commit, library_versions
+from ..run.cells import TRAINED_WEIGHTS, TRAINING_MANIFEST
 
 STATE_FILE = "state.pt"
 

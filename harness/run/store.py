@@ -24,7 +24,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .data import save_png
+from ..data import save_png
 
 RESULTS_ENV = "HARNESS_RESULTS"
 SCHEMA = """

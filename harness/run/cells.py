@@ -19,12 +19,12 @@ from typing import Any, Iterator
 import torch
 from tqdm import tqdm
 
-from . import checkpoints
-from .api import Dataset, Method, Metric, Sample, Task
-from .data import digest_files, resolve_data_root
-from .errors import DataError, HarnessError, RunError, UsageError
-from .plugins import Plugins
-from .provenance import canonical_digest, device_info, git_commit, library_versions, path_digest
+from .. import checkpoints
+from ..api import Dataset, Method, Metric, Sample, Task
+from ..data import digest_files, resolve_data_root
+from ..errors import DataError, HarnessError, RunError, UsageError
+from ..plugins import Plugins
+from ..provenance import canonical_digest, device_info, git_commit, library_versions, path_digest
 from .store import ResultStore
 
 TRAINING_MANIFEST = "manifest.json"

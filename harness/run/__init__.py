@@ -1,0 +1,1 @@
+"""Evaluation: cells (one method × dataset × metrics), the result store, and what serves them."""

@@ -1,0 +1,1 @@
+"""Training: the engine that drives a method's recipe, with checkpointing and resume."""
