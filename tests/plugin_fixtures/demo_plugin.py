@@ -113,11 +113,12 @@ class TinyNet(Method):
         with torch.no_grad():
             return [self._model(s["rainy"][None])[0] for s in samples]
 
-    def training_recipe(self, dataset, batch_size, steps, seed, device):
+    def training_recipe(self, dataset, context):
         import os
 
-        from harness import TrainingRecipe
+        from harness import SingleModelRecipe
 
+        batch_size, seed = context.batch_size, context.seed
         model = self.build()
         pairs = list(dataset.samples("train"))
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -135,7 +136,7 @@ class TinyNet(Method):
             rainy, clean = pair
             return torch.nn.functional.mse_loss(model(rainy), clean)
 
-        return TrainingRecipe(model, optimizer, scheduler, batch, loss, {"optimizer": "sgd", "lr": 0.1})
+        return SingleModelRecipe(model, optimizer, scheduler, batch, loss, {"optimizer": "sgd", "lr": 0.1}, context)
 
 
 @hookimpl(specname="harness_register_methods")
