@@ -54,6 +54,9 @@ class StepLoader:
             # fork keeps closures over in-memory data usable in workers (spawn would have to pickle them).
             multiprocessing_context="fork",
             worker_init_fn=_one_thread,
+            # Its own generator: a DataLoader otherwise draws its worker seed from torch's global one, which
+            # would shift the training stream differently in a run that (re)starts the loader at a resume.
+            generator=torch.Generator().manual_seed(start),
         )
 
 
