@@ -36,10 +36,10 @@ def losses(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
 
 
-def test_gan_killed_half_way_resumes_bit_identical(shell, tmp_path):
+def test_gan_killed_half_way_resumes_bit_identical(cli, tmp_path):
     root = make_root(tmp_path)
-    straight = shell(*gan_args(root, tmp_path / "straight"))
-    assert straight.returncode == 0, straight.stderr
+    code, _, err = cli(*gan_args(root, tmp_path / "straight"))
+    assert code == 0, err
 
     resumed = tmp_path / "resumed"
     exe = Path(sys.executable).with_name("harness")
@@ -59,8 +59,8 @@ def test_gan_killed_half_way_resumes_bit_identical(shell, tmp_path):
     killed_at = json.loads((resumed / "manifest.json").read_text())["step"]
     assert 8 <= killed_at < STEPS
 
-    again = shell(*gan_args(root, resumed))
-    assert again.returncode == 0, again.stderr
+    code, _, err = cli(*gan_args(root, resumed))
+    assert code == 0, err
     a, b = load_file(str(tmp_path / "straight" / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     state_a = torch.load(tmp_path / "straight" / "state.pt", weights_only=True)
