@@ -174,6 +174,7 @@ def train(
     if spec.keep_best and evaluate is None:
         raise UsageError("--keep-best needs periodic evaluation: pass --eval-every N (and --metric)")
 
+    distributed.barrier()  # every rank has checked the folder before rank 0 writes to it
     writer = spec.rank == 0
     rng.seed_all(spec.seed)
     context = TrainContext(
