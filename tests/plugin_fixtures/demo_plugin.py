@@ -33,12 +33,15 @@ class DemoPairs(Dataset):
     def count(self, split: str) -> int:
         return 6
 
-    def samples(self, split: str):
-        generator = torch.Generator().manual_seed(0 if split == "test" else 1)
-        for index in range(6):
+    def index(self, split: str):
+        return [{"id": f"{index:03d}", "split": split, "position": index} for index in range(6)]
+
+    def load(self, row):
+        generator = torch.Generator().manual_seed(0 if row["split"] == "test" else 1)
+        for _ in range(row["position"] + 1):
             clean = torch.rand(3, 8, 8, generator=generator)
             rain = torch.rand(3, 8, 8, generator=generator) * 0.5
-            yield {"id": f"{index:03d}", "rainy": (clean + rain).clamp(0, 1), "clean": clean}
+        return {"id": row["id"], "rainy": (clean + rain).clamp(0, 1), "clean": clean}
 
 
 class DemoMae(Metric):
