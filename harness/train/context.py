@@ -82,21 +82,18 @@ class TrainContext:
 
     # -- data -------------------------------------------------------------------------------------
     def shard(self, batch: Any) -> Any:
-        """This rank's contiguous part of a global batch (tensors, and lists/tuples/dicts of them)."""
+        """This rank's contiguous part of a global batch: a tensor is split along dim 0, a tuple or dict
+        part by part, a list (of samples, ids, paths) item-wise."""
         if self.world_size == 1:
             return batch
-        if isinstance(batch, torch.Tensor):
-            if batch.shape[0] % self.world_size:
-                raise UsageError(f"a batch of {batch.shape[0]} cannot be split evenly over {self.world_size} processes")
-            return batch.chunk(self.world_size)[self.rank]
+        if isinstance(batch, tuple):
+            return tuple(self.shard(part) for part in batch)
         if isinstance(batch, dict):
             return {key: self.shard(value) for key, value in batch.items()}
-        if isinstance(batch, (list, tuple)) and batch and all(isinstance(x, torch.Tensor) for x in batch):
-            return type(batch)(self.shard(x) for x in batch)
-        if isinstance(batch, (list, tuple)):
-            per_rank = len(batch) // self.world_size
+        if isinstance(batch, (torch.Tensor, list)):
             if len(batch) % self.world_size:
                 raise UsageError(f"a batch of {len(batch)} cannot be split evenly over {self.world_size} processes")
+            per_rank = len(batch) // self.world_size
             return batch[self.rank * per_rank : (self.rank + 1) * per_rank]
         return batch
 

@@ -2,7 +2,8 @@
 optimizers, a scheduler on D, an image pool drawing from Python's `random`, label noise from NumPy's
 global generator, input noise from torch's, and an optional EMA of the generator.
 
-DEMO_STEP_SLEEP=SECONDS slows every step so a test can kill the process half-way.
+DEMO_STEP_SLEEP=SECONDS slows every step so a test can kill the process half-way;
+DEMO_INTERRUPT_AT=N interrupts (as Ctrl-C would) at step N.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class TinyGANRecipe(TrainingRecipe):
     def __init__(self, pairs, context, ema: float) -> None:
         super().__init__({"generator": "adam 2e-3", "discriminator": "adam 1e-3, step decay"}, exported="generator")
         self.context, self.pairs = context, pairs
-        self.g, self.d = generator(), discriminator()
+        self.g, self.d = generator().to(context.device), discriminator().to(context.device)
         self.networks.update(generator=self.g, discriminator=self.d)
         self.optimizers.update(
             generator=torch.optim.Adam(self.g.parameters(), lr=2e-3, betas=(0.5, 0.999)),
@@ -44,23 +45,28 @@ class TinyGANRecipe(TrainingRecipe):
             self.exported = "generator_ema"
         self.batches = context.loader(self.batch)
         self.sleep = float(os.environ.get("DEMO_STEP_SLEEP", "0"))
+        self.interrupt_at = int(os.environ.get("DEMO_INTERRUPT_AT", "0"))
 
     def batch(self, step):
         rows = uniform_batch(len(self.pairs), self.context.batch_size, self.context.seed, step)
         return (torch.stack([self.pairs[i]["rainy"] for i in rows]), torch.stack([self.pairs[i]["clean"] for i in rows]))
 
     def train_step(self, step):
+        if self.interrupt_at and step == self.interrupt_at:
+            raise KeyboardInterrupt
         ctx, g_opt, d_opt = self.context, self.optimizers["generator"], self.optimizers["discriminator"]
-        rainy, clean = ctx.shard(self.batches(step))
-        noise = torch.randn(rainy.shape[0], 1, *rainy.shape[2:])
-        fake = self.g(torch.cat([rainy, noise], 1))
+        rainy, clean = (x.to(ctx.device) for x in ctx.shard(self.batches(step)))
+        noise = torch.randn(rainy.shape[0], 1, *rainy.shape[2:], device=ctx.device)
+        with ctx.autocast():
+            fake = self.g(torch.cat([rainy, noise], 1))
         real_label = float(np.random.uniform(0.8, 1.0))  # label smoothing from NumPy's global generator
 
         d_opt.zero_grad(set_to_none=True)
         with ctx.autocast():
             pooled = self.pool.query(fake.detach())
             real, fake_score = self.d(clean), self.d(pooled)
-            d_loss = 0.5 * (F.mse_loss(real, torch.full_like(real, real_label)) + F.mse_loss(fake_score, torch.zeros_like(fake_score)))
+            d_loss = 0.5 * (F.mse_loss(real.float(), torch.full_like(real.float(), real_label))
+                            + F.mse_loss(fake_score.float(), torch.zeros_like(fake_score.float())))
         ctx.backward(d_loss)
         ctx.step(d_opt)
         self.schedulers["discriminator"].step()
@@ -68,8 +74,8 @@ class TinyGANRecipe(TrainingRecipe):
         g_opt.zero_grad(set_to_none=True)
         with ctx.autocast():
             score = self.d(fake)
-            adversarial = F.mse_loss(score, torch.ones_like(score))
-            l1 = F.l1_loss(fake, clean)
+            adversarial = F.mse_loss(score.float(), torch.ones_like(score.float()))
+            l1 = F.l1_loss(fake.float(), clean)
             g_loss = adversarial + 10 * l1
         ctx.backward(g_loss)
         ctx.step(g_opt)
@@ -96,7 +102,7 @@ class TinyGAN(Method):
     def load(self, checkpoint, device):
         from harness.checkpoints import load_into
 
-        self._model = self.build()
+        self._model, self.device = self.build().to(device), device
         if checkpoint is not None:
             load_into(self._model, checkpoint)
         self._model.eval()
@@ -105,8 +111,8 @@ class TinyGAN(Method):
         with torch.no_grad():
             out = []
             for sample in samples:
-                rainy = sample["rainy"][None]
-                out.append(self._model(torch.cat([rainy, torch.zeros_like(rainy[:, :1])], 1))[0].clamp(0, 1))
+                rainy = sample["rainy"][None].to(self.device)
+                out.append(self._model(torch.cat([rainy, torch.zeros_like(rainy[:, :1])], 1))[0].clamp(0, 1).cpu())
             return out
 
     def training_recipe(self, dataset, context):
