@@ -37,3 +37,21 @@ def test_two_process_ddp_matches_single_process(cli, tmp_path):
     logged = [json.loads(line)["losses"]["loss"] for line in (tmp_path / "ddp" / "train_log.jsonl").read_text().splitlines()]
     expected = [json.loads(line)["losses"]["loss"] for line in (tmp_path / "single" / "train_log.jsonl").read_text().splitlines()]
     assert logged == pytest.approx(expected, rel=1e-5)  # the global batch's loss
+
+
+@pytest.mark.slow
+def test_adversarial_recipe_runs_unchanged_under_torchrun(tmp_path):
+    """Two optimizers stepped in turn, an image pool per process, loader workers: all through torchrun."""
+    root = tmp_path / "demo"
+    root.mkdir()
+    (root / "READY").write_text("ok")
+    launched = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "harness",
+         "train", "--plugins-dir", str(FIXTURE_PLUGINS), "--method", "tiny-gan", "--dataset", "demo-pairs",
+         "--data-root", str(root), "--steps", "6", "--batch-size", "4", "--workers", "1", "--quiet",
+         "--out", str(tmp_path / "ddp")],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    state = torch.load(tmp_path / "ddp" / "state.pt", weights_only=True)
+    assert set(state["recipe"]["optimizers"]) == {"generator", "discriminator"} and state["step"] == 6

@@ -96,19 +96,20 @@ def test_augmentations_are_seeded_and_correct():
     assert torch.equal(random_erasing(image, step_rng(0, 1, 1), p=0.0), image)
 
 
-def _batch(step: int) -> torch.Tensor:
+def _batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
     rng = step_rng(2, step, 0)
-    return torch.from_numpy(rng.normal(size=4))
+    return torch.from_numpy(rng.normal(size=4)), torch.tensor(step)
 
 
 def test_step_loader_serves_the_same_batches_from_workers_and_after_a_restart():
     inline = [_batch(step) for step in range(6)]
     loader = StepLoader(_batch, steps=6, workers=2)
     served = [loader(step) for step in range(6)]
-    assert all(torch.equal(a, b) for a, b in zip(inline, served))
+    assert all(type(b) is tuple and torch.equal(a[0], b[0]) and int(b[1]) == step
+               for step, (a, b) in enumerate(zip(inline, served)))  # delivered exactly as built
     resumed = StepLoader(_batch, steps=6, workers=1)
-    assert torch.equal(resumed(3), inline[3]) and torch.equal(resumed(4), inline[4])
-    assert torch.equal(resumed(1), inline[1])  # out of order: the loader restarts there
+    assert torch.equal(resumed(3)[0], inline[3][0]) and torch.equal(resumed(4)[0], inline[4][0])
+    assert torch.equal(resumed(1)[0], inline[1][0])  # out of order: the loader restarts there
     state = torch.get_rng_state()
     StepLoader(_batch, steps=6, workers=1)(0)
     assert torch.equal(state, torch.get_rng_state())  # serving batches never touches torch's global RNG

@@ -48,6 +48,7 @@ class StepLoader:
         return DataLoader(
             _Steps(self.batch, start, self.steps),
             batch_size=None,
+            collate_fn=_as_built,
             shuffle=False,
             num_workers=self.workers,
             prefetch_factor=self.prefetch,
@@ -58,6 +59,11 @@ class StepLoader:
             # would shift the training stream differently in a run that (re)starts the loader at a resume.
             generator=torch.Generator().manual_seed(start),
         )
+
+
+def _as_built(batch: Any) -> Any:
+    """Hand batches over exactly as built (the default conversion would turn tuples into lists)."""
+    return batch
 
 
 def _one_thread(worker: int) -> None:
