@@ -75,6 +75,25 @@ def test_gan_killed_half_way_resumes_bit_identical(cli, tmp_path):
     assert [entry["step"] for entry in losses(resumed)] == list(range(1, STEPS + 1))
 
 
+@pytest.mark.parametrize(("variable", "saved_at"), [("DEMO_SIGTERM_AT", 7), ("DEMO_INTERRUPT_AT", 4)])
+def test_stop_request_finishes_the_step_and_a_torn_step_is_not_saved(cli, tmp_path, monkeypatch, variable, saved_at):
+    """SIGTERM between D's and G's update: the step completes and is saved. A KeyboardInterrupt inside a
+    step: nothing of it is saved, the last checkpoint (step 4) stands. Both resume bit-identical."""
+    root = make_root(tmp_path)
+    assert gan(cli, root, tmp_path / "straight", "--steps", "10", "--workers", "0")[0] == 0
+    monkeypatch.setenv(variable, "6")
+    code, _, err = gan(cli, root, tmp_path / "resumed", "--steps", "10", "--workers", "0")
+    assert code == 130 and "resume" in err
+    assert json.loads((tmp_path / "resumed" / "manifest.json").read_text())["step"] == saved_at
+    assert torch.load(tmp_path / "resumed" / "state.pt", weights_only=True)["step"] == saved_at
+    monkeypatch.delenv(variable)
+    assert gan(cli, root, tmp_path / "resumed", "--steps", "10", "--workers", "0")[0] == 0
+    a = load_file(str(tmp_path / "straight" / "model.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert losses(tmp_path / "straight") == losses(tmp_path / "resumed")
+
+
 def gan(cli, root, out, *extra):
     return cli(*gan_args(root, out, *extra))
 
@@ -167,3 +186,12 @@ def test_evaluation_does_not_change_training(cli, tmp_path):
 def test_keep_best_without_evaluation_is_refused(cli, tmp_path):
     code, _, err = gan(cli, make_root(tmp_path), tmp_path / "ckpt", "--keep-best", "mae")
     assert code == 2 and "--eval-every" in err
+
+
+def test_bad_evaluation_settings_fail_before_training(cli, tmp_path):
+    root = make_root(tmp_path)
+    code, _, err = gan(cli, root, tmp_path / "ckpt", "--eval-every", "2", "--metric", "no-such-metric")
+    assert code == 2 and "no-such-metric" in err
+    code, _, err = gan(cli, root, tmp_path / "ckpt", "--eval-every", "2", "--eval-split", "nope")
+    assert code == 2 and "no split 'nope'" in err
+    assert not (tmp_path / "ckpt").exists()

@@ -119,3 +119,22 @@ def test_step_rng_rejects_negative_words():
     with pytest.raises(Exception, match="non-negative"):
         step_rng(-1, 0)
     assert np.array_equal(step_rng(1, 2, 3).integers(0, 100, 5), step_rng(1, 2, 3).integers(0, 100, 5))
+
+
+def test_pk_batches_from_a_real_dataset_index_decode_only_their_rows(tmp_path, monkeypatch):
+    from harness_plugins.datasets.market1501 import Market1501
+    from test_market1501 import make_market1501
+
+    dataset = Market1501(make_market1501(tmp_path), strict=False)
+    rows = dataset.index("train")
+    decoded: list[str] = []
+    load = dataset.load
+    monkeypatch.setattr(dataset, "load", lambda row: decoded.append(row["id"]) or load(row))
+
+    def batch(step: int) -> tuple[torch.Tensor, list[int]]:
+        chosen = [rows[i] for i in pk_batch([row["pid"] for row in rows], 2, 2, 0, step)]
+        return torch.stack([dataset.load(row)["image"] for row in chosen]), [row["pid"] for row in chosen]
+
+    images, pids = StepLoader(batch, steps=3, workers=0)(1)
+    assert images.shape == (4, 3, 8, 4) and len(set(pids)) == 2 and all(pids.count(p) == 2 for p in pids)
+    assert len(decoded) == 4  # the index itself decoded nothing

@@ -2,8 +2,11 @@
 
 Every rank builds the same recipe from the same seed (so starts from the same weights), trains on its
 `TrainContext.shard` of each global batch, and averages gradients over ranks before every optimizer
-step: the semantics of PyTorch DDP, applied per optimizer so it also holds for recipes that step a
-discriminator and a generator in turn. Only rank 0 writes the output folder.
+step: the gradient semantics of PyTorch DDP, applied per optimizer (rather than by wrapping modules
+in `DistributedDataParallel`) so it also holds for recipes that step a discriminator and a generator
+in turn, whichever modules their losses went through. Buffers such as BatchNorm running statistics
+are not synchronised (each rank keeps its own; rank 0's are saved). Only rank 0 writes the output
+folder; a stop request is rank 0's decision for all ranks.
 """
 
 from __future__ import annotations

@@ -190,10 +190,13 @@ def train(
     step, best = 0, None
     if previous is not None and state_path.is_file():
         state = load_state(state_path, spec.device)
-        recipe.load_state_dict(state["recipe"])
-        rng.restore(state["rng"])
-        if context.scaler is not None and state.get("scaler"):
-            context.scaler.load_state_dict(state["scaler"])
+        try:
+            recipe.load_state_dict(state["recipe"])
+            rng.restore(state["rng"])
+            if context.scaler is not None and state.get("scaler"):
+                context.scaler.load_state_dict(state["scaler"])
+        except (DataError, ValueError, RuntimeError, KeyError, TypeError) as exc:
+            raise DataError(f"cannot resume from {state_path}: it does not fit {method.name}'s recipe ({exc})") from None
         step, best = int(state["step"]), state.get("best") or None
     old = previous or {}
     curve = [point for point in old.get("curve", []) if point[0] <= step]
@@ -263,18 +266,25 @@ def train(
                 best = {"metric": spec.keep_best, "value": score[0], "step": current, "higher_is_better": score[1]}
                 shutil.copyfile(weights, out / BEST_WEIGHTS)
 
-    interrupted = False
+    # A stop request (SIGTERM, first Ctrl-C) lets the running step finish, so the state saved is the
+    # state after a whole step. A KeyboardInterrupt raised inside a step (second Ctrl-C, a plugin) may
+    # leave it half done (D updated, G not): then nothing is saved and the last checkpoint stands.
+    stop_requested = False
 
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+    def request_stop(signum: int, frame: Any) -> None:
+        nonlocal stop_requested
+        if stop_requested:
+            raise KeyboardInterrupt
+        stop_requested = True
 
-    old_handler = signal.signal(signal.SIGTERM, on_term)
+    handlers = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     recipe.train()
     started = time.perf_counter()
     bar = tqdm(total=spec.steps, initial=step, desc=f"train {method.name}", unit="step",
                disable=not progress or not writer)
+    torn = False
     try:
-        while step < spec.steps:
+        while step < spec.steps and not distributed.broadcast_flag(stop_requested):
             losses = {key: float(value) for key, value in recipe.train_step(step).items()}
             context.end_step()
             step += 1
@@ -291,19 +301,25 @@ def train(
             if step % every == 0 and step < spec.steps:
                 save(step)
     except KeyboardInterrupt:
-        interrupted = True
+        torn = True
     finally:
         bar.close()
-        signal.signal(signal.SIGTERM, old_handler)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
         if log is not None:
             log.close()
+    if torn:
+        last = int(json.loads(manifest_path.read_text())["step"]) if writer else 0
+        raise KeyboardInterrupt(
+            f"training interrupted during step {step + 1}; re-run the same command to resume from step {last}"
+        )
     manifest["seconds"] = round(old.get("seconds", 0.0) + time.perf_counter() - started, 3)
     manifest["completed"] = step >= spec.steps
     manifest["last_losses"] = curve[-1][1] if curve else {}
     save(step)
     distributed.barrier()
-    if interrupted:
-        raise KeyboardInterrupt(f"training interrupted at step {step}; re-run the same command to resume")
+    if not manifest["completed"]:
+        raise KeyboardInterrupt(f"training stopped at step {step}; re-run the same command to resume")
     return manifest
 
 

@@ -6,6 +6,8 @@ like any other run, and the engine logs their values.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +21,13 @@ def evaluator(plugins: Plugins, spec: RunSpec, results: Path | None = None) -> E
     """Score a weights file as ``harness run`` would with ``spec`` (its ``checkpoint`` is replaced).
 
     The cell is resolved once here, so a bad metric name or split fails before training starts."""
-    spec.untrained = True  # the first check runs before any weights exist; every evaluation passes a checkpoint
-    _score(spec, plugins, None)
+    # Checked before any weights exist: an existing stand-in path keeps the check off the weight lookup
+    # (the resolved cell is discarded; every evaluation passes the real weights).
+    _score(dataclasses.replace(spec, checkpoint=Path(os.devnull)), plugins, None)
     store = ResultStore(results)
 
     def evaluate(weights: Path) -> dict[str, dict[str, Any]]:
-        spec.checkpoint = weights
-        record = _score(spec, plugins, store)
+        record = _score(dataclasses.replace(spec, checkpoint=weights), plugins, store)
         return {
             name: {"values": metric["values"], "higher_is_better": metric["higher_is_better"], "record": record["path"]}
             for name, metric in record["metrics"].items()

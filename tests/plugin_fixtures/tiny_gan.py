@@ -3,12 +3,14 @@ optimizers, a scheduler on D, an image pool drawing from Python's `random`, labe
 global generator, input noise from torch's, and an optional EMA of the generator.
 
 DEMO_STEP_SLEEP=SECONDS slows every step so a test can kill the process half-way;
-DEMO_INTERRUPT_AT=N interrupts (as Ctrl-C would) at step N.
+DEMO_INTERRUPT_AT=N raises KeyboardInterrupt at the start of step N; DEMO_SIGTERM_AT=N sends the
+process SIGTERM in the middle of step N.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 import numpy as np
@@ -46,6 +48,7 @@ class TinyGANRecipe(TrainingRecipe):
         self.batches = context.loader(self.batch)
         self.sleep = float(os.environ.get("DEMO_STEP_SLEEP", "0"))
         self.interrupt_at = int(os.environ.get("DEMO_INTERRUPT_AT", "0"))
+        self.terminate_at = int(os.environ.get("DEMO_SIGTERM_AT", "0"))
 
     def batch(self, step):
         rows = uniform_batch(len(self.pairs), self.context.batch_size, self.context.seed, step)
@@ -70,6 +73,8 @@ class TinyGANRecipe(TrainingRecipe):
         ctx.backward(d_loss)
         ctx.step(d_opt)
         self.schedulers["discriminator"].step()
+        if self.terminate_at and step == self.terminate_at:  # a stop request between the D and the G update
+            os.kill(os.getpid(), signal.SIGTERM)
 
         g_opt.zero_grad(set_to_none=True)
         with ctx.autocast():
