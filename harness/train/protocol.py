@@ -19,8 +19,9 @@ from .context import TrainContext
 class SingleModelRecipe(TrainingRecipe):
     """Each step: ``loss(batch(step))``, backward, optimizer step, scheduler step (in that order).
 
-    ``batch(step)`` must be a pure function of (seed, step) and return the global batch; under
-    ``torchrun`` each rank trains on its `TrainContext.shard` of it. The model is exported."""
+    ``batch(step)`` must be a pure function of (seed, step) and return the global batch (served by
+    ``--workers`` processes); under ``torchrun`` each rank trains on its `TrainContext.shard` of it.
+    The model is exported."""
 
     def __init__(
         self,
@@ -36,13 +37,14 @@ class SingleModelRecipe(TrainingRecipe):
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.batch, self.loss = batch, loss
         self.context = context or TrainContext(batch_size=1, steps=1)
+        self.batches = self.context.loader(batch)
         self.networks["model"] = model
         self.optimizers["optimizer"] = optimizer
         if scheduler is not None:
             self.schedulers["scheduler"] = scheduler
 
     def train_step(self, step: int) -> dict[str, float]:
-        batch = self.context.shard(self.batch(step))
+        batch = self.context.shard(self.batches(step))
         with self.context.autocast():
             loss = self.loss(batch)
         self.optimizer.zero_grad(set_to_none=True)
