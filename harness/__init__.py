@@ -18,6 +18,10 @@ from .data import resolve_data_root
 from .errors import DataError, HarnessError, RunError, UsageError
 from .hookspecs import hookimpl
 from .plugins import get_plugins
+from .train.context import TrainContext
+from .train.ema import EMA
+from .train.pool import ImagePool
+from .train.protocol import SingleModelRecipe
 
 
 def create_method(name: str, **options: Any) -> Method:
@@ -43,13 +47,17 @@ def get_task(name: str) -> Task:
 __all__ = [
     "DataError",
     "Dataset",
+    "EMA",
     "HarnessError",
+    "ImagePool",
     "Method",
     "Metric",
     "Option",
     "RunError",
     "Sample",
+    "SingleModelRecipe",
     "Task",
+    "TrainContext",
     "TrainingRecipe",
     "UsageError",
     "create_dataset",

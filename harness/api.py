@@ -10,9 +10,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import DataError, UsageError
+
+if TYPE_CHECKING:
+    from .train.context import TrainContext
 
 Sample = dict[str, Any]
 """One dataset item: always an ``"id"`` (stable, unique within a split) plus the fields its task names."""
@@ -119,20 +122,79 @@ class Plugin:
         return text.splitlines()[0] if text else ""
 
 
-@dataclasses.dataclass
 class TrainingRecipe:
-    """Everything the core training loop needs; the method decides all of it.
+    """A method's training, driven one step at a time by the core (``harness train``).
 
-    ``batch(step)`` must be a pure function of (seed, step) so an interrupted run resumes with the
-    very batches it would have seen.
+    The recipe owns everything that happens inside a step (forward passes, every ``backward``, every
+    optimizer and scheduler step, in whatever order the paper prescribes); the core owns the loop,
+    checkpoints, resume, logging, evaluation and devices. Subclasses register what they train in
+    ``networks``, ``optimizers`` and ``schedulers`` and anything else with state (image pools, EMA
+    copies) in ``stateful``, so that ``state_dict()`` covers all of it: a D optimizer hidden from the
+    core would make resume silently wrong. Everything saved must be tensors or plain Python values
+    (checkpoints are loaded with ``weights_only=True``).
+
+    ``exported`` names the network (or a ``stateful`` entry with an ``export()``, e.g. an EMA copy)
+    whose weights ``export()`` returns: the file ``harness run --checkpoint`` loads.
     """
 
-    model: Any
-    optimizer: Any
-    scheduler: Any | None
-    batch: Any  # Callable[[int], Any]
-    loss: Any  # Callable[[Any], torch.Tensor]
     description: dict[str, Any]
+    """What the recipe does (optimizers, learning rates, losses, data), recorded in the training manifest."""
+    exported: str
+
+    def __init__(self, description: Mapping[str, Any] | None = None, exported: str = "") -> None:
+        self.description = dict(description or {})
+        self.exported = exported
+        self.networks: dict[str, Any] = {}
+        self.optimizers: dict[str, Any] = {}
+        self.schedulers: dict[str, Any] = {}
+        self.stateful: dict[str, Any] = {}
+
+    def train_step(self, step: int) -> dict[str, float]:
+        """Run training step ``step`` (0-based) and return every loss to log, as plain floats."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where training stopped (the core adds step and RNG states)."""
+        return {
+            group: {name: item.state_dict() for name, item in getattr(self, group).items()}
+            for group in ("networks", "optimizers", "schedulers", "stateful")
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what `state_dict` returned; a missing or extra entry is an error, never ignored."""
+        for group in ("networks", "optimizers", "schedulers", "stateful"):
+            registered, saved = getattr(self, group), state.get(group, {})
+            if set(registered) != set(saved):
+                raise DataError(
+                    f"saved training state holds {group} {sorted(saved)}, the recipe registers {sorted(registered)}"
+                )
+            for name, item in registered.items():
+                item.load_state_dict(saved[name])
+
+    def export(self) -> dict[str, Any]:
+        """The weights `harness run --checkpoint` loads (a tensor state dict of the exported network)."""
+        if self.exported in self.stateful:
+            return self.stateful[self.exported].export()
+        if self.exported not in self.networks:
+            raise UsageError(
+                f"recipe exports {self.exported!r}, which is neither a registered network "
+                f"({', '.join(self.networks) or 'none'}) nor an exportable stateful entry"
+            )
+        return self.networks[self.exported].state_dict()
+
+    def learning_rates(self) -> dict[str, float]:
+        """Current learning rate of every optimizer parameter group, for the training log."""
+        rates: dict[str, float] = {}
+        for name, optimizer in self.optimizers.items():
+            groups = optimizer.param_groups
+            for index, group in enumerate(groups):
+                rates[name if len(groups) == 1 else f"{name}/{index}"] = float(group["lr"])
+        return rates
+
+    def train(self, mode: bool = True) -> None:
+        """Put every registered network in training (or evaluation) mode."""
+        for network in self.networks.values():
+            network.train(mode)
 
 
 class Method(Plugin):
@@ -154,8 +216,15 @@ class Method(Plugin):
         """Return one prediction per sample (each sample holds only the task's inputs and its id)."""
         raise NotImplementedError
 
-    def training_recipe(self, dataset: "Dataset", batch_size: int, steps: int, seed: int, device: str) -> TrainingRecipe:
-        """The method's training recipe; methods that cannot train leave this unimplemented."""
+    default_steps: ClassVar[int] = 1000
+    """Training steps when ``harness train`` gets no ``--steps`` (the paper's schedule, where known)."""
+    default_batch_size: ClassVar[int] = 16
+    """Global batch size when ``harness train`` gets no ``--batch-size``."""
+
+    def training_recipe(self, dataset: "Dataset", context: "TrainContext") -> TrainingRecipe:
+        """The method's training recipe for ``dataset``; ``context`` holds the batch size, steps, seed,
+        device and the helpers for mixed precision, data parallelism and batch loading. Methods that
+        cannot train leave this unimplemented."""
         raise UsageError(f"method {self.name!r} cannot be trained")
 
     @classmethod
@@ -192,8 +261,23 @@ class Dataset(Plugin):
         """The files a split reads, for the data digest recorded with every result."""
         return []
 
+    def index(self, split: str) -> list[Sample]:
+        """The split's samples without decoding anything: each row holds the ``id``, its labels
+        (e.g. ``pid``, ``camid``, ``modality``) and ``paths`` (field → file), in a stable order.
+
+        Training samplers draw from it (identity-balanced batches need the labels of the whole split,
+        not its pixels); `load` then decodes only the rows a batch uses."""
+        raise UsageError(f"dataset {self.name!r} cannot list its samples without reading them (no index())")
+
+    def load(self, row: Sample) -> Sample:
+        """Decode one row of `index` into a full sample (the fields its task names)."""
+        raise UsageError(f"dataset {self.name!r} cannot load single samples (no load())")
+
     def samples(self, split: str) -> Iterator[Sample]:
-        raise NotImplementedError
+        """Every sample of a split, decoded one at a time (evaluation iterates this)."""
+        self.verify(split)
+        for row in self.index(split):
+            yield self.load(row)
 
     def count(self, split: str) -> int | None:
         """Number of samples in a split, for progress bars (``None`` if unknown)."""

@@ -78,9 +78,14 @@ def load_into(model: torch.nn.Module, path: Path) -> None:
 
 def save_weights(model: torch.nn.Module, path: Path) -> None:
     """Write model weights atomically as safetensors."""
+    save_tensors(model.state_dict(), path)
+
+
+def save_tensors(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Write a tensor state dict atomically (``NAME.tmp``, then rename) as safetensors."""
     from safetensors.torch import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp))
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp))
     os.replace(tmp, path)

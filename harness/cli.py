@@ -19,7 +19,9 @@ from .errors import HarnessError, UsageError
 from .plugins import Plugins, get_plugins
 from .run.cells import RunSpec, check_pairing, prepare_cell, resolve_device, run_cell
 from .run.store import ResultStore, default_results_root
+from .train import distributed
 from .train.engine import TrainSpec, train
+from .train.evaluation import evaluator
 
 EPILOG = """exit codes: 0 success, 1 a run failed (its record is kept), 2 usage or data error (nothing written).
 environment: HARNESS_DATA (dataset home), HARNESS_RESULTS (result store), HARNESS_PLUGINS_DIR (extra plugins),
@@ -211,25 +213,58 @@ def cmd_train(args: argparse.Namespace, plugins: Plugins) -> int:
     if not method_cls.trainable():
         raise UsageError(f"method {method_cls.name!r} has no training recipe")
     check_pairing(method_cls, dataset_cls, args.split)
-    method = method_cls(**parse_key_values(args.option, "--option"))
-    dataset = dataset_cls(resolve_data_root(dataset_cls.name, args.data_root),
-                          **parse_key_values(args.dataset_option, "--dataset-option"))
-    spec = TrainSpec(
-        steps=args.steps or getattr(method_cls, "default_steps", 1000),
-        batch_size=args.batch_size or getattr(method_cls, "default_batch_size", 16),
-        seed=args.seed,
-        split=args.split,
-        device=resolve_device(args.device),
-        checkpoint_every=args.checkpoint_every,
-    )
-    if spec.steps < 1 or spec.batch_size < 1:
-        raise UsageError("--steps and --batch-size must be positive")
-    out = args.out or Path("harness-checkpoints") / f"{method_cls.name}-{dataset_cls.name}"
-    manifest = train(method, dataset, spec, out, progress=not args.quiet)
-    last = manifest["losses"][-1][1] if manifest["losses"] else float("nan")
+    for flag, value in (("--steps", args.steps), ("--batch-size", args.batch_size), ("--eval-every", args.eval_every),
+                        ("--checkpoint-every", args.checkpoint_every)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be a positive integer, got {value}")
+    if args.workers < 0:
+        raise UsageError(f"--workers must be 0 or more, got {args.workers}")
+    method_options = parse_key_values(args.option, "--option")
+    dataset_options = parse_key_values(args.dataset_option, "--dataset-option")
+    method = method_cls(**method_options)
+    dataset = dataset_cls(resolve_data_root(dataset_cls.name, args.data_root), **dataset_options)
+    device = resolve_device(args.device)
+    rank, world, device = distributed.setup(device)
+    try:
+        spec = TrainSpec(
+            steps=args.steps or method_cls.default_steps,
+            batch_size=args.batch_size or method_cls.default_batch_size,
+            seed=args.seed,
+            split=args.split,
+            device=device,
+            checkpoint_every=args.checkpoint_every,
+            amp=args.amp,
+            compile=args.compile,
+            workers=args.workers,
+            rank=rank,
+            world_size=world,
+            eval_every=args.eval_every,
+            keep_best=args.keep_best,
+        )
+        evaluate = None
+        if args.eval_every:
+            evaluate = evaluator(plugins, RunSpec(
+                method=method_cls.name, dataset=dataset_cls.name,
+                metrics=[m.strip() for m in args.metric.split(",") if m.strip()] if args.metric else None,
+                split=args.eval_split, data_root=args.data_root, device=device, limit=args.eval_limit,
+                method_options=method_options, dataset_options=dataset_options,
+                metric_options=parse_metric_options(args.metric_option), save_images=0,
+            ), args.results)
+        elif args.metric or args.eval_split or args.keep_best:
+            raise UsageError("--metric, --eval-split and --keep-best evaluate during training: pass --eval-every N too")
+        out = args.out or Path("harness-checkpoints") / f"{method_cls.name}-{dataset_cls.name}"
+        manifest = train(method, dataset, spec, out, progress=not args.quiet, evaluate=evaluate)
+    finally:
+        distributed.teardown()
+    if rank != 0:
+        return 0
+    last = ", ".join(f"{key} {value:.6f}" for key, value in manifest.get("last_losses", {}).items()) or "no losses"
     print(f"trained {method_cls.name} on {dataset_cls.name} for {manifest['step']} steps "
-          f"(batch {spec.batch_size}, seed {spec.seed}); last loss {last:.6f}")
+          f"(batch {spec.batch_size}, seed {spec.seed}, {manifest['precision']}); last {last}")
     print(f"weights: {out / 'model.safetensors'} (sha256 {manifest['weights_sha256'][:12]})")
+    if manifest.get("best"):
+        best = manifest["best"]
+        print(f"best: {out / 'best.safetensors'} ({best['metric']} {best['value']:.4f} at step {best['step']})")
     print(f"evaluate: harness run --method {method_cls.name} --dataset {dataset_cls.name} --checkpoint {out}")
     return 0
 
@@ -319,8 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", parents=[common], help="train a method with its paper's recipe",
                        description="Train METHOD on DATASET's train split with the method's recipe; writes "
-                                   "model.safetensors, state.pt and manifest.json to --out and resumes from the "
-                                   "last saved step when re-run after an interruption.")
+                                   "model.safetensors, state.pt, train_log.jsonl and manifest.json to --out and "
+                                   "resumes from the last saved step when re-run after an interruption. Under "
+                                   "torchrun it trains data-parallel (--batch-size is the global batch).")
     p.add_argument("--method", required=True)
     p.add_argument("--dataset", required=True)
     p.add_argument("--steps", type=int, help="optimisation steps (default: the recipe's)")
@@ -334,6 +370,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="a method option (repeatable)")
     p.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE",
                    help="a dataset option, e.g. strict=false (repeatable)")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes preparing batches (default 0)")
+    p.add_argument("--amp", choices=["bf16", "fp16"], help="mixed precision on CUDA (fp16 uses a gradient scaler)")
+    p.add_argument("--compile", action="store_true", help="torch.compile every network of the recipe")
+    p.add_argument("--eval-every", type=int, metavar="N", help="evaluate the exported weights every N steps")
+    p.add_argument("--eval-split", help="split to evaluate on (default: the dataset's evaluation split)")
+    p.add_argument("--eval-limit", type=int, metavar="N", help="evaluate on the first N samples only")
+    p.add_argument("--metric", help="comma-separated metrics for --eval-every (default: the dataset's)")
+    p.add_argument("--metric-option", action="append", default=[], metavar="METRIC.KEY=VALUE",
+                   help="a metric parameter for --eval-every (repeatable)")
+    p.add_argument("--keep-best", metavar="VALUE", help="keep the weights scoring best on this metric value "
+                                                        "(e.g. psnr) as best.safetensors")
+    p.add_argument("--results", type=Path, default=None, help="result store for evaluation records")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 

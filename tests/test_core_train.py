@@ -80,3 +80,13 @@ def test_non_trainable_method_is_refused(cli, tmp_path):
 def test_unknown_split_is_refused(cli, tmp_path):
     code, _, err = train(cli, make_root(tmp_path), tmp_path / "ckpt", "--split", "val")
     assert code == 2 and "has no split 'val'" in err
+
+
+def test_loader_workers_do_not_change_the_result(cli, tmp_path):
+    root = make_root(tmp_path)
+    assert train(cli, root, tmp_path / "inline")[0] == 0
+    assert train(cli, root, tmp_path / "workers", "--workers", "2")[0] == 0
+    inline = load_file(str(tmp_path / "inline" / "model.safetensors"))
+    workers = load_file(str(tmp_path / "workers" / "model.safetensors"))
+    assert all(torch.equal(inline[key], workers[key]) for key in inline)
+    assert json.loads((tmp_path / "workers" / "manifest.json").read_text())["workers"] == 2

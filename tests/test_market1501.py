@@ -77,10 +77,20 @@ def test_release_folder_inside_the_root_is_found(tmp_path):
     assert dataset.describe() == {"base": "Market-1501-v15.09.15", "images": {"bounding_box_train": 4, "query": 4, "bounding_box_test": 14}}
 
 
-def test_images_false_skips_decoding(tmp_path):
-    dataset = Market1501(make_market1501(tmp_path), strict="false", images="false")
-    sample = next(dataset.samples("test"))
-    assert sample["image"].shape == (3, 0, 0) and sample["pid"] == 1
+def test_index_parses_labels_without_decoding_and_load_decodes_one(tmp_path):
+    root = make_market1501(tmp_path)
+    (root / "query" / QUERY[1]).write_bytes(b"not a jpeg")  # never read by index()
+    dataset = Market1501(root, strict="false")
+    rows = dataset.index("test")
+    assert [row["id"] for row in rows[:4]] == [f"query/{name}" for name in sorted(QUERY)]
+    assert all("image" not in row for row in rows)
+    first = rows[0]
+    assert (first["pid"], first["camid"], first["modality"], first["role"]) == (1, 1, "visible", "query")
+    assert first["paths"] == {"image": root / "query" / QUERY[0]}
+    sample = dataset.load(first)
+    assert sample["image"].shape == (3, 8, 4) and sample["pid"] == 1 and "paths" not in sample
+    with pytest.raises(DataError, match=QUERY[1]):
+        dataset.load(rows[1])
 
 
 def test_protocol_metrics_are_the_defaults():
@@ -130,4 +140,4 @@ def test_corrupt_image_names_the_file(tmp_path):
 
 def test_registered_as_a_plugin(tmp_path):
     dataset = harness.create_dataset("market1501", root=make_market1501(tmp_path), strict="false")
-    assert isinstance(dataset, Market1501) and dataset.config == {"strict": False, "images": True}
+    assert isinstance(dataset, Market1501) and dataset.config == {"strict": False}

@@ -144,7 +144,7 @@ def test_end_to_end_run_scores_released_features_under_the_market_protocol(tmp_p
     code, out, err = cli(
         "run", "--method", "precomputed-features", "--dataset", "market1501", "--data-root", root,
         "--checkpoint", result, "--option", f"names_root={root}",
-        "--dataset-option", "strict=false", "--dataset-option", "images=false", "--json", "--quiet",
+        "--dataset-option", "strict=false", "--json", "--quiet",
     )
     assert code == 0, err
     record = json.loads(out)

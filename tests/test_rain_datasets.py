@@ -309,3 +309,16 @@ def test_zhang800_alias_and_declared_protocol(tmp_path):
         assert cls.task == "deraining"
         assert cls.default_metrics == {"psnr": {}, "ssim": {}}
         assert cls.source and cls.layout and cls.splits == ("train", "val", "test")
+
+
+@pytest.mark.parametrize("layout", ["prenet", "side-by-side"])
+def test_index_lists_pairs_without_decoding_and_load_reads_one(tmp_path, layout):
+    root = make_rain100h(tmp_path, layout=layout, n_train=6, n_test=3, n_val=2)
+    dataset = Rain100H(root, strict=False)
+    rows = dataset.index("test")
+    assert [row["id"] for row in rows] == ["1", "2", "3"] and all(set(row) == {"id", "paths"} for row in rows)
+    assert all(Path(path).is_file() for row in rows for path in row["paths"].values())
+    if layout == "side-by-side":
+        assert rows[0]["paths"]["rainy"] == rows[0]["paths"]["clean"]
+    assert_pair(dataset.load(rows[1]), 2)
+    assert [s["id"] for s in dataset.samples("test")] == ["1", "2", "3"]

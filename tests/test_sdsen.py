@@ -8,7 +8,7 @@ import torch
 from harness_plugins.methods.sdsen import DSEN, DSENCNN, SDSEN, P4ConvP4, P4ConvZ2, SDSENNet
 
 import harness
-from harness import DataError, UsageError
+from harness import DataError, TrainContext, UsageError
 from harness.checkpoints import save_weights
 
 
@@ -280,8 +280,8 @@ class PairSet:
 
 def test_recipe_batches_are_pure_functions_of_seed_and_step() -> None:
     data = PairSet()
-    first = DSEN(patch="8").training_recipe(data, 5, 100, 7, "cpu")
-    second = DSEN(patch="8").training_recipe(data, 5, 100, 7, "cpu")
+    first = DSEN(patch="8").training_recipe(data, TrainContext(5, 100, 7))
+    second = DSEN(patch="8").training_recipe(data, TrainContext(5, 100, 7))
     later = first.batch(9)
     o, b = first.batch(3)
     assert o.shape == b.shape == (5, 3, 8, 8) and o.dtype == torch.float32
@@ -290,7 +290,7 @@ def test_recipe_batches_are_pure_functions_of_seed_and_step() -> None:
     for x, y in zip(second.batch(9), later):
         assert torch.equal(x, y)
     assert not torch.equal(first.batch(4)[0], o)
-    other_seed = DSEN(patch="8").training_recipe(data, 5, 100, 8, "cpu")
+    other_seed = DSEN(patch="8").training_recipe(data, TrainContext(5, 100, 8))
     assert not torch.equal(other_seed.batch(3)[0], o)
     # Crops stay aligned: the streak pattern is the only difference between O and B.
     assert ((o - b) >= -1e-6).all()
@@ -298,7 +298,7 @@ def test_recipe_batches_are_pure_functions_of_seed_and_step() -> None:
 
 def test_recipe_follows_the_paper() -> None:
     assert SDSEN().config["patch"] == 64
-    recipe = SDSEN(stages=2, patch="16").training_recipe(PairSet(), 4, 20_000, 0, "cpu")
+    recipe = SDSEN(stages=2, patch="16").training_recipe(PairSet(), TrainContext(4, 20_000, 0))
     assert isinstance(recipe.optimizer, torch.optim.Adam)
     assert recipe.optimizer.defaults["lr"] == 5e-4 and recipe.optimizer.defaults["betas"] == (0.9, 0.999)
     assert recipe.optimizer.defaults["weight_decay"] == 0
@@ -308,11 +308,11 @@ def test_recipe_follows_the_paper() -> None:
 
 def test_recipe_rejects_images_smaller_than_the_patch() -> None:
     with pytest.raises(DataError, match="p0.*smaller"):
-        DSEN().training_recipe(PairSet(), 4, 10, 0, "cpu")
+        DSEN().training_recipe(PairSet(), TrainContext(4, 10, 0))
 
 
 def test_deep_supervision_loss_sums_stage_losses() -> None:
-    recipe = SDSEN(stages=2, patch="8").training_recipe(PairSet(), 2, 10, 0, "cpu")
+    recipe = SDSEN(stages=2, patch="8").training_recipe(PairSet(), TrainContext(2, 10, 0))
     o, b = recipe.batch(0)
     rains = recipe.model(o)
     expected = sum(torch.nn.functional.mse_loss(r, o - b) for r in rains)
@@ -320,7 +320,7 @@ def test_deep_supervision_loss_sums_stage_losses() -> None:
 
 
 def test_a_few_training_steps_reduce_the_loss() -> None:
-    recipe = DSEN(patch="8", lr="2e-3").training_recipe(PairSet(), 4, 15, 0, "cpu")
+    recipe = DSEN(patch="8", lr="2e-3").training_recipe(PairSet(), TrainContext(4, 15, 0))
     probe = recipe.batch(0)
     with torch.no_grad():
         before = float(recipe.loss(probe))

@@ -7,19 +7,17 @@ the 19,732 ``bounding_box_test`` gallery images, junk and distractors included: 
 same-camera matches is the evaluation protocol's job (``protocol="market1501"`` of the re-id
 metrics), not the loader's. Camera ids keep the file's 1-based numbering.
 
-Images are decoded one sample at a time as the split is iterated, so memory stays flat. Methods that
-never look at pixels (``precomputed-features``) can skip the ~36k JPEG decodes with ``images=False``,
-which leaves an empty (3, 0, 0) tensor in the ``image`` field.
+`index(split)` lists the samples with their labels from the file names alone (no decoding), which is
+what identity-balanced training samplers and pixel-free consumers (``precomputed-features`` naming
+its rows) need; ``load(row)`` decodes one image. The file-name parser here is the only one.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from harness import DataError, Dataset, Option, Sample, hookimpl
 from harness.data import read_image, to_tensor
@@ -57,10 +55,7 @@ class Market1501(Dataset):
         "  bounding_box_test/   19,732 images  (gallery; PPPP = -1 junk, 0000 distractors)\n"
         "  query/                3,368 images  (queries)"
     )
-    options = (
-        Option("strict", True, "require the official image counts (12,936 / 3,368 / 19,732)"),
-        Option("images", True, "decode the JPEGs; False leaves an empty (3, 0, 0) image for pixel-free methods"),
-    )
+    options = (Option("strict", True, "require the official image counts (12,936 / 3,368 / 19,732)"),)
 
     def __init__(self, root: Path, **options: Any) -> None:
         super().__init__(root, **options)
@@ -89,18 +84,26 @@ class Market1501(Dataset):
     def count(self, split: str) -> int:
         return sum(len(self._files(folder)) for folder in SPLIT_FOLDERS[split])
 
-    def samples(self, split: str) -> Iterator[Sample]:
-        for folder in SPLIT_FOLDERS[split]:
-            for path, fields in self._files(folder):
-                yield {
-                    "id": f"{folder}/{path.name}",
-                    "image": to_tensor(read_image(path)) if self.config["images"] else torch.empty(3, 0, 0),
-                    "pid": fields["pid"],
-                    "camid": fields["camid"],
-                    "sequence": fields["sequence"],
-                    "modality": "visible",
-                    "role": ROLES[folder],
-                }
+    def index(self, split: str) -> list[Sample]:
+        """Every image of the split with its labels parsed from its name (query first, then gallery)."""
+        return [
+            {
+                "id": f"{folder}/{path.name}",
+                "pid": fields["pid"],
+                "camid": fields["camid"],
+                "sequence": fields["sequence"],
+                "modality": "visible",
+                "role": ROLES[folder],
+                "paths": {"image": path},
+            }
+            for folder in SPLIT_FOLDERS[split]
+            for path, fields in self._files(folder)
+        ]
+
+    def load(self, row: Sample) -> Sample:
+        sample = {key: value for key, value in row.items() if key != "paths"}
+        sample["image"] = to_tensor(read_image(Path(row["paths"]["image"])))
+        return sample
 
     def describe(self) -> dict[str, Any]:
         """Where the folders were found and how many images each holds, for the result record."""

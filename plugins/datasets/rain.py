@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 from collections.abc import Callable
@@ -318,10 +318,14 @@ class PairedRainDataset(Dataset):
         except DataError:
             return None
 
-    def samples(self, split: str) -> Iterator[Sample]:
+    def index(self, split: str) -> list[Sample]:
+        """One row per pair: its id and the rainy/clean files (the same file for a side-by-side pair)."""
         self.verify(split)
-        for pair in self._split_pairs(split):
-            yield {"id": pair.id, **self.read_pair(pair)}
+        return [{"id": pair.id, "paths": {"rainy": pair.rainy, "clean": pair.clean}} for pair in self._split_pairs(split)]
+
+    def load(self, row: Sample) -> Sample:
+        pair = Pair(row["id"], Path(row["paths"]["rainy"]), Path(row["paths"]["clean"]))
+        return {"id": pair.id, **self.read_pair(pair)}
 
     @staticmethod
     def read_pair(pair: Pair) -> dict[str, Any]:

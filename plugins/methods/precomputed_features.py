@@ -22,20 +22,19 @@ the row's path, else when its file name is; an ambiguous match is an error, neve
 from __future__ import annotations
 
 import posixpath
-import re
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from harness import DataError, Method, Option, Sample, UsageError, hookimpl
+from harness import DataError, Method, Option, Sample, UsageError, create_dataset, hookimpl
 
 PATH_KEYS = ("paths", "ids", "names")
 ROLE_FOLDERS = {"query": "query", "gallery": "bounding_box_test"}
 """Where the rows of a ``pytorch_result.mat`` come from, relative to ``names_root``."""
-PID_CAM = re.compile(r"^(-1|\d+)_c(\d)")
-"""Person and camera at the start of Market-1501 / DukeMTMC-reID file names (layumi's ``get_id``)."""
+NAMES_DATASET = "market1501"
+"""The dataset whose layout ``names_root`` follows; its index names and labels the rows."""
 AMBIGUOUS = -1
 SHOWN = 5
 
@@ -164,7 +163,8 @@ def _checked(path: Path, key: str, names: list[str], features: np.ndarray) -> tu
 
 
 def _names_from_folder(path: Path, role: str, names_root: Path | None, content: dict[str, np.ndarray], rows: int) -> list[str]:
-    """Name the rows of a file without paths by the sorted file names of the role's folder."""
+    """Name the rows of a file without paths by the sorted file names of the role's folder, as the
+    dataset's own index lists them (its file-name parser is the only one)."""
     if names_root is None:
         raise DataError(
             f"{path} has no {role}_path: its rows follow the sorted file names of the dataset's query/ and "
@@ -173,28 +173,26 @@ def _names_from_folder(path: Path, role: str, names_root: Path | None, content: 
     folder = names_root / ROLE_FOLDERS[role]
     if not folder.is_dir():
         raise DataError(f"names_root: folder {folder} is missing (needed to name the rows of {role}_f in {path})")
-    files = sorted(p.name for p in folder.iterdir() if p.suffix.lower() == ".jpg")
-    if len(files) != rows:
-        raise DataError(f"{path}: {role}_f has {rows} rows but {folder} holds {len(files)} .jpg images")
-    _check_labels(path, role, files, content)
-    return [f"{ROLE_FOLDERS[role]}/{name}" for name in files]
+    dataset = create_dataset(NAMES_DATASET, root=names_root, strict=False)
+    listed = [row for row in dataset.index("test") if row["role"] == role]
+    if len(listed) != rows:
+        raise DataError(f"{path}: {role}_f has {rows} rows but {folder} holds {len(listed)} .jpg images")
+    _check_labels(path, role, listed, content)
+    return [row["id"] for row in listed]
 
 
-def _check_labels(path: Path, role: str, files: list[str], content: dict[str, np.ndarray]) -> None:
-    """Compare the file's own label and camera columns with the names the rows were given."""
+def _check_labels(path: Path, role: str, listed: list[Sample], content: dict[str, np.ndarray]) -> None:
+    """Compare the file's own label and camera columns with the rows' names."""
     if f"{role}_label" not in content or f"{role}_cam" not in content:
         return
-    folder = ROLE_FOLDERS[role]
     labels = np.asarray(content[f"{role}_label"]).ravel()
     cams = np.asarray(content[f"{role}_cam"]).ravel()
-    for row, name in enumerate(files):
-        match = PID_CAM.match(name)
-        if match is None:
-            return  # not a Market-style name: nothing to compare with
-        if (int(match[1]), int(match[2])) != (int(labels[row]), int(cams[row])):
+    for row, sample in enumerate(listed):
+        if (sample["pid"], sample["camid"]) != (int(labels[row]), int(cams[row])):
             raise DataError(
                 f"{path}: row {row} of {role}_f is person {int(labels[row])} / camera {int(cams[row])} but name {row} "
-                f"of the sorted {folder}/ is {name}: names_root is not the dataset these features were computed on"
+                f"of the sorted {posixpath.dirname(sample['id'])}/ is {posixpath.basename(sample['id'])}: names_root is "
+                "not the dataset these features were computed on"
             )
 
 

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness import DataError, Method, Option, Sample, TrainingRecipe, UsageError, hookimpl
+from harness import DataError, Method, Option, Sample, SingleModelRecipe, TrainContext, UsageError, hookimpl
 from harness.checkpoints import load_into
 
 PAPER = (
@@ -391,8 +391,9 @@ class _SDSENFamily(Method):
                 outputs.append(restored[0].float().cpu())
         return outputs
 
-    def training_recipe(self, dataset: Any, batch_size: int, steps: int, seed: int, device: str) -> TrainingRecipe:
+    def training_recipe(self, dataset: Any, context: TrainContext) -> SingleModelRecipe:
         cfg = self.config
+        batch_size, steps, seed, device = context.batch_size, context.steps, context.seed, context.device
         rainy, clean = _load_pairs(dataset, cfg["patch"])
         model = self.build().to(device).train()
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
@@ -419,7 +420,7 @@ class _SDSENFamily(Method):
             "per-epoch shuffles, no augmentation",
             "paper_recipe": "batch 64 (official code: 50), 20000 steps, lr 5e-4 /10 at 15000 and 17500",
         }
-        return TrainingRecipe(model, optimizer, scheduler, batch, loss, description)
+        return SingleModelRecipe(model, optimizer, scheduler, batch, loss, description, context)
 
 
 _ABLATIONS = (

@@ -33,12 +33,15 @@ class DemoPairs(Dataset):
     def count(self, split: str) -> int:
         return 6
 
-    def samples(self, split: str):
-        generator = torch.Generator().manual_seed(0 if split == "test" else 1)
-        for index in range(6):
+    def index(self, split: str):
+        return [{"id": f"{index:03d}", "split": split, "position": index} for index in range(6)]
+
+    def load(self, row):
+        generator = torch.Generator().manual_seed(0 if row["split"] == "test" else 1)
+        for _ in range(row["position"] + 1):
             clean = torch.rand(3, 8, 8, generator=generator)
             rain = torch.rand(3, 8, 8, generator=generator) * 0.5
-            yield {"id": f"{index:03d}", "rainy": (clean + rain).clamp(0, 1), "clean": clean}
+        return {"id": row["id"], "rainy": (clean + rain).clamp(0, 1), "clean": clean}
 
 
 class DemoMae(Metric):
@@ -113,11 +116,12 @@ class TinyNet(Method):
         with torch.no_grad():
             return [self._model(s["rainy"][None])[0] for s in samples]
 
-    def training_recipe(self, dataset, batch_size, steps, seed, device):
+    def training_recipe(self, dataset, context):
         import os
 
-        from harness import TrainingRecipe
+        from harness import SingleModelRecipe
 
+        batch_size, seed = context.batch_size, context.seed
         model = self.build()
         pairs = list(dataset.samples("train"))
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -135,7 +139,7 @@ class TinyNet(Method):
             rainy, clean = pair
             return torch.nn.functional.mse_loss(model(rainy), clean)
 
-        return TrainingRecipe(model, optimizer, scheduler, batch, loss, {"optimizer": "sgd", "lr": 0.1})
+        return SingleModelRecipe(model, optimizer, scheduler, batch, loss, {"optimizer": "sgd", "lr": 0.1}, context)
 
 
 @hookimpl(specname="harness_register_methods")
