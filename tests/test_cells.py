@@ -54,6 +54,17 @@ def test_keys_are_stable_and_move_with_what_changes_the_numbers(plugins, demo_ro
     assert plan_cell(spec(demo_root), plugins).keys.prediction != base.prediction
 
 
+def test_spec_ships_to_a_worker_and_replans_to_the_same_keys(plugins, demo_root):
+    import pickle
+
+    from harness.plugins import Plugins
+
+    original = spec(demo_root, metrics=["demo-mae", "demo-mae@x"], limit=4)
+    shipped = pickle.loads(pickle.dumps(original))
+    assert plan_cell(shipped, Plugins([FIXTURE_PLUGINS])).keys == plan_cell(original, plugins).keys
+    assert plan_cell(original, plugins).device == "cpu"  # "auto" without CUDA
+
+
 def test_editing_a_folder_plugin_changes_its_digest_and_the_keys(tmp_path, demo_root):
     from harness.plugins import Plugins
 

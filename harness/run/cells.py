@@ -318,6 +318,7 @@ def execute_cell(
     images: list[tuple[str, Any]] = []
     timings = {"load": 0.0, "predict": 0.0, "metrics": 0.0}
     fresh: dict[str, dict[str, Any]] = {}
+    exit_as: type[HarnessError] = RunError
     try:
         if todo:
             with contextlib.ExitStack() as stack:
@@ -345,8 +346,10 @@ def execute_cell(
         }
         record["status"] = "ok"
     except HarnessError as exc:
-        if isinstance(exc, (DataError, UsageError)) and not rows:
-            raise
+        if isinstance(exc, (DataError, UsageError)):
+            if not rows:
+                raise
+            exit_as = DataError if isinstance(exc, DataError) else UsageError
         _mark_failed(record, exc)
     except Exception as exc:  # a plugin crashed: keep what was done, then report
         _mark_failed(record, exc)
@@ -359,9 +362,7 @@ def execute_cell(
         _store_scores(cache, cell, fresh, rows)
     plugins.pm.hook.harness_cell_finished(cell=cell_info, record=record)
     if record["status"] != "ok":
-        message = f"run failed after {len(rows)} samples: {record['error']['message']} (record: {path})"
-        error_type = {"DataError": DataError, "UsageError": UsageError}.get(record["error"]["type"], RunError)
-        raise error_type(message)
+        raise exit_as(f"run failed after {len(rows)} samples: {record['error']['message']} (record: {path})")
     return record
 
 
