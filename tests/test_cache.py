@@ -97,6 +97,9 @@ def test_prune_by_tier_age_and_size(tmp_path):
     assert cache.prune(older_than=3600) == []
     removed = cache.prune(max_bytes=150)
     assert [e.key for e in removed] == ["a"] and cache.total_bytes() == 100
+    cache.put_rows("features", "ext", {f"img{i}": b"f" * 8 for i in range(2000)})
+    assert len(cache.prune(tier="features")) == 2000  # rows go in one transaction
+    assert cache.usage()["features"]["entries"] == 0
 
 
 def test_parse_size():

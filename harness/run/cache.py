@@ -221,15 +221,14 @@ class Cache:
 
     def prune(self, older_than: float | None = None, tier: str | None = None, max_bytes: int | None = None) -> list[Entry]:
         """Remove entries unused for ``older_than`` seconds (of ``tier`` or all), then least recently used
-        predictions until the cache fits ``max_bytes``; entries in use are skipped. Returns what went."""
+        entries (predictions first) until the cache fits ``max_bytes``; entries in use are skipped.
+        Returns what went."""
         if tier is not None:
             _check_tier(tier, TIERS)
         removed: list[Entry] = []
         if older_than is not None or (tier is not None and max_bytes is None):
             cutoff = time.time() - (older_than or 0.0)
-            for entry in self.entries(tier):
-                if entry.used <= cutoff and self._remove(entry):
-                    removed.append(entry)
+            removed.extend(self._remove([e for e in self.entries(tier) if e.used <= cutoff]))
         if max_bytes is not None:
             removed.extend(self._evict_to(max_bytes, exclude=None, tiers=(tier,) if tier else TIERS))
         self._clear_staging()
@@ -243,38 +242,48 @@ class Cache:
         return self.total_bytes() + incoming <= self.max_bytes
 
     def _evict_to(self, target: int, exclude: str | None, tiers: Sequence[str]) -> list[Entry]:
-        removed: list[Entry] = []
         total = self.total_bytes()
         # predictions go first (they are the big, re-computable tier), then rows, oldest use first
         ordered = sorted(self.entries(), key=lambda e: (e.tier not in FOLDER_TIERS, e.used))
+        removed: list[Entry] = []
+        rows: list[Entry] = []
         for entry in ordered:
             if total <= target:
                 break
             if entry.tier not in tiers or entry.key == exclude:
                 continue
-            if self._remove(entry):
+            if entry.tier in FOLDER_TIERS:
+                if not self._remove([entry]):
+                    continue  # in use
                 removed.append(entry)
-                total -= entry.bytes
-        return removed
+            else:
+                rows.append(entry)
+            total -= entry.bytes
+        return removed + self._remove(rows)
 
-    def _remove(self, entry: Entry) -> bool:
-        if entry.tier in FOLDER_TIERS:
+    def _remove(self, entries: Sequence[Entry]) -> list[Entry]:
+        """Delete entries (rows in one transaction); folders in use are skipped. Returns those removed."""
+        removed: list[Entry] = []
+        rows = [e for e in entries if e.tier in ROW_TIERS]
+        if rows:
+            with self._db() as db:
+                db.executemany("DELETE FROM rows WHERE tier = ? AND namespace = ? AND key = ?",
+                               [(e.tier, e.namespace, e.key) for e in rows])
+            removed.extend(rows)
+        for entry in (e for e in entries if e.tier in FOLDER_TIERS):
             path = self.folder_path(entry.tier, entry.key)
             if path.exists():
                 with _exclusive_lock(path / LOCK_FILE) as free:
                     if not free:
-                        return False  # in use: never evicted
+                        continue  # in use: never evicted
                     trash = self.root / ".staging" / f"trash-{entry.key[:16]}-{secrets.token_hex(4)}"
                     trash.parent.mkdir(parents=True, exist_ok=True)
                     os.rename(path, trash)
                 shutil.rmtree(trash, ignore_errors=True)
             with self._db() as db:
                 db.execute("DELETE FROM folders WHERE tier = ? AND key = ?", (entry.tier, entry.key))
-        else:
-            with self._db() as db:
-                db.execute("DELETE FROM rows WHERE tier = ? AND namespace = ? AND key = ?",
-                           (entry.tier, entry.namespace, entry.key))
-        return True
+            removed.append(entry)
+        return removed
 
     def _clear_staging(self) -> None:
         """Drop staging folders nobody holds (left by a killed process)."""
