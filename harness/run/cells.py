@@ -34,7 +34,7 @@ import torch
 from tqdm import tqdm
 
 from .. import checkpoints
-from ..api import Dataset, Method, Metric, Reference, Sample, Task
+from ..api import Dataset, Method, Metric, Reference, Task
 from ..data import digest_files, resolve_data_root
 from ..errors import DataError, HarnessError, RunError, UsageError
 from ..plugins import Plugins
@@ -304,7 +304,7 @@ def execute_cell(
     bad input, else `RunError`).
     """
     cache = cache if cache is not None else Cache()
-    spec, method = cell.spec, cell.method
+    method = cell.method
     record = base_record(cell, plugins)
     cell_info = {"run_id": record["run_id"], "method": method.name, "dataset": cell.dataset.name, "split": cell.split}
     plugins.pm.hook.harness_cell_started(cell=cell_info)
