@@ -20,10 +20,6 @@ if TYPE_CHECKING:
 Sample = dict[str, Any]
 """One dataset item: always an ``"id"`` (stable, unique within a split) plus the fields its task names."""
 
-DEFAULT_TARGET_FIELDS = ("clean", "target", "reference", "image")
-"""Ground-truth fields tried in order when a metric is used outside the runner (which binds the task's)."""
-
-
 @dataclasses.dataclass(frozen=True)
 class Option:
     """A declared, typed, documented option of a method, dataset or metric."""
@@ -82,7 +78,9 @@ class Task:
 
     ``inputs`` are the sample fields a method sees; ``target`` (if any) is the field a prediction is
     compared with; ``output`` names the kind of prediction (``"image"`` or ``"embedding"``);
-    ``fields`` documents every field a dataset of this task provides.
+    ``fields`` documents every field a dataset of this task provides. ``paired`` says whether the
+    target is the ground truth *of this sample* (deraining, inpainting) or only an unpaired example of
+    the target domain (unpaired translation): metrics that compare pixel by pixel need the former.
     """
 
     name: str
@@ -91,6 +89,7 @@ class Task:
     output: str
     fields: Mapping[str, str]
     target: str | None = None
+    paired: bool = True
 
     def method_view(self, sample: Sample) -> Sample:
         """The part of a sample a method may see: its inputs and its id, never the target."""
@@ -204,6 +203,12 @@ class Method(Plugin):
     needs_checkpoint: ClassVar[bool] = False
     weights_filename: ClassVar[str | None] = None
     """File name looked up in ``$TORCH_HOME/hub/checkpoints/`` when no checkpoint path is given."""
+    batch_size: ClassVar[int] = 1
+    """Samples per `predict` call when the user gives no ``--batch-size``."""
+    deterministic: ClassVar[bool] = True
+    """Same inputs, weights and options give the same predictions; if False, stored predictions are never reused."""
+    model_options: ClassVar[tuple[str, ...]] = ()
+    """Options that shape the network: a checkpoint trained with other values is refused (training manifest)."""
 
     def build(self) -> Any | None:
         """Create the network (``torch.nn.Module``) with random weights, or ``None`` for model-free methods."""
@@ -235,6 +240,18 @@ class Method(Plugin):
     def model(self) -> Any | None:
         """The loaded network, if any (used for parameter counts and latency)."""
         return getattr(self, "_model", None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    """The reference image set of a split for distribution metrics (FID, KID), independent of ``--limit``.
+
+    ``digest`` identifies its content (it enters the score key), ``files`` are read in order.
+    """
+
+    files: tuple[Path, ...]
+    digest: str
+    description: str = ""
 
 
 class Dataset(Plugin):
@@ -287,6 +304,10 @@ class Dataset(Plugin):
         """What was found on disk (layout variant, counts), recorded with every result."""
         return {}
 
+    def reference(self, split: str) -> Reference | None:
+        """The split's reference set for distribution metrics; ``None``: they use each sample's target."""
+        return None
+
     def metric_params(self, metric: str) -> dict[str, Any]:
         """Protocol parameters this dataset fixes for a metric (e.g. the re-id evaluation protocol)."""
         return dict(self.default_metrics.get(metric, {}))
@@ -303,22 +324,43 @@ class Metric(Plugin):
     outputs: ClassVar[frozenset[str]] = frozenset({"image"})
     """Kinds of prediction (a task's ``output``) this metric can score."""
     needs_target: ClassVar[bool] = True
+    needs_paired_target: ClassVar[bool] = False
+    """True when each prediction is compared with its own sample's target (PSNR, SSIM, L1): refused on
+    tasks whose target is unpaired (`Task.paired` False)."""
     needs_model: ClassVar[bool] = False
     """True for metrics of the model itself (parameters, latency) rather than of its predictions."""
-    target_field: str | None = None
-    """The sample field holding the ground truth; the runner sets it from the task (`Task.target`)."""
+    uses_reference: ClassVar[bool] = False
+    """True for distribution metrics that can take a dataset's `Reference` set (`bind_reference`)."""
+    preset_option: ClassVar[str | None] = None
+    """The option a label's tag selects when the tag is one of its choices (``ssim@sdsen-official``)."""
+
+    def __init__(self, target_field: str | None = None, **options: Any) -> None:
+        super().__init__(**options)
+        self.target_field = target_field
+        """The sample field holding the ground truth; the runner binds the task's (`Task.target`)."""
+        self.device: str | None = None
+        """Where the metric computes; the runner binds the cell's device (None: the metric's own default,
+        which for an ``auto`` device option is `harness.run.devices.resolve_device("auto")`)."""
 
     def target_field_of(self, sample: Sample) -> str:
-        """The field holding a sample's ground truth: the bound one, else the first of `DEFAULT_TARGET_FIELDS`."""
-        fields = (self.target_field,) if self.target_field else DEFAULT_TARGET_FIELDS
-        for field in fields:
-            if field in sample:
-                return field
-        raise DataError(f"{self.name}: sample {sample.get('id')!r} has no ground-truth field ({', '.join(fields)})")
+        """The bound ground-truth field; a metric used from Python must be told it (``target_field=``)."""
+        if self.target_field is None:
+            raise UsageError(f"{self.name}: no target field bound; create it with target_field='<sample field>'")
+        if self.target_field not in sample:
+            raise DataError(f"{self.name}: sample {sample.get('id')!r} has no ground-truth field {self.target_field!r}")
+        return self.target_field
 
     def target(self, sample: Sample) -> Any:
         """The ground truth of a sample."""
         return sample[self.target_field_of(sample)]
+
+    def reads(self) -> dict[str, str]:
+        """Digests of files the metric reads besides the predictions (weights, reference sets); they enter
+        the score key, so changing such a file invalidates stored scores."""
+        return {}
+
+    def bind_reference(self, reference: Reference) -> None:
+        """Called (for `uses_reference` metrics) with the dataset's reference set before scoring."""
 
     def reset(self) -> None:
         """Forget all accumulated state."""

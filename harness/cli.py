@@ -1,12 +1,13 @@
 """The ``harness`` command line.
 
 Exit codes: 0 success; 1 a run failed (its record is stored with the error); 2 usage or data error
-(nothing was run or written).
+(nothing written, unless found mid-run: then the failed record is kept).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 from pathlib import Path
@@ -17,14 +18,20 @@ from .api import Option, Plugin
 from .data import resolve_data_root
 from .errors import HarnessError, UsageError
 from .plugins import Plugins, get_plugins
-from .run.cells import RunSpec, check_pairing, prepare_cell, resolve_device, run_cell
+from .run.cache import CACHE_ENV, CACHE_MAX_ENV, TIERS, Cache, default_cache_root, parse_size
+from .run.cells import RunSpec, check_pairing, execute_cell, plan_cell
+from .run.devices import resolve_device
 from .run.store import ResultStore, default_results_root
+from .run.threads import configure_threads
 from .train import distributed
 from .train.engine import TrainSpec, train
 from .train.evaluation import evaluator
 
-EPILOG = """exit codes: 0 success, 1 a run failed (its record is kept), 2 usage or data error (nothing written).
-environment: HARNESS_DATA (dataset home), HARNESS_RESULTS (result store), HARNESS_PLUGINS_DIR (extra plugins),
+EPILOG = """exit codes: 0 success; 1 a run failed (a method or metric crashed, non-finite predictions: the failed
+record is kept); 2 usage or data error (bad option, missing or corrupt data/weights: nothing is written, unless the
+error surfaced after the first sample was scored, then the failed record is kept and names the file).
+environment: HARNESS_DATA (dataset home), HARNESS_RESULTS (result store), HARNESS_CACHE (cache root, default
+~/.cache/harness), HARNESS_CACHE_MAX (cache size cap, e.g. 20G), HARNESS_PLUGINS_DIR (extra plugins),
 TORCH_HOME (weights in $TORCH_HOME/hub/checkpoints)."""
 
 
@@ -39,12 +46,13 @@ def parse_key_values(pairs: Sequence[str], flag: str) -> dict[str, str]:
 
 
 def parse_metric_options(pairs: Sequence[str]) -> dict[str, dict[str, str]]:
+    """``LABEL.PARAM=VALUE`` grouped by label (a label may hold dots only after its ``@``: split at the last dot)."""
     grouped: dict[str, dict[str, str]] = {}
     for key, value in parse_key_values(pairs, "--metric-option").items():
-        metric, dot, param = key.partition(".")
-        if not dot or not param:
-            raise UsageError(f"--metric-option expects metric.param=value, got {key}={value!r}")
-        grouped.setdefault(metric, {})[param] = value
+        label, dot, param = key.rpartition(".")
+        if not dot or not param or not label:
+            raise UsageError(f"--metric-option expects LABEL.PARAM=VALUE (e.g. ssim.convention=matlab), got {key}={value!r}")
+        grouped.setdefault(label, {})[param] = value
     return grouped
 
 
@@ -158,11 +166,11 @@ def format_table(record: dict[str, Any]) -> str:
     lines = [f"{record['method']['name']} × {record['dataset']['name']} ({record['dataset']['split']}, "
              f"{record['samples']} samples)"]
     rows = []
-    for metric_name, metric in record["metrics"].items():
+    for label, metric in record["metrics"].items():
         arrow = "↑" if metric["higher_is_better"] else "↓"
         for key, value in metric["values"].items():
             text = format_value(value)
-            rows.append((f"{key} {arrow}", text, str(metric["n"])))
+            rows.append((f"{value_column(label, metric['metric'], key)} {arrow}", text, str(metric["n"])))
     width = max(len(r[0]) for r in rows) if rows else 6
     vwidth = max([12, *(len(r[1]) for r in rows)])
     lines.append(f"  {'metric':<{width}}  {'value':>{vwidth}}  {'n':>6}")
@@ -175,13 +183,22 @@ def format_table(record: dict[str, Any]) -> str:
         f"harness {record['versions'].get('harness')} · torch {record['versions'].get('torch')} · "
         f"{record['environment']['device']}"
     )
+    reused = record.get("reused") or {}
+    if reused.get("predictions") or reused.get("scores"):
+        parts = (["stored predictions (model not run)"] if reused.get("predictions") else []) + (
+            [f"stored scores of {', '.join(reused['scores'])}"] if reused.get("scores") else [])
+        lines.append("reused: " + "; ".join(parts))
     lines.append(f"record: {record['path']}")
     return "\n".join(lines)
 
 
+def cache_from_args(args: argparse.Namespace) -> Cache:
+    max_bytes = parse_size(args.cache_max_size) if args.cache_max_size else None
+    return Cache(max_bytes=max_bytes)
+
+
 def cmd_run(args: argparse.Namespace, plugins: Plugins) -> int:
-    if args.limit is not None and args.limit < 1:
-        raise UsageError(f"--limit must be a positive integer, got {args.limit}")
+    configure_threads(workers=1, override=args.threads)
     spec = RunSpec(
         method=args.method,
         dataset=args.dataset,
@@ -195,13 +212,15 @@ def cmd_run(args: argparse.Namespace, plugins: Plugins) -> int:
         dataset_options=parse_key_values(args.dataset_option, "--dataset-option"),
         metric_options=parse_metric_options(args.metric_option),
         untrained=args.untrained,
+        seed=args.seed,
+        batch_size=args.batch_size,
         save_images=args.save_images,
     )
-    cell = prepare_cell(spec, plugins)
+    cell = plan_cell(spec, plugins)
     store = ResultStore(args.results)
     run = {"cells": 1, "results": str(store.root)}
     plugins.pm.hook.harness_run_started(run=run)
-    record = run_cell(cell, plugins, store, progress=not args.json and not args.quiet)
+    record = execute_cell(cell, plugins, store, cache_from_args(args), progress=not args.json and not args.quiet)
     plugins.pm.hook.harness_run_finished(run=run, records=[record])
     print(json.dumps(record, indent=2) if args.json else format_table(record))
     return 0
@@ -269,19 +288,56 @@ def cmd_train(args: argparse.Namespace, plugins: Plugins) -> int:
     return 0
 
 
+def value_column(label: str, metric: str, key: str) -> str:
+    """Table column of one value: the value name for a plain label, else the label (plus the value name
+    when a metric reports several)."""
+    if label == metric:
+        return key
+    return label if key == metric else f"{label}:{key}"
+
+
+def differing_options(records: list[dict[str, Any]]) -> dict[str, str]:
+    """Per run id, the method options whose values differ between runs of the same method × dataset."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for record in records:
+        groups.setdefault((record["method"]["name"], record["dataset"]["name"]), []).append(record)
+    shown: dict[str, str] = {}
+    for group in groups.values():
+        options = [json.loads(json.dumps(r["method"]["options"], default=str)) for r in group]
+        names = sorted({name for opts in options for name in opts})
+        varying = [n for n in names if len({json.dumps(o.get(n), sort_keys=True) for o in options}) > 1]
+        for record, opts in zip(group, options):
+            shown[record["run_id"]] = " ".join(f"{n}={opts.get(n)}" for n in varying)
+    return shown
+
+
+def checkpoint_label(method: dict[str, Any]) -> str:
+    if method["checkpoint_sha256"]:
+        return method["checkpoint_sha256"][:12]
+    return "UNTRAINED" if method["untrained"] else "-"
+
+
 def cmd_results(args: argparse.Namespace, plugins: Plugins) -> int:
     import pandas as pd
 
     store = ResultStore(args.results)
-    index = ["run_id", "created", "method", "dataset", "split", "status"]
-    runs: dict[str, dict[str, Any]] = {}
-    for row in store.metric_rows():
-        if (args.method and row["method"] != args.method) or (args.dataset and row["dataset"] != args.dataset):
-            continue
-        entry = runs.setdefault(row["run_id"], {key: row[key] for key in index})
-        if row["key"] is not None:
-            entry[row["key"]] = row["value"]
-    table = pd.DataFrame(list(runs.values()))
+    records = [r for r in store.records()
+               if not (args.method and r["method"]["name"] != args.method)
+               and not (args.dataset and r["dataset"]["name"] != args.dataset)]
+    options = differing_options(records)
+    rows = []
+    for record in records:
+        row: dict[str, Any] = {
+            "run_id": record["run_id"], "created": record["created"], "method": record["method"]["name"],
+            "dataset": record["dataset"]["name"], "split": record["dataset"]["split"], "status": record["status"],
+            "checkpoint": checkpoint_label(record["method"]), "options": options[record["run_id"]],
+            "labels": ",".join(record.get("metrics", {})),
+        }
+        for label, entry in record.get("metrics", {}).items():
+            for key, value in entry["values"].items():
+                row[value_column(label, entry.get("metric", label), key)] = value
+        rows.append(row)
+    table = pd.DataFrame(rows)
     if args.format == "csv":
         sys.stdout.write(table.to_csv(index=False))
     elif args.format == "json":
@@ -290,6 +346,61 @@ def cmd_results(args: argparse.Namespace, plugins: Plugins) -> int:
         print(f"no results in {store.root}")
     else:
         print(table.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4f}"))
+    return 0
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    """``30m``, ``12h``, ``7d``, ``2w`` or seconds → seconds."""
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in DURATION_UNITS else (text, "s")
+    try:
+        value = float(number)
+    except ValueError:
+        raise UsageError(f"--older-than: expected a duration such as 30m, 12h or 7d, got {text!r}") from None
+    return value * DURATION_UNITS[unit]
+
+
+def format_bytes(count: int) -> str:
+    size = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+def cmd_cache(args: argparse.Namespace, plugins: Plugins) -> int:
+    cache = Cache()
+    if args.action == "ls":
+        entries = cache.entries(args.tier)
+        if args.json:
+            print(json.dumps([e.__dict__ for e in entries], indent=2))
+            return 0
+        for entry in entries:
+            used = dt.datetime.fromtimestamp(entry.used).isoformat(timespec="seconds")
+            name = f"{entry.namespace[:12]}/{entry.key[:16]}" if entry.namespace else entry.key[:16]
+            print(f"{entry.tier:<12} {name:<30} {format_bytes(entry.bytes):>10}  last used {used}")
+        print(f"{len(entries)} entries in {cache.root}")
+    elif args.action == "du":
+        usage = cache.usage()
+        if args.json:
+            print(json.dumps(usage, indent=2))
+            return 0
+        for tier, info in usage.items():
+            print(f"{tier:<12} {info['entries']:>8} entries  {format_bytes(info['bytes']):>10}")
+        print(f"{'total':<12} {sum(i['entries'] for i in usage.values()):>8} entries  "
+              f"{format_bytes(sum(i['bytes'] for i in usage.values())):>10}  ({cache.root})")
+    else:
+        if args.older_than is None and args.tier is None and args.max_size is None:
+            raise UsageError("harness cache prune: say what to remove: --older-than, --tier and/or --max-size")
+        removed = cache.prune(
+            older_than=parse_duration(args.older_than) if args.older_than else None,
+            tier=args.tier,
+            max_bytes=parse_size(args.max_size, "--max-size") if args.max_size else None,
+        )
+        print(f"removed {len(removed)} entries ({format_bytes(sum(e.bytes for e in removed))}) from {cache.root}")
     return 0
 
 
@@ -334,15 +445,22 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--method", required=True, help="method name (see `harness list methods`)")
     p.add_argument("--dataset", required=True, help="dataset name (see `harness list datasets`)")
-    p.add_argument("--metric", help="comma-separated metric names (default: the dataset's protocol metrics)")
-    p.add_argument("--metric-option", action="append", default=[], metavar="METRIC.KEY=VALUE",
-                   help="a metric parameter, e.g. ssim.convention=sdsen-official (repeatable)")
+    p.add_argument("--metric", help="comma-separated metric labels NAME or NAME@TAG, e.g. ssim,ssim@sdsen-official "
+                                    "(default: the dataset's protocol metrics)")
+    p.add_argument("--metric-option", action="append", default=[], metavar="LABEL.KEY=VALUE",
+                   help="a parameter of one metric label, e.g. ssim@paper.convention=sdsen-official (repeatable)")
     p.add_argument("--split", help="dataset split (default: the dataset's evaluation split)")
     p.add_argument("--checkpoint", type=Path, help="weights file, a `harness train` output folder, or a method's input path")
     p.add_argument("--untrained", action="store_true", help="allow scoring randomly initialised weights (recorded)")
     p.add_argument("--data-root", type=Path, help="dataset folder (default: $HARNESS_DATA/<name> or ~/.cache/harness/data/<name>)")
     p.add_argument("--limit", type=int, help="score only the first N samples")
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto: cuda if available)")
+    p.add_argument("--batch-size", type=int, help="samples per prediction call (default: the method's)")
+    p.add_argument("--seed", type=int, default=0, help="torch seed before the model is built (--untrained weights; default 0)")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: the CPUs available to this process)")
+    p.add_argument("--cache-max-size", metavar="SIZE",
+                   help="cache size cap, e.g. 20G (default $HARNESS_CACHE_MAX, else none); when full, the least "
+                        "recently used stored predictions not in use are evicted")
     p.add_argument("--results", type=Path, default=None, help=f"result store (default $HARNESS_RESULTS or {default_results_root()})")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="a method option (repeatable)")
     p.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE",
@@ -393,6 +511,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", help="only this method")
     p.add_argument("--dataset", help="only this dataset")
     p.set_defaults(func=cmd_results)
+
+    p = sub.add_parser("cache", parents=[common], help="list, size and prune the cache",
+                       description=f"The content-addressed cache (${CACHE_ENV}, default {default_cache_root()}): "
+                                   "features (Inception features per image), scores (metric values per score key) "
+                                   "and predictions (stored model outputs per prediction key). Entries in use by a "
+                                   f"running process are never removed. ${CACHE_MAX_ENV} / `run --cache-max-size` cap "
+                                   "its size: when full, the least recently used predictions are evicted first.")
+    p.add_argument("action", choices=["ls", "du", "prune"])
+    p.add_argument("--tier", choices=list(TIERS), help="only this tier (prune: remove all of it unless --older-than)")
+    p.add_argument("--older-than", metavar="AGE", help="prune: entries unused for AGE (30m, 12h, 7d)")
+    p.add_argument("--max-size", metavar="SIZE", help="prune: evict least recently used entries until the cache fits SIZE")
+    p.add_argument("--json", action="store_true", help="machine-readable output (ls, du)")
+    p.set_defaults(func=cmd_cache)
     return parser
 
 

@@ -10,6 +10,7 @@ the others still load; a duplicate name is an error naming both owners.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.metadata
 import importlib.util
 import os
@@ -39,6 +40,8 @@ class PluginInfo:
     version: str | None
     error: str | None = None
     provides: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    digest: str | None = None
+    """Identity of the plugin's code (see `Plugins.source_digest`); computed on first use."""
 
     @property
     def ok(self) -> bool:
@@ -151,8 +154,25 @@ class Plugins:
     def plugin_version(self, owner: str) -> str | None:
         return self.info[owner].version
 
+    def source_digest(self, owner: str) -> str:
+        """What identifies a plugin's code in cache keys: ``sha256:<module file>`` for code that can be
+        edited in place (a plugins-dir file, an editable install), ``version:<v>`` for an installed package."""
+        info = self.info[owner]
+        if info.digest is None:
+            info.digest = module_source_digest(self.pm.get_plugin(owner), info.version)
+        return info.digest
+
     def failures(self) -> list[PluginInfo]:
         return [info for info in self.info.values() if not info.ok]
+
+
+def module_source_digest(module: object, version: str | None) -> str:
+    """sha256 of a module's file unless it lives in site-packages (then the distribution version)."""
+    file = getattr(module, "__file__", None)  # registered objects may be modules or plain instances
+    installed = file is not None and any(part in {"site-packages", "dist-packages"} for part in Path(file).parts)
+    if file is not None and not installed and Path(file).is_file():
+        return "sha256:" + hashlib.sha256(Path(file).read_bytes()).hexdigest()
+    return f"version:{version or 'unknown'}"
 
 
 def _harness_version() -> str:

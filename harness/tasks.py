@@ -36,6 +36,7 @@ UNPAIRED_TRANSLATION = Task(
     description="Translate an image from domain A to domain B without paired ground truth.",
     inputs=("image",),
     target="reference",
+    paired=False,
     output="image",
     fields={"image": IMAGE + " from the source domain", "reference": IMAGE + " from the target domain (unpaired)"},
 )

@@ -49,7 +49,9 @@ def test_json_output_is_the_record(cli, demo_root):
     assert code == 0
     record = json.loads(out)
     assert record["samples"] == 2 and record["dataset"]["limit"] == 2
-    assert record["cell_key"] and record["status"] == "ok"
+    assert record["keys"]["prediction"] and record["keys"]["scores"]["demo-mae"] and record["status"] == "ok"
+    assert record["metrics"]["demo-mae"]["score_key"] == record["keys"]["scores"]["demo-mae"]
+    assert record["metrics"]["demo-mae"]["label"] == "demo-mae" and record["metrics"]["demo-mae"]["metric"] == "demo-mae"
 
 
 def test_missing_data_exits_2_and_writes_nothing(cli, tmp_path, isolated_env):
@@ -96,7 +98,7 @@ def test_index_rebuilds_from_records(cli, demo_root):
 def test_observer_hooks_fire(demo_root, tmp_path):
     from harness import hookimpl
     from harness.plugins import get_plugins
-    from harness.run.cells import RunSpec, prepare_cell, run_cell
+    from harness.run.cells import RunSpec, execute_cell, plan_cell
 
     seen = []
 
@@ -112,8 +114,8 @@ def test_observer_hooks_fire(demo_root, tmp_path):
     plugins = get_plugins([FIXTURE_PLUGINS])
     plugins.pm.register(Observer(), name="observer")
     try:
-        cell = prepare_cell(RunSpec(method="flaky", dataset="demo-pairs", data_root=demo_root), plugins)
-        run_cell(cell, plugins, ResultStore(tmp_path / "r"), progress=False)
+        cell = plan_cell(RunSpec(method="flaky", dataset="demo-pairs", data_root=demo_root), plugins)
+        execute_cell(cell, plugins, ResultStore(tmp_path / "r"), progress=False)
     finally:
         plugins.pm.unregister(name="observer")
     assert seen == [("started", "flaky"), ("finished", "ok")]

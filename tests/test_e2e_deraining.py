@@ -44,6 +44,10 @@ def test_training_beats_identity_on_rain_synth(trained, shell):
     assert scored["dataset"]["data_sha256"] == floor["dataset"]["data_sha256"]
     assert scored["metrics"]["psnr"]["convention"] and scored["metrics"]["ssim"]["params"]
 
+    mismatched = shell("run", "--method", "s-dsen", "--dataset", "rain-synth", "--checkpoint", trained["out"],
+                       env=trained["env"])  # default stages=8 on a checkpoint trained with stages=2
+    assert mismatched.returncode == 2 and "stages=8 (trained with 2)" in mismatched.stderr
+
     listing = shell("results", "--format", "json", env=trained["env"])
     rows = json.loads(listing.stdout)
     assert {row["method"] for row in rows} == {"identity", "s-dsen"}

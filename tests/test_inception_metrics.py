@@ -281,7 +281,7 @@ def test_pytorch_fid_protocol_end_to_end(hub_weights, random_inception, tmp_path
     expected_fid = _pytorch_fid_distance(*_reduced_stats(act_gen, act_ref))
 
     predictions, samples = _samples(generated, reference)
-    fid = harness.create_metric("fid", batch_size=3)
+    fid = harness.create_metric("fid", batch_size=3, target_field="clean")
     assert fid.update(predictions[:2], samples[:2]) is None
     fid.update(predictions[2:], samples[2:])
     with pytest.warns(UserWarning, match="fewer than 2048"):
@@ -308,7 +308,7 @@ def test_pytorch_fid_protocol_end_to_end(hub_weights, random_inception, tmp_path
     assert from_folder.details()["reference"]["computed"] == 0
     assert from_folder.details()["reference"]["set_digest"] == details["reference"]["set_digest"]
 
-    kid = harness.create_metric("kid", subsets=20)
+    kid = harness.create_metric("kid", subsets=20, target_field="clean")
     kid.update(predictions, samples)
     result = kid.compute()
     reference_kid = torch_fidelity.metric_kid.kid_features_to_metric(
@@ -380,7 +380,7 @@ def test_weights_that_do_not_fit_are_refused(tmp_path):
 
 
 def test_reference_field_and_bad_inputs(hub_weights, tmp_path):
-    fid = harness.create_metric("fid")
+    fid = harness.create_metric("fid", target_field="reference")
     unpaired = {"id": "a", "image": torch.rand(3, 8, 8), "reference": torch.rand(3, 8, 8)}
     fid.update([torch.rand(3, 8, 8)], [unpaired])
     assert fid.details()["reference"]["source"] == "field 'reference'"
@@ -390,6 +390,10 @@ def test_reference_field_and_bad_inputs(hub_weights, tmp_path):
         fid.update([torch.rand(1, 8, 8)], [unpaired])
     with pytest.raises(DataError, match="is not a folder"):
         harness.create_metric("fid", reference_dir="/nonexistent/folder")
+    bound = harness.create_metric("fid", target_field="reference")
+    bound.bind_reference(harness.Reference((tmp_path / "z1.png", tmp_path / "z2.png"), "zebra-digest"))
+    assert bound.reference_files == [tmp_path / "z1.png", tmp_path / "z2.png"]
+    assert bound.reads()["reference"] == "zebra-digest" and bound.reads()["inception_weights"]
     with pytest.raises(DataError, match="holds no image files"):
         harness.create_metric("kid", reference_dir=str(tmp_path))
     with pytest.raises(UsageError, match="batch_size"):

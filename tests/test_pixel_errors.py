@@ -70,7 +70,7 @@ def test_metric_classes_aggregate_per_image_values():
         {"id": "a", "image": target, "masked": pred, "mask": mask},
         {"id": "b", "image": target2, "masked": pred2, "mask": mask},
     ]
-    metric = harness.create_metric("l1", region="hole", reduction="sum")
+    metric = harness.create_metric("l1", region="hole", reduction="sum", target_field="image")
     values = metric.update([pred, pred2], samples)
     expected = [float(l1_error(p, t, mask=mask, region="hole", reduction="sum")) for p, t in ((pred, target), (pred2, target2))]
     assert values == pytest.approx(expected)
@@ -79,7 +79,7 @@ def test_metric_classes_aggregate_per_image_values():
     metric.reset()
     with pytest.raises(UsageError, match="no samples"):
         metric.compute()
-    l2 = harness.create_metric("l2", percent="true")
+    l2 = harness.create_metric("l2", percent="true", target_field="image")
     assert l2.update([pred], samples[:1]) == [pytest.approx(100 * float(l2_error(pred, target)))]
     assert l2.convention()["error"] == "squared"
 
@@ -87,14 +87,16 @@ def test_metric_classes_aggregate_per_image_values():
 def test_target_field_resolution_and_sample_errors():
     *_, pred, target, mask = pair(5)
     metric = harness.create_metric("l1")
+    with pytest.raises(UsageError, match="target_field"):  # nothing guessed: it must be told
+        metric.target({"id": "x", "clean": target, "image": pred})
+    metric = harness.create_metric("l1", target_field="clean")
     assert metric.target({"id": "x", "clean": target, "image": pred}) is target
-    assert metric.target({"id": "x", "target": target}) is target
     metric.target_field = "image"  # as the runner binds it for an inpainting dataset
     assert metric.target({"id": "x", "clean": pred, "image": target}) is target
     with pytest.raises(DataError, match="'x'.*no ground-truth field"):
         metric.target({"id": "x", "reference": target})
-    hole = harness.create_metric("l1", region="hole")
+    hole = harness.create_metric("l1", region="hole", target_field="clean")
     with pytest.raises(UsageError, match="'d'.*has none"):
         hole.update([pred], [{"id": "d", "clean": target}])
     with pytest.raises(DataError, match="empty hole"):
-        hole.update([pred], [{"id": "e", "image": target, "mask": torch.zeros_like(mask)}])
+        hole.update([pred], [{"id": "e", "clean": target, "mask": torch.zeros_like(mask)}])

@@ -132,12 +132,12 @@ def test_mask_ssim_metric():
         {"id": "b", "target": to_tensor(t2), "target_pose": torch.from_numpy(poses()[1]).float()},
     ]
     predictions = [to_tensor(g1), to_tensor(g2)]
-    metric = harness.create_metric("mask-ssim")
+    metric = harness.create_metric("mask-ssim", target_field="target")
     values = metric.update(predictions, samples)
     expected = [float(mask_ssim(p, s["target"], s["target_pose"])) for p, s in zip(predictions, samples)]
     assert values == pytest.approx(expected)
     assert metric.compute() == {"mask-ssim": pytest.approx(np.mean(expected))}
-    unmasked = float(harness.create_metric("ssim", convention="defgan").update(predictions[:1], samples[:1])[0])
+    unmasked = float(harness.create_metric("ssim", convention="defgan", target_field="target").update(predictions[:1], samples[:1])[0])
     assert values[0] > unmasked  # the zeroed background agrees perfectly
     convention = metric.convention()
     assert convention["ssim_params"]["truncate"] == 4.0 and len(convention["limbs"]) == 23

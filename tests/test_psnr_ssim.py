@@ -331,7 +331,7 @@ def test_metric_classes_update_compute_and_convention(pairs) -> None:
     samples = [{"id": f"im{i}", "rainy": pred, "clean": target} for i, (pred, target) in enumerate(pairs)]
     predictions = [pred for pred, _ in pairs] + [pairs[0][0].flip(-1)]
     samples.append({"id": "flipped", "rainy": None, "clean": pairs[0][1].flip(-1)})
-    metric = harness.create_metric("psnr")
+    metric = harness.create_metric("psnr", target_field="clean")
     values = metric.update(predictions[:2], samples[:2]) + metric.update(predictions[2:], samples[2:])
     expected = [float(psnr(p, s["clean"])) for p, s in zip(predictions, samples)]
     assert values == pytest.approx(expected, abs=1e-12)
@@ -341,7 +341,7 @@ def test_metric_classes_update_compute_and_convention(pairs) -> None:
     assert convention["params"]["color"] == "y601" and convention["implementation"].endswith("/1")
     assert convention["overrides"] == [] and PSNR(crop_border=4).convention()["overrides"] == ["crop_border"]
 
-    structural = SSIM(convention="defgan")
+    structural = SSIM(convention="defgan", target_field="clean")
     scores = structural.update(predictions, samples)
     assert scores[1] == pytest.approx(float(ssim(predictions[1], samples[1]["clean"], convention="defgan")), abs=1e-12)
     assert structural.convention()["kernel_taps"] == 13
@@ -349,13 +349,13 @@ def test_metric_classes_update_compute_and_convention(pairs) -> None:
 
 
 def test_pooled_psnr_and_inf(pairs) -> None:
-    metric = PSNR(aggregation="pooled-mse", color="rgb", quantize="none")
+    metric = PSNR(aggregation="pooled-mse", color="rgb", quantize="none", target_field="image")
     inpainting = [{"id": str(i), "masked": None, "mask": None, "image": target} for i, (_, target) in enumerate(pairs)]
     metric.update([pred for pred, _ in pairs], inpainting)
     squared = torch.cat([((p.double() - t.double()) * 255).square().flatten() for p, t in pairs])
     assert metric.compute()["psnr"] == pytest.approx(10 * math.log10(255**2 / float(squared.mean())), abs=1e-9)
 
-    same = PSNR()
+    same = PSNR(target_field="target")
     same.update([pairs[0][1]], [{"id": "a", "target": pairs[0][1]}])
     assert same.compute() == {"psnr": math.inf} and same.details()["identical_pairs"] == 1
     with pytest.raises(UsageError, match="pooled-mse"):
@@ -363,7 +363,7 @@ def test_pooled_psnr_and_inf(pairs) -> None:
 
 
 def test_metric_errors_name_the_sample(pairs) -> None:
-    metric = SSIM()
+    metric = SSIM(target_field="clean")
     with pytest.raises(DataError, match="sample 'x' has no ground-truth field"):
         metric.update([pairs[0][0]], [{"id": "x", "rainy": pairs[0][0]}])
     with pytest.raises(DataError, match="sample 'y'.*differs from target"):

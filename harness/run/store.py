@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import sqlite3
-import tempfile
+import secrets
 from contextlib import closing
 from pathlib import Path
 from typing import Any, Iterable
@@ -27,6 +27,7 @@ import numpy as np
 from ..data import save_png
 
 RESULTS_ENV = "HARNESS_RESULTS"
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
@@ -35,19 +36,29 @@ CREATE TABLE IF NOT EXISTS runs (
     dataset TEXT NOT NULL,
     split TEXT NOT NULL,
     status TEXT NOT NULL,
-    cell_key TEXT NOT NULL,
+    prediction_key TEXT,
     record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS scores (
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    label TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    score_key TEXT,
+    PRIMARY KEY (run_id, label)
 );
 CREATE TABLE IF NOT EXISTS metric_values (
     run_id TEXT NOT NULL REFERENCES runs(run_id),
+    label TEXT NOT NULL,
     metric TEXT NOT NULL,
     key TEXT NOT NULL,
     value REAL,
     n INTEGER,
     higher_is_better INTEGER,
-    PRIMARY KEY (run_id, key)
+    PRIMARY KEY (run_id, label, key)
 );
 CREATE INDEX IF NOT EXISTS runs_cell ON runs(method, dataset, split);
+CREATE INDEX IF NOT EXISTS runs_prediction ON runs(prediction_key, status);
+CREATE INDEX IF NOT EXISTS scores_key ON scores(score_key);
 """
 
 
@@ -75,7 +86,8 @@ class ResultStore:
         final = self.runs_dir / record["run_id"]
         if final.exists():
             raise FileExistsError(f"run {record['run_id']} already stored at {final}")
-        staging = Path(tempfile.mkdtemp(prefix=f".{record['run_id']}.", dir=self.runs_dir))
+        staging = self.runs_dir / f".{record['run_id']}.{secrets.token_hex(4)}"
+        staging.mkdir()  # mode 0o777 minus the umask (mkdtemp's 0700 would lock a shared store to one user)
         try:
             with open(staging / "samples.jsonl", "w") as handle:
                 for row in samples:
@@ -99,8 +111,20 @@ class ResultStore:
         self.root.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(self.index_path, timeout=30)
         connection.execute("PRAGMA journal_mode=WAL")
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        if version != SCHEMA_VERSION:
+            # an index of an older layout: it is derived data, so drop it and let the caller rebuild
+            connection.executescript("DROP TABLE IF EXISTS metric_values; DROP TABLE IF EXISTS scores; "
+                                     "DROP TABLE IF EXISTS runs;")
+            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            connection.executescript(SCHEMA)
+            if version != 0 or self._has_runs():
+                _fill(connection, self.runs_dir)
         connection.executescript(SCHEMA)
         return connection
+
+    def _has_runs(self) -> bool:
+        return self.runs_dir.is_dir() and any(self.runs_dir.glob("*/record.json"))
 
     def _index(self, record: dict[str, Any], path: Path) -> None:
         with closing(self._connect()) as connection, connection:
@@ -110,12 +134,8 @@ class ResultStore:
         """Recreate the index from the run directories; returns the number of records indexed."""
         if self.index_path.exists():
             self.index_path.unlink()
-        count = 0
         with closing(self._connect()) as connection, connection:
-            for path in sorted(self.runs_dir.glob("*/record.json")):
-                _insert(connection, json.loads(path.read_text()), path)
-                count += 1
-        return count
+            return connection.execute("SELECT count(*) FROM runs").fetchone()[0]
 
     # -- reading ---------------------------------------------------------------------------------
     def _index_ready(self) -> bool:
@@ -134,13 +154,37 @@ class ResultStore:
             rows = connection.execute("SELECT record FROM runs ORDER BY created, run_id").fetchall()
         return [json.loads(Path(row[0]).read_text()) for row in rows if Path(row[0]).exists()]
 
+    def find_complete(self, cell: Any) -> dict[str, Any] | None:
+        """The newest ok record with the cell's prediction key and every (label, score key) of the cell.
+
+        ``cell`` is a `harness.run.cells.Cell` (anything with ``keys.prediction`` and ``keys.scores``).
+        One indexed query; None when the cell still has to run.
+        """
+        if not self._index_ready():
+            return None
+        scores = sorted(cell.keys.scores.items())
+        if not scores:
+            return None
+        pairs = ",".join("(?, ?)" for _ in scores)
+        query = (
+            "SELECT r.record FROM runs r WHERE r.prediction_key = ? AND r.status = 'ok' AND "
+            f"(SELECT count(*) FROM scores s WHERE s.run_id = r.run_id AND (s.label, s.score_key) IN (VALUES {pairs})) = ? "
+            "ORDER BY r.created DESC, r.run_id DESC LIMIT 1"
+        )
+        params = [cell.keys.prediction, *(item for pair in scores for item in pair), len(scores)]
+        with closing(self._connect()) as connection:
+            row = connection.execute(query, params).fetchone()
+        if row is None or not Path(row[0]).exists():
+            return None
+        return {**json.loads(Path(row[0]).read_text()), "path": row[0]}
+
     def metric_rows(self) -> list[dict[str, Any]]:
-        """One row per (run, metric value), for tables and exports."""
+        """One row per (run, metric label, value name), for tables and exports."""
         if not self._index_ready():
             return []
         query = (
-            "SELECT r.run_id, r.created, r.method, r.dataset, r.split, r.status, m.metric, m.key, m.value, m.n "
-            "FROM runs r LEFT JOIN metric_values m ON m.run_id = r.run_id ORDER BY r.created, r.run_id, m.key"
+            "SELECT r.run_id, r.created, r.method, r.dataset, r.split, r.status, m.label, m.metric, m.key, m.value, m.n "
+            "FROM runs r LEFT JOIN metric_values m ON m.run_id = r.run_id ORDER BY r.created, r.run_id, m.label, m.key"
         )
         with closing(self._connect()) as connection:
             cursor = connection.execute(query)
@@ -148,7 +192,13 @@ class ResultStore:
             return [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
+def _fill(connection: sqlite3.Connection, runs_dir: Path) -> None:
+    for path in sorted(runs_dir.glob("*/record.json")):
+        _insert(connection, json.loads(path.read_text()), path)
+
+
 def _insert(connection: sqlite3.Connection, record: dict[str, Any], path: Path) -> None:
+    keys = record.get("keys") or {}  # records written before keys existed are indexed without them
     connection.execute(
         "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (
@@ -158,15 +208,18 @@ def _insert(connection: sqlite3.Connection, record: dict[str, Any], path: Path) 
             record["dataset"]["name"],
             record["dataset"]["split"],
             record["status"],
-            record["cell_key"],
+            keys.get("prediction"),
             str(path.resolve()),
         ),
     )
-    for metric_name, metric in record.get("metrics", {}).items():
+    for label, metric in record.get("metrics", {}).items():
+        name = metric.get("metric", label)
+        connection.execute("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?)",
+                           (record["run_id"], label, name, metric.get("score_key")))
         for key, value in metric.get("values", {}).items():
             connection.execute(
-                "INSERT OR REPLACE INTO metric_values VALUES (?, ?, ?, ?, ?, ?)",
-                (record["run_id"], metric_name, key, value, metric.get("n"), int(metric["higher_is_better"])),
+                "INSERT OR REPLACE INTO metric_values VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (record["run_id"], label, name, key, value, metric.get("n"), int(metric["higher_is_better"])),
             )
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..plugins import Plugins
-from ..run.cells import RunSpec, prepare_cell, run_cell
+from ..run.cells import RunSpec, execute_cell, plan_cell
 from ..run.store import ResultStore
 from .engine import Evaluator
 
@@ -38,5 +38,5 @@ def evaluator(plugins: Plugins, spec: RunSpec, results: Path | None = None) -> E
 
 def _score(spec: RunSpec, plugins: Plugins, store: ResultStore | None) -> dict[str, Any]:
     """The one call into the runner: resolve the cell (raising before anything runs) and, given a store, run it."""
-    cell = prepare_cell(spec, plugins)
-    return run_cell(cell, plugins, store, progress=False) if store is not None else {}
+    cell = plan_cell(spec, plugins)
+    return execute_cell(cell, plugins, store, progress=False) if store is not None else {}

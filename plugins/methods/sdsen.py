@@ -349,6 +349,7 @@ class _SDSENFamily(Method):
     paper = PAPER
     default_batch_size: ClassVar[int] = 64  # paper (the official settings.py uses 50)
     default_steps: ClassVar[int] = 20000  # official train.py
+    model_options = ("stages", "link", "aggregation", "se", "backbone")
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

@@ -9,9 +9,9 @@ torchvision's. Images are quantised to uint8 first, as the PNG files pytorch-fid
   resize (the TTUR graph's), (x - 128) / 128.
 
 Features are extracted as images stream in, ``batch_size`` at a time, and cached by content: one
-row per (extractor digest, image digest) in ``$HARNESS_CACHE/inception-features.sqlite`` (default
-``~/.cache/harness/features``). A split's set digest is only known after its last image, so the cache
-is keyed per image; ``details()`` records the set digests (sha256 of the sorted image digests).
+row per (extractor digest, image digest) in the ``features`` tier of the core cache
+(`harness.run.cache`, ``$HARNESS_CACHE``, default ``~/.cache/harness``). A split's set digest is
+only known after its last image, so the cache is keyed per image; ``details()`` records the set digests (sha256 of the sorted image digests).
 Scoring a new method against a reference set seen before thus runs the network on its own images
 only, and `fid`, `kid` and `is` on the same images share one extraction.
 
@@ -31,10 +31,9 @@ import dataclasses
 import functools
 import hashlib
 import json
-import os
 import sqlite3
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -44,9 +43,11 @@ import scipy.linalg.lapack
 import torch
 from scipy.special import log_softmax, logsumexp
 
-from harness import DataError, Metric, Option, Sample, UsageError, hookimpl
+from harness import DataError, Metric, Option, Reference, Sample, UsageError, hookimpl
 from harness.checkpoints import find_weights
-from harness.data import list_images, read_image, sha256_file, to_uint8
+from harness.data import digest_files, list_images, read_image, sha256_file, to_uint8
+from harness.run.cache import CACHE_ENV, Cache
+from harness.run.devices import resolve_device
 
 from .inception_net import (
     FEATURE_DIM,
@@ -59,8 +60,6 @@ from .inception_net import (
 IMPLEMENTATION = "harness_plugins.metrics.inception"
 VERSION = "1"
 WEIGHTS_ENV = "HARNESS_INCEPTION_WEIGHTS"
-CACHE_ENV = "HARNESS_CACHE"
-CACHE_FILE = "inception-features.sqlite"
 """Where a sample's real image is, first present wins: deraining, pose transfer, unpaired translation
 (its ``image`` is the *source* domain, so ``reference`` must win over it), inpainting/inversion."""
 
@@ -192,12 +191,6 @@ def _float64(array: np.ndarray | torch.Tensor) -> np.ndarray:
 
 # -- feature extraction with a content-addressed cache --------------------------------------------
 
-def default_cache_dir() -> Path:
-    """``$HARNESS_CACHE`` if set, else ``~/.cache/harness/features``."""
-    env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "harness" / "features"
-
-
 def image_digest(image: np.ndarray) -> str:
     """sha256 of a uint8 (H, W, 3) image's shape and pixels: equal for a PNG on disk and the tensor read from it."""
     digest = hashlib.sha256(repr(image.shape).encode())
@@ -211,51 +204,24 @@ def set_digest(digests: Sequence[str]) -> str:
 
 
 class FeatureCache:
-    """Feature rows keyed by (extractor digest, image digest) in one SQLite file."""
+    """Feature rows in the core cache's ``features`` tier, one namespace per extractor digest."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with self._connect() as db:
-                db.execute(
-                    "CREATE TABLE IF NOT EXISTS features "
-                    "(extractor TEXT, image TEXT, vector BLOB, PRIMARY KEY (extractor, image))"
-                )
-        except (OSError, sqlite3.Error) as exc:
-            raise DataError(
-                f"cannot use the feature cache {path}: {exc} (set ${CACHE_ENV} to a writable folder or pass cache=false)"
-            ) from None
+    TIER = "features"
 
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        """A connection that commits on success and is always closed (several processes may share the file)."""
-        db = sqlite3.connect(self.path, timeout=120)
-        try:
-            with db:
-                yield db
-        finally:
-            db.close()
+    def __init__(self, cache: Cache) -> None:
+        self.cache = cache
 
     def get(self, extractor: str, digests: Sequence[str]) -> dict[str, np.ndarray]:
-        found: dict[str, np.ndarray] = {}
-        unique = sorted(set(digests))
-        with self._connect() as db:
-            for start in range(0, len(unique), 500):
-                chunk = unique[start : start + 500]
-                rows = db.execute(
-                    f"SELECT image, vector FROM features WHERE extractor = ? AND image IN ({','.join('?' * len(chunk))})",
-                    [extractor, *chunk],
-                )
-                found.update((image, np.frombuffer(vector, dtype=np.float32)) for image, vector in rows)
-        return found
+        try:
+            rows = self.cache.get_rows(self.TIER, extractor, digests)
+        except (OSError, sqlite3.Error) as exc:
+            raise DataError(f"cannot use the feature cache in {self.cache.root}: {exc} "
+                            f"(set ${CACHE_ENV} to a writable folder or pass cache=false)") from None
+        return {image: np.frombuffer(vector, dtype=np.float32) for image, vector in rows.items()}
 
     def put(self, extractor: str, rows: dict[str, np.ndarray]) -> None:
-        with self._connect() as db:
-            db.executemany(
-                "INSERT OR IGNORE INTO features VALUES (?, ?, ?)",
-                [(extractor, image, np.asarray(v, dtype=np.float32).tobytes()) for image, v in rows.items()],
-            )
+        self.cache.put_rows(self.TIER, extractor,
+                            {image: np.asarray(v, dtype=np.float32).tobytes() for image, v in rows.items()})
 
 
 @functools.lru_cache(maxsize=4)
@@ -360,8 +326,8 @@ class InceptionMetric(Metric):
         Option("weights", None, f"Inception weights file; default ${WEIGHTS_ENV} (pytorch-fid protocol only), "
                "else the protocol's file in $TORCH_HOME/hub/checkpoints/", type=str),
         Option("batch_size", 50, "images per network forward pass"),
-        Option("device", "auto", "torch device for the network; auto = cuda if available, else cpu"),
-        Option("cache", True, "cache features per image in $HARNESS_CACHE (default ~/.cache/harness/features)"),
+        Option("device", "auto", "torch device for the network; auto = the run's device (from Python: cuda if available)"),
+        Option("cache", True, "cache features per image in the features tier of $HARNESS_CACHE (default ~/.cache/harness)"),
     )
 
     def __init__(self, **options: Any) -> None:
@@ -388,10 +354,8 @@ class InceptionMetric(Metric):
     @property
     def extractor(self) -> InceptionExtractor:
         if self._extractor is None:
-            device = self.config["device"]
-            if device == "auto":
-                device = "cuda" if torch.cuda.is_available() else "cpu"
-            cache = FeatureCache(default_cache_dir() / CACHE_FILE) if self.config["cache"] else None
+            device = resolve_device(self.device or "auto") if self.config["device"] == "auto" else self.config["device"]
+            cache = FeatureCache(Cache()) if self.config["cache"] else None
             self._extractor = InceptionExtractor(self.weights, self.protocol, device, self.config["batch_size"], cache)
         return self._extractor
 
@@ -402,6 +366,10 @@ class InceptionMetric(Metric):
         while len(pending) >= size or (flush and pending):
             target.add(self.extractor(pending[:size]))
             del pending[:size]
+
+    def reads(self) -> dict[str, str]:
+        stat = self.weights.stat()
+        return {"inception_weights": _weights_sha256(str(self.weights), stat.st_size, stat.st_mtime_ns)}
 
     def convention(self) -> dict[str, Any]:
         extractor = self.extractor
@@ -426,9 +394,11 @@ class InceptionMetric(Metric):
 
 
 class _AgainstReference(InceptionMetric):
-    """A metric comparing the predictions' features with a reference set's (a sample field or a folder)."""
+    """A metric comparing the predictions' features with a reference set's: ``reference_dir``, else the
+    dataset's `Reference` (bound by the runner, independent of --limit), else each sample's target field."""
 
     higher_is_better = False
+    uses_reference = True
     options = InceptionMetric.options + (
         Option("reference_dir", None, "folder of reference images (top level only, as pytorch-fid); "
                "default: the samples' ground truth", type=str),
@@ -439,6 +409,7 @@ class _AgainstReference(InceptionMetric):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.reference_files: list[Path] | None = None
+        self._reference_digest: str | None = None
         if self.config["reference_dir"] is not None:
             folder = Path(self.config["reference_dir"]).expanduser()
             if not folder.is_dir():
@@ -446,6 +417,20 @@ class _AgainstReference(InceptionMetric):
             self.reference_files = list_images(folder)
             if not self.reference_files:
                 raise DataError(f"{self.name}: reference_dir {folder} holds no image files (.png, .jpg, ...)")
+
+    def bind_reference(self, reference: Reference) -> None:
+        """The dataset's reference set, used unless ``reference_dir`` or ``reference_field`` was given."""
+        if self.config["reference_dir"] is None and self.config["reference_field"] is None:
+            self.reference_files = list(reference.files)
+            self._reference_digest = reference.digest
+
+    def reads(self) -> dict[str, str]:
+        reads = super().reads()
+        if self._reference_digest is None and self.config["reference_dir"] is not None and self.reference_files:
+            self._reference_digest = digest_files(self.reference_files, self.reference_files[0].parent)
+        if self._reference_digest is not None:
+            reads["reference"] = self._reference_digest
+        return reads
 
     def reset(self) -> None:
         self.generated, self.reference = FeatureSet(), FeatureSet()

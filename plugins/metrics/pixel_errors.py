@@ -99,6 +99,7 @@ class _PixelError(Metric):
     power: ClassVar[int]
     higher_is_better = False
     outputs = frozenset({"image"})
+    needs_paired_target = True
     paper = "Yang, Deep Generative Models for Image Translation (USC PhD thesis, 2019), Tables 2.1, 3.2, 6.1"
     version = "1"
     options = (

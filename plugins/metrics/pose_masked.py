@@ -122,6 +122,7 @@ class MaskSSIM(Metric):
     paper = "Ma et al., Pose Guided Person Image Generation (PG2), NeurIPS 2017; Siarohin et al., Deformable GANs, CVPR 2018"
     version = "1"
     outputs = frozenset({"image"})
+    needs_paired_target = True
     options = (
         Option("truncate", None, "Gaussian truncation in sigmas: default the defgan convention's 4.0 "
                "(scikit-image < 0.15, Def-GAN's era); 3.5 = scikit-image >= 0.15", type=float),

@@ -441,6 +441,8 @@ class _ImageSimilarity(Metric):
     higher_is_better = True
     outputs = frozenset({"image"})
     needs_target = True
+    needs_paired_target = True
+    preset_option = "convention"
     version = VERSION
 
     def __init__(self, **options: Any) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from harness import DataError, Metric, Option, Sample, UsageError, hookimpl
+from harness.run.devices import resolve_device
 
 from .reid_protocols import (
     DIRECTIONS,
@@ -56,7 +57,7 @@ PROTOCOL_OPTIONS = (
     ),
     Option("perm_file", "", "sysu: path of the official rand_perm_cam.mat"),
     Option("seed", 0, "sysu: seed of the sampler used without the official permutations"),
-    Option("device", "auto", "where distances and ranking run: auto (cuda if available), cpu or cuda[:N]"),
+    Option("device", "auto", "where distances and ranking run: auto (the run's device; from Python: cuda if available), cpu or cuda[:N]"),
 )
 
 
@@ -141,13 +142,10 @@ def evaluate_samples(
 
 
 def _device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"re-id metrics: device {device!r} requested but CUDA is not available")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise UsageError(f"re-id metrics: device must be auto, cpu or cuda[:N]; got {device!r}")
-    return device
+    try:
+        return resolve_device(device)
+    except UsageError as exc:
+        raise UsageError(f"re-id metrics: {exc}") from None
 
 
 def _mean(values: Any) -> torch.Tensor:
@@ -233,7 +231,8 @@ class _ReidMetric(Metric):
             raise UsageError(f"{self.name}: no samples were scored")
         fields = self._fields
         table = SampleTable.build(fields["pid"], fields["camid"], fields["role"], fields["modality"], fields["id"], fields["trial"])
-        return _shared_evaluation(self._embeddings, table, self.protocol, _device(self.config["device"]))
+        device = self.config["device"] if self.config["device"] != "auto" else (self.device or "auto")
+        return _shared_evaluation(self._embeddings, table, self.protocol, _device(device))
 
     def _common_details(self, results: list[tuple[Comparison, Ranking]], sampler: str) -> dict[str, Any]:
         return {
