@@ -17,6 +17,7 @@ from . import __doc__ as package_doc
 from .api import Option, Plugin
 from .data import resolve_data_root
 from .errors import HarnessError, UsageError
+from .models import count_parameters
 from .plugins import Plugins, get_plugins
 from .run.cache import CACHE_ENV, CACHE_MAX_ENV, TIERS, Cache, default_cache_root, parse_size
 from .run.cells import RunSpec, check_pairing, execute_cell, plan_cell
@@ -92,11 +93,6 @@ def describe_options(options: Sequence[Option]) -> list[str]:
     return lines or ["  (none)"]
 
 
-def count_parameters(model: Any) -> int:
-    """``parameters()`` yields each tensor once, so weights shared across stages count once."""
-    return sum(p.numel() for p in model.parameters())
-
-
 def cmd_info(args: argparse.Namespace, plugins: Plugins) -> int:
     found: list[tuple[str, type[Plugin]]] = [
         (kind, getattr(plugins, kind).get(args.name))
@@ -119,7 +115,7 @@ def cmd_info(args: argparse.Namespace, plugins: Plugins) -> int:
             print(f"trainable: {'yes' if cls.trainable() else 'no'}")
             model = cls().build()
             if model is not None:
-                print(f"parameters: {count_parameters(model):,}")
+                print(f"parameters: {count_parameters(model).params:,}")
         elif kind == "datasets":
             print(f"task: {cls.task}")
             print(f"splits: {', '.join(cls.splits)} (default {cls.default_split})")
