@@ -17,6 +17,7 @@ from .api import Dataset, Method, Metric, Option, Reference, Sample, Task, Train
 from .data import resolve_data_root
 from .errors import DataError, HarnessError, RunError, UsageError
 from .hookspecs import hookimpl
+from .models import ParameterCount, count_parameters
 from .plugins import get_plugins
 from .train.context import TrainContext
 from .train.ema import EMA
@@ -53,6 +54,7 @@ __all__ = [
     "Method",
     "Metric",
     "Option",
+    "ParameterCount",
     "Reference",
     "RunError",
     "Sample",
@@ -61,6 +63,7 @@ __all__ = [
     "TrainContext",
     "TrainingRecipe",
     "UsageError",
+    "count_parameters",
     "create_dataset",
     "create_method",
     "create_metric",

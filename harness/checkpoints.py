@@ -20,10 +20,12 @@ def hub_checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def find_weights(filename: str, explicit: str | os.PathLike[str] | None = None, env: str | None = None) -> Path:
+def find_weights(filename: str, explicit: str | os.PathLike[str] | None = None, env: str | None = None,
+                 option: str | None = None) -> Path:
     """Resolve a weights file: explicit path, then ``$env``, then the torch hub cache.
 
-    Raises `DataError` naming every place looked at when none exists.
+    Raises `DataError` naming every place looked at and exactly how to pass the path: ``option`` is the
+    command-line form that sets ``explicit`` (e.g. ``--metric-option fid.weights=PATH``).
     """
     candidates: list[Path] = []
     if explicit is not None:
@@ -36,7 +38,8 @@ def find_weights(filename: str, explicit: str | os.PathLike[str] | None = None, 
         if candidate.is_file():
             return candidate
     looked = ", ".join(str(c) for c in candidates)
-    how = f"put {filename} in {hub_checkpoint_dir()}" + (f", set {env}" if env else "") + " or pass its path"
+    ways = [f"`{option}`" if option else "an explicit path", *([f"`{env}=PATH`"] if env else [])]
+    how = f"put {filename} in {hub_checkpoint_dir()}, or pass its path: {' or '.join(ways)}"
     raise DataError(f"weights file not found (looked at {looked}); {how}")
 
 

@@ -7,8 +7,11 @@ Exit codes: 0 success; 1 a run failed (its record is stored with the error); 2 u
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
+import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,6 +20,7 @@ from . import __doc__ as package_doc
 from .api import Option, Plugin
 from .data import resolve_data_root
 from .errors import HarnessError, UsageError
+from .models import count_parameters
 from .plugins import Plugins, get_plugins
 from .run.cache import CACHE_ENV, CACHE_MAX_ENV, TIERS, Cache, default_cache_root, parse_size
 from .run.cells import RunSpec, check_pairing, execute_cell, plan_cell
@@ -28,11 +32,16 @@ from .train.engine import TrainSpec, train
 from .train.evaluation import evaluator
 
 EPILOG = """exit codes: 0 success; 1 a run failed (a method or metric crashed, non-finite predictions: the failed
-record is kept); 2 usage or data error (bad option, missing or corrupt data/weights: nothing is written, unless the
-error surfaced after the first sample was scored, then the failed record is kept and names the file).
+record is kept) or `harness plugins` found a failed plugin; 2 usage or data error (bad option, missing or corrupt
+data/weights: nothing is written, unless the error surfaced after the first sample was scored, then the failed record
+is kept and names the file); 130 interrupted; 141 output pipe closed (e.g. `| head`).
 environment: HARNESS_DATA (dataset home), HARNESS_RESULTS (result store), HARNESS_CACHE (cache root, default
 ~/.cache/harness), HARNESS_CACHE_MAX (cache size cap, e.g. 20G), HARNESS_PLUGINS_DIR (extra plugins),
-TORCH_HOME (weights in $TORCH_HOME/hub/checkpoints)."""
+TORCH_HOME (weights in $TORCH_HOME/hub/checkpoints), HARNESS_INCEPTION_WEIGHTS (FID/KID/IS Inception weights
+file; or --metric-option fid.weights=PATH)."""
+
+MIN_DESCRIPTION = 20
+"""Characters of description `harness list` keeps on a narrow terminal (the tasks column gives way first)."""
 
 
 def parse_key_values(pairs: Sequence[str], flag: str) -> dict[str, str]:
@@ -74,14 +83,23 @@ def cmd_list(args: argparse.Namespace, plugins: Plugins) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
+    columns = shutil.get_terminal_size().columns
     for kind in kinds:
         print(f"{kind}:")
         chosen = [row for row in rows if row["kind"] == kind[:-1]]
         width = max((len(row["name"]) for row in chosen), default=0)
         twidth = max((len(row["tasks"]) for row in chosen), default=0)
+        twidth = max(min(twidth, columns - width - 6 - MIN_DESCRIPTION), 8)
+        room = max(columns - width - twidth - 6, MIN_DESCRIPTION)
         for row in chosen:
-            print(f"  {row['name']:<{width}}  {row['tasks']:<{twidth}}  {row['description']}")
+            line = f"  {row['name']:<{width}}  {fit(row['tasks'], twidth):<{twidth}}  {fit(row['description'], room)}"
+            print(line.rstrip())
     return 0
+
+
+def fit(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, the last one an ellipsis when anything was cut."""
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
 
 
 def describe_options(options: Sequence[Option]) -> list[str]:
@@ -90,11 +108,6 @@ def describe_options(options: Sequence[Option]) -> list[str]:
         choices = f" (one of: {', '.join(map(str, option.choices))})" if option.choices else ""
         lines.append(f"  {option.name} = {option.default!r}: {option.help}{choices}")
     return lines or ["  (none)"]
-
-
-def count_parameters(model: Any) -> int:
-    """``parameters()`` yields each tensor once, so weights shared across stages count once."""
-    return sum(p.numel() for p in model.parameters())
 
 
 def cmd_info(args: argparse.Namespace, plugins: Plugins) -> int:
@@ -119,7 +132,7 @@ def cmd_info(args: argparse.Namespace, plugins: Plugins) -> int:
             print(f"trainable: {'yes' if cls.trainable() else 'no'}")
             model = cls().build()
             if model is not None:
-                print(f"parameters: {count_parameters(model):,}")
+                print(f"parameters: {count_parameters(model).params:,}")
         elif kind == "datasets":
             print(f"task: {cls.task}")
             print(f"splits: {', '.join(cls.splits)} (default {cls.default_split})")
@@ -140,7 +153,7 @@ def cmd_plugins(args: argparse.Namespace, plugins: Plugins) -> int:
     infos = sorted(plugins.info.values(), key=lambda info: info.name)
     if args.json:
         print(json.dumps([{**info.__dict__, "ok": info.ok} for info in infos], indent=2))
-        return 0
+        return 1 if plugins.failures() else 0
     for info in infos:
         status = "ok" if info.ok else "FAILED"
         version = f" {info.version}" if info.version else ""
@@ -149,7 +162,7 @@ def cmd_plugins(args: argparse.Namespace, plugins: Plugins) -> int:
             print(f"    {kind}: {', '.join(names)}")
         if info.error:
             print(f"    error: {info.error}")
-    return 0
+    return 1 if plugins.failures() else 0
 
 
 # -- running ------------------------------------------------------------------------------------
@@ -434,7 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plugins", parents=[common], help="list loaded plugins, their origin and failures",
                        description="Every plugin, where it came from (core, entry point, plugins dir), what it "
-                                   "registered, and the error of any plugin that failed to load.")
+                                   "registered, and the error of any plugin that failed to load or whose name was "
+                                   "already taken (both owners named). Exits 1 when any plugin failed.")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_plugins)
 
@@ -534,15 +548,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         plugins = get_plugins(args.plugins_dir)
         if args.command != "plugins":
             for failure in plugins.failures():
-                print(f"harness: warning: plugin {failure.name} failed to load: {failure.error} "
+                print(f"harness: warning: plugin {failure.name} failed: {failure.error} "
                       "(see `harness plugins`)", file=sys.stderr)
-        return int(args.func(args, plugins) or 0)
+        code = int(args.func(args, plugins) or 0)
+        sys.stdout.flush()  # a closed pipe surfaces here, inside the handler below, not at interpreter exit
+        return code
     except HarnessError as exc:
         print(f"harness: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:
         print(f"harness: interrupted{': ' + str(exc) if str(exc) else ''}", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`harness list | head`): stop quietly, as a Unix tool killed by SIGPIPE
+        # would. Point stdout at /dev/null so the interpreter's final flush does not raise again.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

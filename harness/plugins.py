@@ -4,7 +4,9 @@ Load order (tox/datasette style): the core's own task plugin, then every entry p
 ``harness`` (the built-ins under ``plugins/`` are entry points of this very package, so they load
 exactly as a third-party plugin does), then unpackaged ``*.py`` files from ``--plugins-dir`` /
 ``HARNESS_PLUGINS_DIR``. A plugin that fails to import or to register is recorded with its error and
-the others still load; a duplicate name is an error naming both owners.
+the others still load. A registration whose name (or an alias) is already taken — by a built-in or by
+a plugin loaded earlier — is refused: the first owner keeps the name, the later plugin is reported as
+failed naming both owners, and its other registrations still count (they do not clash with anything).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import pluggy
 from . import hookspecs, tasks
 from .api import Dataset, Method, Metric, Task
 from .errors import UsageError
-from .registry import Registry
+from .registry import DuplicateName, Registry
 
 ENTRY_POINT_GROUP = "harness"
 PLUGINS_DIR_ENV = "HARNESS_PLUGINS_DIR"
@@ -48,10 +50,45 @@ class PluginInfo:
         return self.error is None
 
 
-def _short_error(exc: BaseException) -> str:
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
-    return f"{type(exc).__name__}: {exc}{where}"
+def _short_error(exc: BaseException, plugin_file: Path | None = None) -> str:
+    """``Type: message (where)``: the plugin's own file and line, then the deepest real frame if elsewhere.
+
+    Import machinery frames (``<frozen importlib._bootstrap>``) are never shown: they are the same for
+    every plugin. A syntax error points at the offending line itself.
+    """
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<")]
+    places = []
+    if isinstance(exc, SyntaxError) and exc.filename:
+        places.append(f"{exc.filename}:{exc.lineno}")
+        exc_text = exc.msg
+    else:
+        exc_text = str(exc)
+        if plugin_file is not None:
+            own = [f for f in frames if _same_file(f.filename, plugin_file)]
+            if own:
+                places.append(f"{own[-1].filename}:{own[-1].lineno}")
+        if frames and not (places and _same_file(frames[-1].filename, plugin_file)):
+            places.append(f"{frames[-1].filename}:{frames[-1].lineno}")
+    where = f" ({' via '.join(places)})" if places else ""
+    return f"{type(exc).__name__}: {exc_text}{where}"
+
+
+def _same_file(name: str, path: Path | None) -> bool:
+    if path is None:
+        return False
+    try:
+        return Path(name).resolve() == path.resolve()
+    except OSError:
+        return False
+
+
+def _module_file(module: str) -> Path | None:
+    """The source file of an entry point's module, without importing it (None if it cannot be found)."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except Exception:  # a parent package that fails to import
+        return None
+    return Path(spec.origin) if spec is not None and spec.origin else None
 
 
 class Plugins:
@@ -78,7 +115,7 @@ class Plugins:
         try:
             self.pm.register(module, name=name)
         except Exception as exc:  # pluggy validation errors, e.g. an unknown hook argument
-            self.info[name] = PluginInfo(name, source, version, error=_short_error(exc))
+            self.info[name] = PluginInfo(name, source, version, error=_short_error(exc, _file_of(module)))
             return
         self.info[name] = PluginInfo(name, source, version)
 
@@ -97,7 +134,8 @@ class Plugins:
             try:
                 module = ep.load()
             except Exception as exc:
-                self.info[ep.name] = PluginInfo(ep.name, source, version, error=_short_error(exc))
+                error = _short_error(exc, _module_file(ep.module))
+                self.info[ep.name] = PluginInfo(ep.name, source, version, error=error)
                 continue
             self._add(module, ep.name, source, version)
 
@@ -115,7 +153,7 @@ class Plugins:
                 spec.loader.exec_module(module)
             except Exception as exc:
                 sys.modules.pop(module_name, None)
-                self.info[name] = PluginInfo(name, f"file {path}", None, error=_short_error(exc))
+                self.info[name] = PluginInfo(name, f"file {path}", None, error=_short_error(exc, path))
                 continue
             self._add(module, name, f"file {path}", None)
 
@@ -127,17 +165,22 @@ class Plugins:
             ("harness_register_datasets", self.datasets, Dataset),
             ("harness_register_metrics", self.metrics, Metric),
         ]
+        raised: set[str] = set()  # plugins whose hook raised are not asked again; a refused name is no reason
         for hook_name, registry, base in kinds:
             for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
                 owner = impl.plugin_name
-                if not self.info[owner].ok:
+                if owner in raised:
                     continue
                 try:
                     impl.function(register=self._registrar(registry, base, owner))
-                except UsageError:
-                    raise
                 except Exception as exc:
-                    self.info[owner].error = _short_error(exc)
+                    raised.add(owner)
+                    self._fail(owner, _short_error(exc, _file_of(impl.plugin)))
+
+    def _fail(self, owner: str, error: str) -> None:
+        """Mark ``owner`` failed; a plugin can fail more than once (one refused name per clash)."""
+        info = self.info[owner]
+        info.error = error if info.error is None else f"{info.error}; {error}"
 
     def _registrar(self, registry: Registry[Any], base: type | None, owner: str) -> Callable[[Any], None]:
         def register(entry: Any) -> None:
@@ -145,7 +188,11 @@ class Plugins:
                 raise TypeError(f"{owner}: register() expects a {base.__name__} subclass, got {entry!r}")
             if base is None and not isinstance(entry, Task):
                 raise TypeError(f"{owner}: register() expects a Task, got {entry!r}")
-            registry.add(entry.name, entry, owner, tuple(getattr(entry, "aliases", ())))
+            try:
+                registry.add(entry.name, entry, owner, tuple(getattr(entry, "aliases", ())))
+            except DuplicateName as exc:
+                self._fail(owner, str(exc))  # the first owner keeps the name; this plugin's other entries count
+                return
             self.info[owner].provides.setdefault(registry.kind + "s", []).append(entry.name)
 
         return register
@@ -173,6 +220,11 @@ def module_source_digest(module: object, version: str | None) -> str:
     if file is not None and not installed and Path(file).is_file():
         return "sha256:" + hashlib.sha256(Path(file).read_bytes()).hexdigest()
     return f"version:{version or 'unknown'}"
+
+
+def _file_of(plugin: object) -> Path | None:
+    """A module plugin's source file; a plugin object registered directly has none."""
+    return Path(plugin.__file__) if isinstance(plugin, ModuleType) and plugin.__file__ else None
 
 
 def _harness_version() -> str:

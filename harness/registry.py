@@ -10,6 +10,10 @@ from .errors import UsageError
 T = TypeVar("T")
 
 
+class DuplicateName(UsageError):
+    """A name or alias already registered by another plugin (the message names both owners)."""
+
+
 class Registry(Generic[T]):
     """Holds one kind of plugin object (tasks, methods, datasets or metrics) by name.
 
@@ -27,7 +31,7 @@ class Registry(Generic[T]):
         for key in (name, *aliases):
             taken_by = self._owner_of(key)
             if taken_by is not None:
-                raise UsageError(
+                raise DuplicateName(
                     f"duplicate {self.kind} name {key!r}: registered by plugin {taken_by!r} "
                     f"and again by plugin {owner!r}"
                 )

@@ -43,33 +43,96 @@ def test_broken_plugin_is_reported_and_others_still_load(tmp_path, cli):
         def harness_register_metrics(register):
             raise RuntimeError("boom in register")
     """))
+    (tmp_path / "typo.py").write_text("x = 1\ndef broken(:\n")
     code, out, _ = cli("plugins", "--json", "--plugins-dir", tmp_path, "--plugins-dir", FIXTURE_PLUGINS)
-    assert code == 0
+    assert code == 1
     info = {entry["name"]: entry for entry in json.loads(out)}
     assert not info["broken"]["ok"] and "not_a_real_module_xyz" in info["broken"]["error"]
     assert not info["raising"]["ok"] and "boom in register" in info["raising"]["error"]
     assert info["demo_plugin"]["ok"] and info["identity"]["ok"]
+    # the plugin's own file and line, never the import machinery's frozen frames
+    assert f"({tmp_path / 'broken.py'}:1)" in info["broken"]["error"]
+    assert f"({tmp_path / 'raising.py'}:5)" in info["raising"]["error"]
+    assert info["typo"]["error"].startswith("SyntaxError") and f"({tmp_path / 'typo.py'}:2)" in info["typo"]["error"]
+    assert not any("frozen" in entry["error"] for entry in info.values() if entry["error"])
 
     code, out, err = cli("list", "methods", "--plugins-dir", tmp_path)
     assert code == 0 and "identity" in out
-    assert "plugin broken failed to load" in err
+    assert "plugin broken failed: ModuleNotFoundError" in err
 
     code, out, _ = cli("plugins", "--plugins-dir", tmp_path)
-    assert "broken [FAILED]" in out and "error: ModuleNotFoundError" in out
+    assert code == 1 and "broken [FAILED]" in out and "error: ModuleNotFoundError" in out
+    code, out, _ = cli("plugins")
+    assert code == 0 and "[FAILED]" not in out
 
 
-def test_duplicate_name_names_both_owners(tmp_path):
+def test_entry_point_import_error_names_the_module_file(tmp_path, monkeypatch):
+    """An installed plugin failing at import shows its own file and line too (its module found without importing)."""
+    package = tmp_path / "site" / "thirdparty_harness_plugin"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "metrics.py").write_text("import math\nfrom not_installed_either import thing\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    from harness.plugins import _module_file, _short_error
+
+    try:
+        __import__("thirdparty_harness_plugin.metrics")
+    except ImportError as exc:
+        error = _short_error(exc, _module_file("thirdparty_harness_plugin.metrics"))
+    assert error == f"ModuleNotFoundError: No module named 'not_installed_either' ({package / 'metrics.py'}:2)"
+
+
+def test_duplicate_name_is_refused_and_everything_else_works(tmp_path, cli):
+    """A plugin re-registering a built-in's name (or an earlier plugin's) no longer breaks every command:
+    the first owner keeps the name, the later registration is reported failed naming both owners, and the
+    plugin's other registrations still count."""
     (tmp_path / "copycat.py").write_text(textwrap.dedent("""
-        from harness import Method, hookimpl
+        from harness import Method, Metric, hookimpl
         class Copy(Method):
             name = "identity"
             tasks = frozenset({"deraining"})
+        class Own(Method):
+            name = "copycat-own"
+            tasks = frozenset({"deraining"})
+        class Psnr(Metric):
+            name = "psnr"
         @hookimpl
         def harness_register_methods(register):
             register(Copy)
+            register(Own)
+        @hookimpl
+        def harness_register_metrics(register):
+            register(Psnr)
     """))
-    with pytest.raises(UsageError, match=r"duplicate method name 'identity'.*'identity'.*'copycat'"):
-        Plugins([tmp_path])
+    (tmp_path / "zz_later.py").write_text(textwrap.dedent("""
+        from harness import Method, hookimpl
+        class Again(Method):
+            name = "other"
+            aliases = ("copycat-own",)
+            tasks = frozenset({"deraining"})
+        @hookimpl
+        def harness_register_methods(register):
+            register(Again)
+    """))
+    code, out, err = cli("list", "--plugins-dir", tmp_path)
+    assert code == 0 and "copycat-own" in out and "psnr" in out
+    assert "plugin copycat failed: duplicate method name 'identity'" in err
+
+    code, out, _ = cli("info", "identity", "--plugins-dir", tmp_path)
+    assert code == 0 and "from plugin identity)" in out
+    code, out, _ = cli("info", "psnr", "--plugins-dir", tmp_path)
+    assert code == 0 and "from plugin psnr-ssim)" in out
+
+    code, out, _ = cli("plugins", "--plugins-dir", tmp_path)
+    assert code == 1
+    assert ("error: duplicate method name 'identity': registered by plugin 'identity' and again by plugin "
+            "'copycat'; duplicate metric name 'psnr': registered by plugin 'psnr-ssim' and again by plugin "
+            "'copycat'") in out
+    assert "copycat [FAILED]" in out and "    methods: copycat-own" in out
+    assert ("duplicate method name 'copycat-own': registered by plugin 'copycat' and again by plugin "
+            "'zz_later'") in out
+    plugins = Plugins([tmp_path])
+    assert plugins.methods.owner("copycat-own") == "copycat" and "other" not in plugins.methods
 
 
 def test_unknown_name_suggests_close_matches(cli):

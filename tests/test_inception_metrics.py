@@ -4,6 +4,8 @@ the real weights file names (no weights can be downloaded here)."""
 
 from __future__ import annotations
 
+import argparse
+import sys
 import warnings
 from pathlib import Path
 
@@ -19,17 +21,11 @@ from harness_plugins.metrics.inception import (
     inception_score,
     kernel_inception_distance,
 )
-from harness_plugins.metrics.inception_net import (
-    PROTOCOLS,
-    FIDInceptionV3,
-    resize_bilinear_tf1,
-)
+from harness_plugins.metrics.inception_net import PROTOCOLS
+from inception_weights import random_inception_state
 from pytorch_fid import fid_score
 from pytorch_fid.inception import InceptionV3
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-from torch_fidelity.interpolate_compat_tensorflow import (
-    interpolate_bilinear_2d_like_tensorflow1x,
-)
 
 import harness
 from harness import DataError, UsageError
@@ -165,55 +161,13 @@ def test_inception_score_matches_references(n, splits):
         inception_score(logits[: splits - 1], splits)
 
 
-def _numpy_tf1_resize(image: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
-    """TF1 ResizeBilinear (align_corners=False, legacy scaler) from its C++ semantics, float32."""
-    def weights(n_in, n_out):
-        scale = np.float32(n_in) / np.float32(n_out)
-        src = np.arange(n_out, dtype=np.float32) * scale
-        lower = np.floor(src).astype(np.int64)
-        upper = np.minimum(np.ceil(src).astype(np.int64), n_in - 1)
-        return lower, upper, (src - np.floor(src)).astype(np.float32)
-
-    y0, y1, ly = weights(image.shape[0], out_h)
-    x0, x1, lx = weights(image.shape[1], out_w)
-    img = image.astype(np.float32)
-    top_left, top_right = img[y0][:, x0], img[y0][:, x1]
-    bottom_left, bottom_right = img[y1][:, x0], img[y1][:, x1]
-    lx = lx[None, :, None]
-    top = top_left + (top_right - top_left) * lx
-    bottom = bottom_left + (bottom_right - bottom_left) * lx
-    return top + (bottom - top) * ly[:, None, None]
-
-
-@pytest.mark.parametrize("shape", [(37, 53), (400, 300), (299, 299), (1, 7)])
-def test_tf1_resize_matches_numpy_reference_and_torch_fidelity(shape):
-    rng = np.random.default_rng(sum(shape))
-    image = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
-    x = torch.from_numpy(image).permute(2, 0, 1)[None].float()
-    ours = resize_bilinear_tf1(x, (299, 299))
-    expected = _numpy_tf1_resize(image, 299, 299)
-    np.testing.assert_allclose(ours[0].permute(1, 2, 0).numpy(), expected, rtol=0, atol=1e-4)
-    assert torch.equal(ours, interpolate_bilinear_2d_like_tensorflow1x(x, (299, 299), align_corners=False))
-
-
 # -- the pipeline on a random network saved as the real weight files ------------------------------
 
 @pytest.fixture(scope="session")
 def random_inception(tmp_path_factory) -> Path:
     """A randomly initialised FID Inception saved as a plain state dict, with activations kept O(1)."""
-    torch.manual_seed(0)
-    model = FIDInceptionV3()
-    for module in model.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-        elif isinstance(module, torch.nn.BatchNorm2d):
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.normal_(0, 0.1)
-            module.running_mean.normal_(0, 0.1)
-            module.running_var.uniform_(0.5, 2.0)
-    torch.nn.init.normal_(model.fc.weight, std=0.05)
     path = tmp_path_factory.mktemp("weights") / "inception.pth"
-    torch.save(model.state_dict(), path)
+    torch.save(random_inception_state(), path)
     return path
 
 
@@ -300,7 +254,7 @@ def test_pytorch_fid_protocol_end_to_end(hub_weights, random_inception, tmp_path
     def no_forward(*args, **kwargs):
         raise AssertionError("the network ran on cached images")
 
-    monkeypatch.setattr(inception, "network_input", no_forward)
+    monkeypatch.setattr(inception, "pool3_features", no_forward)
     from_folder = harness.create_metric("fid", reference_dir=str(tmp_path / "reference"))
     from_folder.update(predictions, [{"id": s["id"]} for s in samples])
     with pytest.warns(UserWarning):
@@ -357,7 +311,7 @@ def test_missing_weights_is_a_clear_data_error(name, monkeypatch):
     with pytest.raises(DataError, match=PT_FILE) as error:
         harness.create_metric(name)
     assert str(Path(torch.hub.get_dir()) / "checkpoints") in str(error.value)
-    assert "HARNESS_INCEPTION_WEIGHTS" in str(error.value)
+    assert f"`--metric-option {name}.weights=PATH` or `HARNESS_INCEPTION_WEIGHTS=PATH`" in str(error.value)
     with pytest.raises(DataError, match=TF_FILE):
         harness.create_metric(name, protocol="torch-fidelity")
 
@@ -369,6 +323,21 @@ def test_weights_from_option_and_environment(random_inception, tmp_path, monkeyp
     monkeypatch.setenv("HARNESS_INCEPTION_WEIGHTS", str(tmp_path / "missing.pth"))
     with pytest.raises(DataError, match="missing.pth"):
         harness.create_metric("kid")
+
+
+def test_torch_fidelity_protocol_without_the_library_says_how_to_install(random_inception, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch_fidelity.feature_extractor_inceptionv3", None)  # import fails
+    with pytest.raises(UsageError, match=r'needs the torch-fidelity package \(pip install "harness\[fidelity\]"\)'):
+        harness.create_metric("kid", protocol="torch-fidelity", weights=str(random_inception))
+    assert harness.create_metric("kid", weights=str(random_inception)).protocol.name == "pytorch-fid"
+
+
+def test_pickled_weights_are_refused_before_a_library_unpickles_them(tmp_path):
+    path = tmp_path / "pickled.pth"
+    torch.save({"fc.weight": torch.zeros(1008, 2048), "note": argparse.Namespace(a=1)}, path)
+    metric = harness.create_metric("is", protocol="torch-fidelity", weights=str(path), batch_size=1)
+    with pytest.raises(DataError, match="pickled objects are refused"):
+        metric.update([torch.rand(3, 8, 8)], [{"id": "a"}])
 
 
 def test_weights_that_do_not_fit_are_refused(tmp_path):

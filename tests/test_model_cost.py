@@ -11,7 +11,6 @@ import pytest
 import torch
 from harness_plugins.metrics.model_cost import (
     count_macs,
-    count_parameters,
     fixed_shape_view,
     latency_stats,
     measure_latency,
@@ -75,11 +74,11 @@ def test_params_counts_shared_weights_once_and_splits_trainable():
     shared = nn.Conv2d(3, 3, 3)  # 81 + 3 = 84
     model = nn.Sequential(shared, nn.ReLU(), shared, nn.BatchNorm2d(3), nn.Linear(5, 2))  # BN 6, Linear 12
     model[3].weight.requires_grad_(False)
-    counts = count_parameters(model)
-    assert counts["params"] == 84 + 6 + 12
-    assert counts["params-trainable"] == 84 + 6 + 12 - 3
-    assert counts["references"] == counts["tensors"] + 2  # the shared conv's weight and bias seen twice
-    assert counts["buffer-elements"] == 3 + 3 + 1  # running mean, var, num_batches_tracked
+    counts = harness.count_parameters(model)
+    assert counts.params == sum(p.numel() for p in model.parameters()) == 84 + 6 + 12
+    assert counts.trainable == 84 + 6 + 12 - 3
+    assert counts.references == counts.tensors + 2  # the shared conv's weight and bias seen twice
+    assert counts.buffer_elements == 3 + 3 + 1  # running mean, var, num_batches_tracked
 
 
 def test_params_metric_on_bound_method():

@@ -21,7 +21,10 @@ from harness_plugins.metrics.psnr_ssim import (
     CONVENTIONS,
     PSNR,
     SSIM,
+    _luma_into,
     _scored,
+    _Scratch,
+    _ssim_values,
     psnr,
     resolve_params,
     ssim,
@@ -97,7 +100,7 @@ def test_quantize_round_is_png_rounding_and_truncate_floors() -> None:
     image = ties.view(1, 1, -1).expand(3, 1, -1).contiguous()
     png = torch.from_numpy(to_uint8(image)).permute(2, 0, 1).double()
     p = resolve_params("psnr", color="rgb")
-    assert torch.equal(_scored(image[None], p)[0], png)
+    assert torch.equal(torch.as_tensor(_scored(image[None], p)[0]), png)
     truncated = _scored(image[None], {**p, "quantize": "truncate"})[0, 0, 0]
     assert truncated.tolist() == [0, 1, 2, 100, 254, 254, 3]
 
@@ -374,3 +377,36 @@ def test_metric_errors_name_the_sample(pairs) -> None:
         metric.compute()
     with pytest.raises(UsageError, match="must be one of"):
         harness.create_metric("psnr", convention="defgan")
+
+
+@pytest.mark.parametrize("convention", [name for name, entry in CONVENTIONS.items() if entry["ssim"]])
+def test_cpu_and_device_paths_agree(pairs, convention) -> None:
+    """The CPU path (numpy + scipy.ndimage, chunked, threaded) and the device path (torch shifted
+    multiply-adds, used on CUDA) compute the same SSIM, here both on CPU tensors, every padding mode."""
+    p = resolve_params("ssim", convention)
+    pred = torch.stack([pairs[0][0], pairs[0][0].flip(-1)])
+    target = torch.stack([pairs[0][1], pairs[0][1].flip(-2)])
+    x, y = _scored(pred, p, _Scratch(), "pred"), _scored(target, p, _Scratch(), "target")
+    assert isinstance(x, np.ndarray)
+    on_cpu = _ssim_values(x, y, p, _Scratch())
+    on_device = _ssim_values(torch.from_numpy(x.copy()), torch.from_numpy(y.copy()), p, _Scratch())
+    torch.testing.assert_close(on_cpu, on_device, rtol=0, atol=1e-12)
+    levels = torch.rand(2, 3, 5, 7, dtype=torch.float64) * 255
+    for color in ("y601", "yiq", "gray709"):
+        for quantize_y in (True, False):
+            from_numpy = _luma_into(levels.numpy().copy(), color, quantize_y, None)
+            assert torch.equal(torch.from_numpy(from_numpy), _luma_into(levels.clone(), color, quantize_y, None))
+
+
+def test_threads_do_not_change_values(pairs) -> None:
+    pred = torch.stack([pairs[1][0], pairs[1][0].flip(-1)])
+    target = torch.stack([pairs[1][1], pairs[1][1].flip(-1)])
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = ssim(pred, target)
+        torch.set_num_threads(2)
+        threaded = ssim(pred, target)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(serial, threaded)

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness import DataError, Method, Option, Sample, SingleModelRecipe, TrainContext, UsageError, hookimpl
+from harness import DataError, Method, Option, Sample, SingleModelRecipe, TrainContext, UsageError, count_parameters, hookimpl
 from harness.checkpoints import load_into
 
 PAPER = (
@@ -409,7 +409,7 @@ class _SDSENFamily(Method):
 
         description = {
             "network": {k: cfg[k] for k in ("stages", "link", "aggregation", "se", "backbone")},
-            "parameters": sum(p.numel() for p in model.parameters()),
+            "parameters": count_parameters(model).params,
             "optimizer": "Adam(betas=(0.9, 0.999), eps=1e-8, weight_decay=0)",
             "lr": cfg["lr"],
             "scheduler": f"MultiStepLR(milestones={self.milestones}, gamma=0.1), stepped after each step",

@@ -1,7 +1,7 @@
 """`fid`, `kid`, `is`: Fréchet and kernel Inception distances and the Inception Score.
 
-All three read the Inception-v3 "2015-12-05" network of the FID/IS papers (`inception_net`), never
-torchvision's. Images are quantised to uint8 first, as the PNG files pytorch-fid reads would be.
+All three read the Inception-v3 "2015-12-05" network of the FID/IS papers as pytorch-fid or
+torch-fidelity ship it (`inception_net`), never torchvision's. Images are quantised to uint8 first, as the PNG files pytorch-fid reads would be.
 
 * Protocol ``pytorch-fid`` (default): weights ``pt_inception-2015-12-05-6726825d.pth``, PyTorch
   bilinear resize to 299, pool3 (2048-d) features; mean and ``np.cov`` (ddof 1) in float64.
@@ -49,13 +49,7 @@ from harness.data import digest_files, list_images, read_image, sha256_file, to_
 from harness.run.cache import CACHE_ENV, Cache
 from harness.run.devices import resolve_device
 
-from .inception_net import (
-    FEATURE_DIM,
-    PROTOCOLS,
-    Protocol,
-    load_inception,
-    network_input,
-)
+from .inception_net import FEATURE_DIM, PROTOCOLS, InceptionNetwork, Protocol, load_network, pool3_features
 
 IMPLEMENTATION = "harness_plugins.metrics.inception"
 VERSION = "1"
@@ -230,9 +224,9 @@ def _weights_sha256(path: str, size: int, mtime_ns: int) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def _network(path: str, size: int, mtime_ns: int, device: str) -> torch.nn.Module:
-    """One loaded network shared by the metrics of a run (keyed by file identity and device)."""
-    return load_inception(Path(path), device)
+def _network(protocol: str, path: str, size: int, mtime_ns: int, device: str) -> InceptionNetwork:
+    """One loaded network shared by the metrics of a run (keyed by protocol, file identity and device)."""
+    return load_network(PROTOCOLS[protocol], Path(path), device)
 
 
 class InceptionExtractor:
@@ -252,8 +246,8 @@ class InceptionExtractor:
         }, sort_keys=True).encode()).hexdigest()
 
     @property
-    def network(self) -> torch.nn.Module:
-        return _network(*self._identity, self.device)
+    def network(self) -> InceptionNetwork:
+        return _network(self.protocol.name, *self._identity, self.device)
 
     def fc_weight(self) -> np.ndarray:
         """The (1008, 2048) classifier weight in float64: IS logits are pool3 · Wᵀ, without the bias."""
@@ -271,8 +265,7 @@ class InceptionExtractor:
         with torch.inference_mode(), exact:
             for start in range(0, len(missing), self.batch_size):
                 index = missing[start : start + self.batch_size]
-                batch = network_input([images[i] for i in index], self.protocol).to(self.device)
-                output = self.network(batch).float().cpu().numpy()
+                output = pool3_features(self.network, [images[i] for i in index], self.device).numpy()
                 fresh.update((digests[i], row) for i, row in zip(index, output))
         if self.cache and fresh:
             self.cache.put(self.digest, fresh)
@@ -336,6 +329,7 @@ class InceptionMetric(Metric):
             if self.config[name] < 1:
                 raise UsageError(f"{self.name}: option {name!r} must be at least 1, got {self.config[name]}")
         self.protocol = PROTOCOLS[self.config["protocol"]]
+        self.protocol.import_library()  # a missing optional library is named before any work
         self.weights = self._find_weights()
         self._extractor: InceptionExtractor | None = None
         self.reset()
@@ -344,7 +338,8 @@ class InceptionMetric(Metric):
         protocol = self.protocol
         env = WEIGHTS_ENV if protocol.name == "pytorch-fid" else None
         try:
-            return find_weights(protocol.weights_file, self.config["weights"], env=env)
+            return find_weights(protocol.weights_file, self.config["weights"], env=env,
+                                option=f"--metric-option {self.name}.weights=PATH")
         except DataError as exc:
             raise DataError(
                 f"{self.name}: the Inception weights of the {protocol.name} protocol are missing: {exc}. "
@@ -378,8 +373,7 @@ class InceptionMetric(Metric):
             "protocol": self.protocol.name,
             "weights_file": self.weights.name,
             "weights_sha256": extractor.weights_sha256,
-            "network": "Inception-v3 2015-12-05 (TF graph port: count_include_pad=False avg pools, "
-                       "max pool in Mixed_7c, 1008 classes)",
+            "network": self.protocol.network,
             "input": "predictions clamped to [0, 1] and rounded to uint8 (as a saved PNG)",
             "resize": self.protocol.resize,
             "normalisation": self.protocol.normalisation,

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from harness import Method, Metric, Option, Sample, Task, UsageError, hookimpl
+from harness import Method, Metric, Option, Sample, Task, UsageError, count_parameters, hookimpl
 from harness.provenance import cpu_name
 
 PERCENTILE_METHODS = ("linear", "lower", "higher", "nearest", "midpoint", "inverted_cdf", "closest_observation")
@@ -82,24 +82,6 @@ def _require_model(method: Method, metric: str) -> torch.nn.Module:
             f"(it has no loaded torch.nn.Module); drop {metric!r} for this method"
         )
     return model
-
-
-# -- params -----------------------------------------------------------------------------------------
-def count_parameters(model: torch.nn.Module) -> dict[str, int]:
-    """Parameter counts of ``model``; a tensor shared by several modules (weight sharing) counts once."""
-    unique: dict[int, torch.nn.Parameter] = {}
-    references = 0
-    for _, parameter in model.named_parameters(remove_duplicate=False):
-        references += 1
-        unique[id(parameter)] = parameter
-    buffers = {id(b): b for _, b in model.named_buffers(remove_duplicate=False)}
-    return {
-        "params": sum(p.numel() for p in unique.values()),
-        "params-trainable": sum(p.numel() for p in unique.values() if p.requires_grad),
-        "tensors": len(unique),
-        "references": references,
-        "buffer-elements": sum(b.numel() for b in buffers.values()),
-    }
 
 
 # -- macs -------------------------------------------------------------------------------------------
@@ -347,7 +329,9 @@ class Params(_ModelCost):
 
     def bind_model(self, method: Method, task: Task, device: str) -> None:
         super().bind_model(method, task, device)
-        self._result = count_parameters(_require_model(method, self.name))
+        counts = count_parameters(_require_model(method, self.name))
+        self._result = {"params": counts.params, "params-trainable": counts.trainable, "tensors": counts.tensors,
+                        "references": counts.references, "buffer-elements": counts.buffer_elements}
 
     def reset(self) -> None:
         """The count belongs to the bound model, not to the samples seen: nothing to forget."""

@@ -93,7 +93,8 @@ def mask_ssim(pred: torch.Tensor, target: torch.Tensor, keypoints: torch.Tensor 
     """
     if pred.dim() != 3:
         raise DataError(f"mask_ssim: expected one (3, H, W) image, got shape {tuple(pred.shape)}")
-    return ssim(masked(pred, keypoints), masked(target.to(pred.device), keypoints), convention="defgan", **params)
+    mask = body_mask(keypoints, tuple(pred.shape[-2:])).to(pred.device)  # drawn once for both images
+    return ssim(pred * mask, target.to(pred.device) * mask, convention="defgan", **params)
 
 
 def target_pose(sample: Sample, metric: str) -> torch.Tensor:

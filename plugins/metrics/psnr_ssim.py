@@ -63,11 +63,16 @@ Parameters:
 
 from __future__ import annotations
 
+import functools
+import math
 from collections import defaultdict
-from typing import Any, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterator, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 from harness import DataError, Metric, Option, Sample, UsageError, hookimpl
 
@@ -135,8 +140,14 @@ CONVENTIONS: dict[str, dict[str, Any]] = {
     },
 }
 
-_CHUNK_ELEMENTS = 1 << 24
-"""Bound on the stacked SSIM statistics per chunk (float64: 128 MiB), whatever the batch size."""
+Array = Union[np.ndarray, torch.Tensor]
+"""Scored images: numpy arrays on the CPU, torch tensors on other devices (see `_scored`)."""
+
+_CHUNK_ELEMENTS = 1 << 19
+"""Input values (3·H·W per image) scored per chunk. Every step, quantisation included, runs chunk by chunk
+so its intermediates stay in cache (≈ 4 MiB of float64 statistics for one 481×321 luma image): measured
+on 100 such pairs, whole-batch steps streamed through memory made quantisation alone cost more than a
+scikit-image SSIM loop. It also bounds memory whatever the batch size."""
 
 
 # -- parameters --------------------------------------------------------------------------------------
@@ -241,31 +252,102 @@ def to_luma(levels: torch.Tensor, color: str, quantize_y: bool) -> torch.Tensor:
 
     ``rgb`` returns the values unchanged. For a luma, ``quantize_y`` rounds half away from zero and
     saturates to 0..255, as MATLAB's uint8 ``rgb2ycbcr`` output. With the integer weights the result
-    for 8-bit inputs is exact, computed in int32 (fast) or float64 alike.
+    for 8-bit inputs is exact: every weighted sum is an integer below 2^53, and the correctly rounded
+    float64 quotient of two such integers never crosses an integer its exact value does not reach (the
+    gap to the next integer is at least 1/255000), so ``floor`` of it is integer floor division — one
+    float64 pass where int32 floor division measured 3× slower.
     """
+    return torch.as_tensor(_luma_into(levels.to(torch.float64, copy=True), color, quantize_y, None))
+
+
+def _luma_into(levels: Array, color: str, quantize_y: bool, out: Array | None) -> Array:
+    """`to_luma` on float64 levels (numpy or torch), which it overwrites; ``out`` receives a luma."""
     if color == "rgb":
-        return levels.double()
+        return levels
+    xp = _namespace(levels)
     (wr, wg, wb), denominator, offset = LUMA[color]
-    weighted = (levels[:, 0:1] * wr).add_(levels[:, 1:2] * wg).add_(levels[:, 2:3] * wb)
+    weighted = xp.multiply(levels[:, 0:1], wr, out=out)
+    green, blue = levels[:, 1:2], levels[:, 2:3]
+    green *= wg
+    blue *= wb
+    weighted += green
+    weighted += blue
     if quantize_y:
-        weighted.add_(offset * denominator + denominator // 2)
-        return torch.div(weighted, denominator, rounding_mode="floor").clamp_(0, 255).double()
-    return weighted.double().div_(denominator).add_(offset)
+        weighted += offset * denominator + denominator // 2
+        weighted /= denominator
+        xp.floor(weighted, out=weighted)
+        return xp.clip(weighted, 0, 255, out=weighted)
+    weighted /= denominator
+    weighted += offset
+    return weighted
 
 
-def _scored(images: torch.Tensor, p: dict[str, Any]) -> torch.Tensor:
-    """(N,3,H,W) float images → the float64 channels that are scored, on the ``pixel_scale``."""
+class _Scratch:
+    """Buffers one call reuses from chunk to chunk, grown to the largest chunk and then sliced.
+
+    A fresh multi-MiB tensor or array costs page faults on first touch: measured, converting one
+    481×321 RGB image to float64 took 2.5 ms into a new tensor and 0.6 ms into a reused one, which
+    made allocation the largest cost of chunked scoring. Views handed out are overwritten by the
+    next chunk; every caller consumes a chunk before asking for the next.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, Array] = {}
+
+    def buffer(self, name: str, shape: tuple[int, ...], dtype: str, like: Array) -> Array:
+        """A float32/float64 buffer of ``shape`` of the same kind (numpy, or torch on the same device) as ``like``."""
+        size = math.prod(shape)
+        buffer = self._buffers.get(name)
+        if isinstance(like, np.ndarray):
+            if not isinstance(buffer, np.ndarray) or buffer.size < size or buffer.dtype != dtype:
+                buffer = self._buffers[name] = np.empty(size, dtype=dtype)
+            return buffer[:size].reshape(shape)
+        torch_dtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
+        if (not isinstance(buffer, torch.Tensor) or buffer.numel() < size or buffer.dtype != torch_dtype
+                or buffer.device != like.device):
+            buffer = self._buffers[name] = torch.empty(size, dtype=torch_dtype, device=like.device)
+        return buffer[:size].view(shape)
+
+
+def _namespace(array: Array) -> Any:
+    """numpy for CPU arrays, torch for device tensors: the same function names serve both (``multiply``,
+    ``floor``, ``clip``, ``round`` with ``out=``)."""
+    return np if isinstance(array, np.ndarray) else torch
+
+
+def _scored(images: torch.Tensor, p: dict[str, Any], scratch: _Scratch | None = None, role: str = "") -> Array:
+    """(N,3,H,W) float images → the float64 channels that are scored, on the ``pixel_scale``.
+
+    CPU tensors are scored as numpy arrays (shared memory): numpy runs these element-wise steps on one
+    thread, where torch's intra-op threads made them 10× slower on a busy 2-core machine (see
+    docs/benchmarks.md); other devices stay torch tensors.
+    """
+    scratch = scratch or _Scratch()
     border = p["crop_border"]
     if border:
         images = images[..., border:-border, border:-border]
+    source: Array = images.detach()
+    if source.device.type == "cpu":
+        source = source.numpy()
+    xp = _namespace(source)
+    shape = tuple(source.shape)
+    levels = scratch.buffer(role + "levels", shape, "float64", source)
     if p["quantize"] == "none":
-        levels = images.detach().double() * 255.0
+        levels[...] = source
+        levels *= 255.0
     else:
         # Same steps as harness.data.to_uint8 (a saved PNG): float32, clip, ×255, round half to even.
-        levels = images.detach().float().clamp(0, 1).mul_(255.0)
-        levels = (levels.round_() if p["quantize"] == "round" else levels.floor_()).to(torch.int32)
-    scored = to_luma(levels, p["color"], p["quantize_y"])
-    return scored if p["pixel_scale"] == 255.0 else scored.mul_(p["pixel_scale"] / 255.0)
+        rounded = scratch.buffer(role + "rounded", shape, "float32", source)
+        rounded[...] = source
+        xp.clip(rounded, 0, 1, out=rounded)
+        rounded *= 255.0
+        (xp.round if p["quantize"] == "round" else xp.floor)(rounded, out=rounded)
+        levels[...] = rounded
+    luma = None if p["color"] == "rgb" else scratch.buffer(role + "luma", (shape[0], 1, *shape[2:]), "float64", source)
+    scored = _luma_into(levels, p["color"], p["quantize_y"], luma)
+    if p["pixel_scale"] != 255.0:
+        scored *= p["pixel_scale"] / 255.0
+    return scored
 
 
 def check_geometry(height: int, width: int, p: dict[str, Any], who: str) -> None:
@@ -282,30 +364,41 @@ def check_geometry(height: int, width: int, p: dict[str, Any], who: str) -> None
             )
 
 
-def _prepare(
+def _prepared(
     pred: torch.Tensor, target: torch.Tensor, p: dict[str, Any], who: str
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> Iterator[tuple[Array, Array, _Scratch]]:
+    """Checked pairs → (scored prediction, scored target, the call's scratch) chunk by chunk (see
+    ``_CHUNK_ELEMENTS``); the tensors are overwritten by the next chunk."""
+    scratch = _Scratch()
     check_pair(pred, target, who)
     check_geometry(pred.shape[-2], pred.shape[-1], p, who)
     pred, target = (image.unsqueeze(0) if image.dim() == 3 else image for image in (pred, target))
-    return _scored(pred, p), _scored(target.to(pred.device), p)
+    step = max(1, _CHUNK_ELEMENTS // pred[0].numel())
+    for start in range(0, pred.shape[0], step):
+        chunk = slice(start, start + step)
+        yield _scored(pred[chunk], p, scratch, "pred"), _scored(target[chunk].to(pred.device), p, scratch, "target"), scratch
 
 
-def _peak(x: torch.Tensor, p: dict[str, Any]) -> torch.Tensor:
+def _peak(x: Array, p: dict[str, Any]) -> torch.Tensor:
     """Per-image peak / L: fixed, or max − min of each scored prediction (``pred-range``)."""
     if p["data_range"] == "pred-range":
-        flat = x.flatten(1)
-        return flat.amax(dim=1) - flat.amin(dim=1)
-    return torch.full((x.shape[0],), p["data_range"], dtype=torch.float64, device=x.device)
+        xp = _namespace(x)
+        flat = x.reshape(x.shape[0], -1)
+        return torch.as_tensor(xp.amax(flat, 1) - xp.amin(flat, 1))
+    device = "cpu" if isinstance(x, np.ndarray) else x.device
+    return torch.full((x.shape[0],), p["data_range"], dtype=torch.float64, device=device)
 
 
 # -- PSNR ----------------------------------------------------------------------------------------------
 
 
-def _psnr_parts(x: torch.Tensor, y: torch.Tensor, p: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, int]:
+def _psnr_parts(x: Array, y: Array, p: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Per-image sum of squared errors, peak, and the number of values each sum covers."""
-    sse = (x - y).square_().flatten(1).sum(dim=1)
-    return sse, _peak(x, p), x[0].numel()
+    peak = _peak(x, p)
+    difference = x - y
+    difference *= difference
+    sse = torch.as_tensor(difference.reshape(x.shape[0], -1).sum(1))
+    return sse, peak, math.prod(x.shape[1:])
 
 
 def _psnr_from(sse: torch.Tensor, peak: torch.Tensor, count: int) -> torch.Tensor:
@@ -315,12 +408,54 @@ def _psnr_from(sse: torch.Tensor, peak: torch.Tensor, count: int) -> torch.Tenso
 def psnr(pred: torch.Tensor, target: torch.Tensor, *, convention: str = "matlab", **params: Any) -> torch.Tensor:
     """Per-image PSNR in dB (functional twin of the ``psnr`` metric; see the module docstring)."""
     p = resolve_params("psnr", convention, **params)
-    x, y = _prepare(pred, target, p, "psnr")
-    values = _psnr_from(*_psnr_parts(x, y, p))
+    values = torch.cat([_psnr_from(*_psnr_parts(x, y, p)) for x, y, _ in _prepared(pred, target, p, "psnr")])
     return values[0] if pred.dim() == 3 else values
 
 
 # -- SSIM ----------------------------------------------------------------------------------------------
+
+
+# Window statistics. SSIM needs four filtered maps, not the usual five: μx, μy, E[xy] and E[x² + y²]
+# (σx² and σy² only ever appear as their sum). Both paths filter separably in float64 and keep only the
+# map positions the padding mode asks for (see ``padding``).
+
+_SCIPY_MODES = {"valid": "reflect", "zero-same": "constant", "reflect-same": "mirror"}
+"""Border modes of scipy.ndimage: 'reflect' repeats the edge (the mirrored pixels a 'valid' map reads
+when the kernel is wider than the window), 'mirror' does not (torch's reflection)."""
+
+
+def _crop(p: dict[str, Any]) -> int:
+    return (p["window"] - 1) // 2 if p["padding"] == "valid" else 0
+
+
+@functools.lru_cache(maxsize=None)
+def _pool(workers: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(workers, thread_name_prefix="harness-ssim")
+
+
+def _filtered_cpu(stats: np.ndarray, weights: list[float], p: dict[str, Any], scratch: _Scratch) -> np.ndarray:
+    """(4, ..., H, W) float64 maps filtered along W then H by scipy.ndimage.correlate1d, then cropped.
+
+    One C pass per axis and map, line by line in cache, using the kernel's symmetry; scipy releases the
+    GIL, so the four maps are filtered on as many threads as torch is allowed (``torch.get_num_threads``:
+    one thread is a plain serial loop, no pool).
+    """
+    crop, mode, kernel = _crop(p), _SCIPY_MODES[p["padding"]], np.asarray(weights)
+    rows = scratch.buffer("rows", stats.shape, "float64", stats)
+    width = stats.shape[-1] - 2 * crop
+    cols = scratch.buffer("cols", (*stats.shape[:-1], width), "float64", stats)
+
+    def run(index: int) -> None:
+        ndimage.correlate1d(stats[index], kernel, axis=-1, mode=mode, output=rows[index])
+        ndimage.correlate1d(rows[index, ..., crop : crop + width], kernel, axis=-2, mode=mode, output=cols[index])
+
+    workers = min(torch.get_num_threads(), len(stats))
+    if workers > 1:
+        list(_pool(workers).map(run, range(len(stats))))
+    else:
+        for index in range(len(stats)):
+            run(index)
+    return cols[..., crop : cols.shape[-2] - crop, :]
 
 
 def _pad(t: torch.Tensor, amount: int, mode: str) -> torch.Tensor:
@@ -344,10 +479,10 @@ def _correlate_valid(t: torch.Tensor, weights: list[float], dim: int) -> torch.T
     return out
 
 
-def _filtered(t: torch.Tensor, weights: list[float], p: dict[str, Any]) -> torch.Tensor:
-    """Window statistics of (B,H,W) maps over the kept map positions (see ``padding``)."""
+def _filtered_device(t: torch.Tensor, weights: list[float], p: dict[str, Any]) -> torch.Tensor:
+    """The same window statistics on any torch device (CUDA): pad, then shifted multiply-adds."""
     radius = len(weights) // 2
-    crop = (p["window"] - 1) // 2 if p["padding"] == "valid" else 0
+    crop = _crop(p)
     mode = {"valid": "symmetric", "zero-same": "constant", "reflect-same": "reflect"}[p["padding"]]
     t = _pad(t, max(radius - crop, 0), mode)
     t = _correlate_valid(_correlate_valid(t, weights, -1), weights, -2)
@@ -355,44 +490,65 @@ def _filtered(t: torch.Tensor, weights: list[float], p: dict[str, Any]) -> torch
     return t[..., extra : t.shape[-2] - extra, extra : t.shape[-1] - extra] if extra else t
 
 
-def _ssim_chunk(
-    x: torch.Tensor, y: torch.Tensor, peak: torch.Tensor, weights: list[float], p: dict[str, Any]
-) -> torch.Tensor:
-    n, channels, height, width = x.shape
-    stats = torch.empty((5, n, channels, height, width), dtype=x.dtype, device=x.device)
-    stats[0], stats[1] = x, y
-    torch.mul(x, x, out=stats[2])
-    torch.mul(y, y, out=stats[3])
-    torch.mul(x, y, out=stats[4])
-    stats = _filtered(stats.view(5 * n * channels, height, width), weights, p)
-    mx, my, vx, vy, vxy = stats.view(5, n, channels, *stats.shape[-2:])  # E[x], E[y], E[x²], E[y²], E[xy]
-    mxy = mx * my
-    mxx, myy = mx.square_(), my.square_()
-    vx.sub_(mxx), vy.sub_(myy), vxy.sub_(mxy)
+def _ssim_map_mean(mx: Any, my: Any, sxx_yy: Any, sxy: Any, c1: Any, c2: Any, p: dict[str, Any], mxy: Any) -> Any:
+    """Mean SSIM per image from the four filtered maps (numpy arrays or tensors, updated in place);
+    ``mxy`` receives μx·μy."""
+    mxy[...] = mx
+    mxy *= my
+    mx *= mx
+    my *= my
+    mxx_yy = mx
+    mxx_yy += my  # μx² + μy²
+    sxx_yy -= mxx_yy  # σx² + σy²
+    sxy -= mxy  # σxy
     if p["covariance"] == "sample":
         norm = p["window"] ** 2 / (p["window"] ** 2 - 1)
-        vx.mul_(norm), vy.mul_(norm), vxy.mul_(norm)
+        sxx_yy *= norm
+        sxy *= norm
+    mxy *= 2
+    mxy += c1
+    sxy *= 2
+    sxy += c2
+    mxy *= sxy  # numerator
+    mxx_yy += c1
+    sxx_yy += c2
+    mxx_yy *= sxx_yy  # denominator
+    mxy /= mxx_yy
+    return mxy.reshape(mxy.shape[0], -1).mean(1)
+
+
+def _ssim_chunk(
+    x: Array, y: Array, peak: torch.Tensor, weights: list[float], p: dict[str, Any], scratch: _Scratch
+) -> torch.Tensor:
+    n = x.shape[0]
     c1 = (p["k1"] * peak).square_().view(n, 1, 1, 1)
     c2 = (p["k2"] * peak).square_().view(n, 1, 1, 1)
-    numerator = mxy.mul_(2).add_(c1).mul_(vxy.mul_(2).add_(c2))
-    denominator = mxx.add_(myy).add_(c1).mul_(vx.add_(vy).add_(c2))
-    return numerator.div_(denominator).flatten(1).mean(dim=1)
+    if isinstance(x, np.ndarray):
+        xn, yn = x, y
+        stats = scratch.buffer("stats", (4, *xn.shape), "float64", xn)
+        stats[0], stats[1] = xn, yn
+        np.multiply(xn, xn, out=stats[2])
+        np.multiply(yn, yn, out=stats[3])
+        stats[2] += stats[3]
+        np.multiply(xn, yn, out=stats[3])
+        mx, my, sxx_yy, sxy = _filtered_cpu(stats, weights, p, scratch)
+        values = _ssim_map_mean(mx, my, sxx_yy, sxy, c1.numpy(), c2.numpy(), p, scratch.buffer("mxy", mx.shape, "float64", mx))
+        return torch.from_numpy(values)
+    stats = torch.stack([x, y, x * x + y * y, x * y])
+    stats = _filtered_device(stats.flatten(0, 2), weights, p)
+    mx, my, sxx_yy, sxy = stats.view(4, *x.shape[:2], *stats.shape[-2:])
+    return _ssim_map_mean(mx, my, sxx_yy, sxy, c1, c2, p, torch.empty_like(mx))
 
 
-def _ssim_values(x: torch.Tensor, y: torch.Tensor, p: dict[str, Any]) -> torch.Tensor:
-    """Per-image SSIM of prepared (scored) images, in chunks of bounded memory."""
-    weights = kernel_weights(p)
-    peak = _peak(x, p)
-    step = max(1, _CHUNK_ELEMENTS // (5 * x[0].numel()))
-    return torch.cat([_ssim_chunk(x[i : i + step], y[i : i + step], peak[i : i + step], weights, p)
-                      for i in range(0, x.shape[0], step)])
+def _ssim_values(x: Array, y: Array, p: dict[str, Any], scratch: _Scratch) -> torch.Tensor:
+    """Per-image SSIM of prepared (scored) images."""
+    return _ssim_chunk(x, y, _peak(x, p), kernel_weights(p), p, scratch)
 
 
 def ssim(pred: torch.Tensor, target: torch.Tensor, *, convention: str = "matlab", **params: Any) -> torch.Tensor:
     """Per-image mean SSIM (functional twin of the ``ssim`` metric; see the module docstring)."""
     p = resolve_params("ssim", convention, **params)
-    x, y = _prepare(pred, target, p, "ssim")
-    values = _ssim_values(x, y, p)
+    values = torch.cat([_ssim_values(x, y, p, scratch) for x, y, scratch in _prepared(pred, target, p, "ssim")])
     return values[0] if pred.dim() == 3 else values
 
 
@@ -454,7 +610,7 @@ class _ImageSimilarity(Metric):
     def reset(self) -> None:
         self._values: list[float] = []
 
-    def _score(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _score(self, x: Array, y: Array, scratch: _Scratch) -> torch.Tensor:
         raise NotImplementedError
 
     def update(self, predictions: list[Any], samples: list[Sample]) -> list[float]:
@@ -473,8 +629,9 @@ class _ImageSimilarity(Metric):
         for indices in groups.values():
             batch_pred = torch.stack([predictions[i] for i in indices])
             batch_target = torch.stack([targets[i].to(batch_pred.device) for i in indices])
-            x, y = _prepare(batch_pred, batch_target, self.params, self.name)
-            for i, value in zip(indices, self._score(x, y).tolist()):
+            chunks = _prepared(batch_pred, batch_target, self.params, self.name)
+            scored = [self._score(x, y, scratch) for x, y, scratch in chunks]
+            for i, value in zip(indices, torch.cat(scored).tolist()):
                 values[i] = value
         self._values.extend(values)
         return values
@@ -517,7 +674,7 @@ class PSNR(_ImageSimilarity):
         self._sse = 0.0
         self._count = 0
 
-    def _score(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _score(self, x: Array, y: Array, scratch: _Scratch) -> torch.Tensor:
         sse, peak, count = _psnr_parts(x, y, self.params)
         self._sse += float(sse.sum())
         self._count += count * x.shape[0]
@@ -541,8 +698,8 @@ class SSIM(_ImageSimilarity):
     description = "SSIM; default Wang's SSIM_index (Gaussian 11/1.5, valid, L=255) on the MATLAB uint8 Y."
     options = _options("ssim")
 
-    def _score(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return _ssim_values(x, y, self.params)
+    def _score(self, x: Array, y: Array, scratch: _Scratch) -> torch.Tensor:
+        return _ssim_values(x, y, self.params, scratch)
 
     def compute(self) -> dict[str, float]:
         return {"ssim": self._mean()}
