@@ -1,0 +1,122 @@
+"""`harness gate` through the CLI: identical results pass, a briefly trained S-DSEN against a longer
+trained one is a significant regression named in the summary, and one-sample noise within the
+tolerance is not a regression."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TRAIN = ("--method", "s-dsen", "--dataset", "rain-synth", "--batch-size", "4", "--option", "stages=2",
+         "--option", "patch=32", "--quiet")
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """S-DSEN (2 stages) trained for 1 step and for 12 steps on rain-synth, through the installed executable."""
+    home = tmp_path_factory.mktemp("gate")
+    env = {**os.environ, "HARNESS_DATA": str(home / "data"), "HARNESS_RESULTS": str(home / "unused")}
+    exe = Path(sys.executable).with_name("harness")
+    for name, steps in (("brief", 1), ("longer", 12)):
+        done = subprocess.run([str(exe), "train", *TRAIN, "--steps", str(steps), "--out", str(home / name)],
+                              capture_output=True, text=True, env=env, timeout=900)
+        assert done.returncode == 0, done.stderr
+    return {"home": home, "data": home / "data"}
+
+
+def run_sdsen(cli, checkpoint: Path, results: Path) -> None:
+    code, _, err = cli("run", "--method", "s-dsen", "--option", "stages=2", "--dataset", "rain-synth",
+                       "--checkpoint", checkpoint, "--results", results, "--quiet")
+    assert code == 0, err
+
+
+def test_gate_passes_identical_and_catches_a_briefly_trained_checkpoint(cli, checkpoints, tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_DATA", str(checkpoints["data"]))
+    base, same, worse = tmp_path / "base", tmp_path / "same", tmp_path / "worse"
+    run_sdsen(cli, checkpoints["home"] / "longer", base)
+    run_sdsen(cli, checkpoints["home"] / "longer", same)
+    run_sdsen(cli, checkpoints["home"] / "brief", worse)
+    baseline_file = tmp_path / "baseline.json"
+    code, out, err = cli("gate", "--results", base, "--export", baseline_file)
+    assert code == 0, err
+    exported = json.loads(baseline_file.read_text())
+    assert exported["format"] == "harness-baseline/1" and len(exported["cells"]) == 1
+
+    for baseline in (base, baseline_file):  # a results directory or the committed JSON
+        code, out, err = cli("gate", "--results", same, "--baseline", baseline)
+        assert code == 0, err
+        assert "no regression" in out and "regressed" not in out.split("\n", 3)[-1].split("| Status")[0]
+
+    summary = tmp_path / "step-summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    code, out, err = cli("gate", "--results", worse, "--baseline", baseline_file)
+    assert code == 1, err
+    regression = [line for line in out.splitlines() if line.startswith("| **regressed**")]
+    assert regression and "s-dsen" in regression[0] and "rain-synth" in regression[0] and "psnr" in regression[0]
+    assert "paired sign-flip test on 12 samples" in regression[0]
+    assert float(regression[0].split("|")[8]) < 0.05  # the p-value is printed
+    assert summary.read_text() == out
+
+    # The other way round it is an improvement, not a failure.
+    code, out, _ = cli("gate", "--results", base, "--baseline", worse)
+    assert code == 0 and "| improved |" in out
+
+
+def test_one_sample_noise_within_tolerance_is_not_a_regression(cli, tmp_path):
+    results = tmp_path / "results"
+    code, _, err = cli("run", "--method", "identity", "--dataset", "rain-synth", "--results", results, "--quiet")
+    assert code == 0, err
+    baseline = tmp_path / "baseline.json"
+    assert cli("gate", "--results", results, "--export", baseline)[0] == 0
+    data = json.loads(baseline.read_text())
+    psnr = data["cells"][0]["values"]["psnr/psnr"]
+    first = sorted(psnr["per_sample"])[0]
+    psnr["per_sample"][first] += 0.3  # one image a little better in the baseline: mean 0.025 dB higher
+    psnr["value"] += 0.3 / len(psnr["per_sample"])
+    baseline.write_text(json.dumps(data))
+    code, out, err = cli("gate", "--results", results, "--baseline", baseline)
+    assert code == 0, err
+    assert "within tolerance" in out
+    # With a zero tolerance the drop exceeds it, but one image is no evidence: still not a regression.
+    code, out, err = cli("gate", "--results", results, "--baseline", baseline, "--tolerance", "psnr=0")
+    assert code == 0, err
+    assert "not significant on 12 paired samples" in out
+    # Without per-sample values the tolerance alone decides, and the summary says so.
+    del psnr["per_sample"]
+    psnr["per_sample"] = None
+    baseline.write_text(json.dumps(data))
+    code, out, _ = cli("gate", "--results", results, "--baseline", baseline, "--tolerance", "psnr=0")
+    assert code == 1 and "judged by tolerance alone" in out
+
+
+def test_gate_statuses_and_usage_errors(cli, tmp_path):
+    results = tmp_path / "results"
+    assert cli("run", "--method", "identity", "--dataset", "rain-synth", "--results", results, "--quiet",
+               "--limit", "3")[0] == 0
+    baseline = tmp_path / "baseline.json"
+    assert cli("gate", "--results", results, "--export", baseline)[0] == 0
+    data = json.loads(baseline.read_text())
+    cell = data["cells"][0]
+    cell["values"]["ssim/ssim"]["protocol"] = "something else"
+    cell["values"]["psnr/psnr"]["version"] = "0"
+    missing = json.loads(json.dumps(cell))
+    missing["method"] = "gone"
+    data["cells"].append(missing)
+    baseline.write_text(json.dumps(data))
+    code, out, _ = cli("gate", "--results", results, "--baseline", baseline)
+    assert code == 0
+    assert "protocol changed" in out and "metric version changed (0 → 1)" in out and "| missing | gone" in out
+
+    assert cli("gate", "--results", results)[0] == 2
+    code, _, err = cli("gate", "--results", results, "--baseline", tmp_path / "nowhere.json")
+    assert code == 2 and "nowhere.json" in err
+    (tmp_path / "bad.json").write_text("{}")
+    code, _, err = cli("gate", "--results", results, "--baseline", tmp_path / "bad.json")
+    assert code == 2 and "harness-baseline/1" in err
+    code, _, err = cli("gate", "--results", results, "--baseline", baseline, "--tolerance", "psnr")
+    assert code == 2 and "--tolerance" in err
