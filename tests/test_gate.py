@@ -120,3 +120,21 @@ def test_gate_statuses_and_usage_errors(cli, tmp_path):
     assert code == 2 and "harness-baseline/1" in err
     code, _, err = cli("gate", "--results", results, "--baseline", baseline, "--tolerance", "psnr")
     assert code == 2 and "--tolerance" in err
+
+
+def test_latency_is_reported_unless_gated_then_judged_by_the_median():
+    from harness.publish import gate
+
+    def cell(history):
+        value = gate.Value("latency", "latency", "latency-ms", history[-1], False, "p", "1", None, history)
+        return {"c": gate.CellResult("m", {}, "d", "test", "ok", "r", "x", {"latency/latency-ms": value})}
+
+    base, noisy, slower = cell([10.0, 10.5, 9.8]), cell([10.2, 30.0, 10.1]), cell([14.0, 13.5, 15.0])
+    policy = gate.Policy({}, {"latency"})
+    [finding] = gate.compare(base, slower, policy)
+    assert finding.status == "reported" and gate.exit_code([finding]) == 0
+    policy.gate_timings = True
+    [finding] = gate.compare(base, noisy, policy)  # one slow outlier: the median barely moves
+    assert finding.status == "pass" and finding.current == 10.2
+    [finding] = gate.compare(base, slower, policy)
+    assert finding.status == "regressed" and "median of 3 run(s)" in finding.note

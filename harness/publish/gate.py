@@ -253,7 +253,7 @@ def summary(findings: list[Finding], baseline: str) -> str:
     for finding in sorted(findings, key=lambda f: (order.index(f.status) if f.status in order else 99, f.cell, f.label)):
         status = f"**{finding.status}**" if finding.status in FAILING else finding.status
         lines.append("| " + " | ".join([
-            status, _md(finding.cell), _md(f"{finding.label} {finding.key}".strip()), _num(finding.baseline), _num(finding.current),
+            status, _md(finding.cell), _md(finding.key if finding.key == finding.label else f"{finding.label} {finding.key}"), _num(finding.baseline), _num(finding.current),
             "" if finding.change is None else f"{finding.change:+.4g}", f"{finding.tolerance:g}",
             "" if finding.p_value is None else f"{finding.p_value:.3g}", _md(finding.note),
         ]) + " |")

@@ -269,9 +269,9 @@ def _normalise(value: Any) -> Any:
 
 
 def _display_name(run: Run) -> str:
-    options = run.record["method"].get("options") or {}
+    """Method and checkpoint digest; the options are listed under the name on the page."""
     checkpoint = f" @{run.checkpoint_sha256[:8]}" if run.checkpoint_sha256 else ""
-    return f"{run.method}{checkpoint}" if not options else f"{run.method}{checkpoint}"
+    return f"{run.method}{checkpoint}"
 
 
 def _mark_best(rows: list[Row], columns: list[MetricSpec]) -> None:
