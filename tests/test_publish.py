@@ -4,6 +4,7 @@ deraining and re-id runs; the statistics against scipy and hand-computed cases."
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -181,3 +182,58 @@ def test_plugin_text_is_escaped_and_files_stay_inside(cli, tmp_path):
     assert "&lt;script&gt;alert(1)&lt;/script&gt; returns the rainy input" in page
     assert "<script>alert(1)" not in page
     assert safe_name("../../etc/passwd") == "_.._etc_passwd" and safe_name("..") == "_"
+
+
+DEMO_BOARD = """
+name: demo
+title: "Demo <b>board</b>"
+task: deraining
+papers: {demo-paper: "A paper"}
+datasets: [{name: demo-pairs, split: test}]
+conventions: {demo: {match: {metric: demo-mae, params: {}}}}
+metrics: [{metric: demo-mae, key: mae, higher_is_better: false, precision: 3, tolerance: 0.01}]
+reported:
+  - {method: "Paper method", source: {paper: demo-paper, table: "Table 9", row: "x"}, values: {demo-pairs: {mae: 0.001}},
+     harness_method: flaky, conventions: demo}
+  - {method: "Unknown protocol", source: {paper: demo-paper, table: "Table 9", row: "y"}, values: {demo-pairs: {mae: 0.5}}}
+"""
+
+
+def test_extra_leaderboards_failed_and_stale_rows(cli, tmp_path):
+    from cli_helpers import FIXTURE_PLUGINS
+
+    boards = tmp_path / "boards"
+    boards.mkdir()
+    (boards / "demo.yaml").write_text(DEMO_BOARD)
+    data = tmp_path / "demo"
+    data.mkdir()
+    (data / "READY").write_text("ok")
+    base = ("--plugins-dir", FIXTURE_PLUGINS)
+    assert cli(*base, "run", "--method", "flaky", "--dataset", "demo-pairs", "--data-root", data, "--quiet")[0] == 0
+    code, _, _ = cli(*base, "run", "--method", "flaky", "--dataset", "demo-pairs", "--data-root", data, "--quiet",
+                     "--option", "crash_after=2")
+    assert code == 1  # stored as a failed run
+    code, out, err = cli(*base, "publish", "--leaderboards", boards, "--leaderboard", "demo", "--format", "json")
+    assert code == 0, err
+    rows = json.loads(out)["leaderboards"][0]["tables"][0]["rows"]
+    measured = [row for row in rows if row["kind"] == "measured"]
+    assert sorted(row["badges"] == ["failed"] for row in measured) == [False, True]
+    ok = next(row for row in measured if not row["badges"])
+    assert ok["reproduces"] == "Paper method (Table 9)"
+    assert ok["cells"]["mae"]["delta"] == pytest.approx(ok["cells"]["mae"]["value"] - 0.001)
+    assert ok["cells"]["mae"]["convention"] == "demo" and ok["cells"]["mae"]["best"] is False
+    paper_best = next(row for row in rows if row["method"] == "Paper method")
+    assert paper_best["cells"]["mae"]["best"] is True  # lower is better
+
+    # A record written by an older version of the method is flagged stale.
+    record_path = next((Path(os.environ["HARNESS_RESULTS"]) / "runs").glob(f"{ok['run']['run_id']}/record.json"))
+    record = json.loads(record_path.read_text())
+    record["method"]["version"] = "0"
+    record_path.write_text(json.dumps(record))
+    code, out, err = cli(*base, "publish", "--leaderboards", boards, "--out", tmp_path / "site")
+    assert code == 0, err
+    page = (tmp_path / "site" / "lb-demo.html").read_text()
+    assert 'class="badge stale"' in page and 'class="badge failed"' in page
+    assert "Demo &lt;b&gt;board&lt;/b&gt;" in page
+    code, _, err = cli(*base, "leaderboards", "--leaderboards", tmp_path / "none")
+    assert code == 2 and "none" in err

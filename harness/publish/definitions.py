@@ -177,7 +177,9 @@ def parse(data: Any, path: Path) -> Leaderboard:
     conventions = {}
     for key, item in c.mapping(top.get("conventions", {}), "conventions").items():
         where = f"conventions.{key}"
-        entry = c.mapping(item, where, required=("match",), optional=("description", "per_dataset"))
+        entry = c.mapping(item, where, optional=("match", "description", "per_dataset"))
+        if not entry.get("match") and not entry.get("per_dataset"):
+            raise UsageError(f"{path}: {where}: give match and/or per_dataset (the fields a measured value must hold)")
         per_dataset = {
             c.member(d, dataset_names, f"{where}.per_dataset.{d}", "a dataset of this leaderboard"):
                 c.mapping(m, f"{where}.per_dataset.{d}", nonempty=True)
@@ -185,7 +187,7 @@ def parse(data: Any, path: Path) -> Leaderboard:
         }
         conventions[c.name(key, where)] = ConventionSpec(
             key, c.text(entry.get("description", ""), f"{where}.description"),
-            c.mapping(entry["match"], f"{where}.match", nonempty=True), per_dataset,
+            c.mapping(entry.get("match", {}), f"{where}.match"), per_dataset,
         )
 
     metrics = []

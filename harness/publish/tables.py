@@ -196,7 +196,7 @@ def _reported_row(board: Leaderboard, reported: ReportedRow, dataset: str, colum
 
 
 def _measured_row(board: Leaderboard, run: Run, dataset: str, columns: list[MetricSpec], versions: Versions) -> Row:
-    matched = _paper_row(board, run)
+    matched = _paper_row(board, run, dataset)
     row = Row("measured", _display_name(run), {}, run=run, matched=matched)
     if run.failed:
         row.badges.append("failed")
@@ -249,12 +249,12 @@ def _delta(cell: Cell, spec: MetricSpec, paper: ReportedRow, dataset: str) -> No
         cell.delta_note = f"paper {reported:g} ({paper.source.table})"
 
 
-def _paper_row(board: Leaderboard, run: Run) -> ReportedRow | None:
-    """The most specific reported row whose harness method and options the run satisfies."""
+def _paper_row(board: Leaderboard, run: Run, dataset: str) -> ReportedRow | None:
+    """The most specific reported row on ``dataset`` whose harness method and options the run satisfies."""
     options = run.record["method"].get("options") or {}
     best: tuple[int, ReportedRow] | None = None
     for reported in board.reported:
-        if reported.harness_method != run.method:
+        if reported.harness_method != run.method or dataset not in reported.values:
             continue
         if any(_normalise(options.get(k)) != _normalise(v) for k, v in reported.harness_options.items()):
             continue
