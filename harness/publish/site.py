@@ -60,7 +60,7 @@ def _format(value: Any, precision: int = 4) -> str:
         return "–"
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
-    if isinstance(value, (int, float)) and abs(value) >= 1e5 and float(value).is_integer():
+    if isinstance(value, (int, float)) and (precision == 0 or abs(value) >= 1e5) and float(value).is_integer():
         return f"{value:,.0f}"
     return f"{value:.{precision}f}" if isinstance(value, (int, float)) else str(value)
 
@@ -80,7 +80,8 @@ def write_site(boards: list[Board], runs: list[Run], out: Path, *, descriptions:
         charts = []
         for chart in board.charts:
             if chart.points:
-                log_x = min(x for x, *_ in chart.points) > 0 and max(x for x, *_ in chart.points) > 1000
+                xs = [x for x, *_ in chart.points]
+                log_x = min(xs) > 0 and max(xs) > 100 * min(xs)  # parameter counts spanning decades
                 plot = svg.scatter([(x, y, name) for x, y, name, _ in chart.points], chart.spec.x[1], chart.spec.y[2], log_x)
                 charts.append((chart, plot))
         html = env.get_template("leaderboard.html").render(board=board, charts=charts, title=board.leaderboard.title)
