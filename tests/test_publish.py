@@ -237,3 +237,26 @@ def test_extra_leaderboards_failed_and_stale_rows(cli, tmp_path):
     assert "Demo &lt;b&gt;board&lt;/b&gt;" in page
     code, _, err = cli(*base, "leaderboards", "--leaderboards", tmp_path / "none")
     assert code == 2 and "none" in err
+
+
+def test_records_adapter_reads_both_record_formats(tmp_path):
+    from harness.publish.records import from_record
+
+    base = {"run_id": "r1", "created": "2026-01-01T00:00:00", "status": "ok", "task": "deraining",
+            "method": {"name": "m", "version": "1", "options": {}}, "dataset": {"name": "d", "split": "test"},
+            "files": {"samples": "samples.jsonl", "images": []}}
+    entry = {"values": {"ssim": 0.5}, "n": 2, "higher_is_better": True, "params": {"convention": "matlab"},
+             "convention": {}, "details": {}, "version": "1"}
+    (tmp_path / "samples.jsonl").write_text('{"id": "a", "ssim": 0.4, "ssim@official": 0.7}\n'
+                                            '{"id": "b", "ssim": 0.6, "ssim@official": 0.9}\n')
+    old = from_record({**base, "metrics": {"ssim": entry}}, tmp_path)
+    assert [(m.label, m.metric, m.per_sample) for m in old.values] == [("ssim", "ssim", {"a": 0.4, "b": 0.6})]
+    labelled = {"ssim": {**entry, "metric": "ssim", "label": "ssim"},
+                "ssim@official": {**entry, "metric": "ssim", "label": "ssim@official", "values": {"ssim": 0.8},
+                                  "params": {"convention": "sdsen-official"}}}
+    new = from_record({**base, "metrics": labelled}, tmp_path)
+    official = new.value("ssim@official", "ssim")
+    assert official.metric == "ssim" and official.per_sample == {"a": 0.7, "b": 0.9}
+    assert official.protocol_digest != new.value("ssim", "ssim").protocol_digest
+    with pytest.raises(Exception, match="not a harness result record"):
+        from_record({"run_id": "x"}, tmp_path)
