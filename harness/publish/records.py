@@ -1,10 +1,9 @@
 """The one place that reads result records for publishing and gating.
 
 Everything downstream (tables, site, gate) sees `Run` and `Measured` objects, never raw record
-JSON, so a change of the record format is absorbed here. Two formats are read: the current one
-(``record["metrics"][NAME]``, samples keyed by metric name) and the labelled one
-(``record["metrics"][LABEL]`` with ``"metric"`` and ``"label"``, ``NAME@TAG`` for a second
-configuration of a metric; samples keyed by label).
+JSON, so a change of the record format is absorbed here. Records hold ``record["metrics"][LABEL]``
+with the metric's ``"metric"`` name and its ``"label"`` (``NAME@TAG`` for a second configuration of
+a metric); the samples file has one row per sample keyed by label.
 
 Per-sample values of a value key come from the metric's ``details["per_sample"][key]`` when the
 metric stores them (re-id: one value per query), else from the samples file's column of the label
@@ -91,12 +90,12 @@ def read_store(root: Path | None) -> list[Run]:
 
 
 def from_record(record: dict[str, Any], folder: Path | None) -> Run:
-    """Adapt one record (either format) and its samples file."""
+    """Adapt one record and its samples file."""
     try:
         samples = _read_samples(folder / record.get("files", {}).get("samples", "samples.jsonl")) if folder else []
         values: list[Measured] = []
         for label, entry in (record.get("metrics") or {}).items():
-            metric = entry.get("metric", label.split("@", 1)[0])
+            metric = entry["metric"]
             keys = list(entry.get("values", {}))
             stored = (entry.get("details") or {}).get("per_sample") or {}
             for key, value in entry.get("values", {}).items():
@@ -104,7 +103,7 @@ def from_record(record: dict[str, Any], folder: Path | None) -> Run:
                 if per_sample is None and len(keys) == 1:
                     per_sample = _column(samples, label)
                 values.append(Measured(
-                    label=entry.get("label", label), metric=metric, key=key, value=value, n=entry.get("n"),
+                    label=entry["label"], metric=metric, key=key, value=value, n=entry.get("n"),
                     higher_is_better=bool(entry["higher_is_better"]), version=str(entry.get("version", "")),
                     params=entry.get("params") or {}, convention=entry.get("convention") or {},
                     details=entry.get("details") or {}, per_sample=per_sample,
