@@ -88,33 +88,40 @@ def test_invalid_definitions_name_the_file_and_field(cli, tmp_path, text, expect
 
 
 # -- publishing --------------------------------------------------------------------------------------
-@pytest.fixture
-def store(cli, tmp_path):
-    """A result store with deraining runs (rain100h, rain-synth) and a Market-1501 re-id run."""
-    rain = tmp_path / "rain100h"
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A result store with deraining runs (rain100h, rain-synth) and a Market-1501 re-id run, built once."""
+    from harness.cli import main
+    from harness.plugins import reset_plugins
+
+    home = tmp_path_factory.mktemp("store")
+    rain = home / "rain100h"
     make_rain100h(rain, layout="prenet", n_train=1800, n_test=100, size=(24, 24))
-    common = ("--quiet", "--dataset-option", "strict=false")
-    for args in (
-        ("--method", "identity", "--dataset", "rain100h", "--data-root", rain, "--limit", "6", *common),
+    market = make_market1501(home / "market")
+    common = ("--quiet", "--results", home / "results")
+    runs = (
+        ("--method", "identity", "--dataset", "rain100h", "--data-root", rain, "--limit", "6",
+         "--dataset-option", "strict=false", *common),
         ("--method", "s-dsen", "--untrained", "--dataset", "rain100h", "--data-root", rain, "--limit", "6",
-         "--metric", "psnr,ssim,ssim@sdsen-official", *common),
-        ("--method", "identity", "--dataset", "rain-synth", "--limit", "6", "--quiet"),
-    ):
-        code, _, err = cli("run", *args)
-        assert code == 0, err
-    market = make_market1501(tmp_path / "market")
-    code, _, err = cli(
-        "run", "--method", "precomputed-features", "--dataset", "market1501", "--data-root", market,
-        "--checkpoint", layumi_result(tmp_path / "pytorch_result.mat"), "--option", f"names_root={market}",
-        "--dataset-option", "strict=false", "--quiet",
+         "--metric", "psnr,ssim,ssim@sdsen-official", "--dataset-option", "strict=false", *common),
+        ("--method", "identity", "--dataset", "rain-synth", "--limit", "6", *common),
+        ("--method", "precomputed-features", "--dataset", "market1501", "--data-root", market,
+         "--checkpoint", layumi_result(home / "pytorch_result.mat"), "--option", f"names_root={market}",
+         "--dataset-option", "strict=false", *common),
     )
-    assert code == 0, err
-    return tmp_path
+    with pytest.MonkeyPatch.context() as patch:  # module scope: the per-test isolation is not active yet
+        for name in ("HARNESS_DATA", "HARNESS_CACHE", "TORCH_HOME"):
+            patch.setenv(name, str(home / name.lower()))
+        reset_plugins()
+        for args in runs:
+            assert main([str(a) for a in ("run", *args)]) == 0
+        reset_plugins()
+    return home
 
 
 def test_publish_site_joins_measured_rows_with_the_papers_numbers(cli, store):
     out = store / "site"
-    code, stdout, err = cli("publish", "--out", out)
+    code, stdout, err = cli("publish", "--out", out, "--results", store / "results")
     assert code == 0, err
     assert "open" in stdout and (out / "index.html").is_file()
     index = (out / "index.html").read_text()
@@ -153,11 +160,12 @@ def test_publish_site_joins_measured_rows_with_the_papers_numbers(cli, store):
 
 
 def test_publish_markdown_and_json(cli, store):
-    code, out, err = cli("publish", "--format", "markdown", "--leaderboard", "s-dsen")
+    results = ("--results", store / "results")
+    code, out, err = cli("publish", "--format", "markdown", "--leaderboard", "s-dsen", *results)
     assert code == 0, err
     assert "| S-DSEN | reported (Table 2) | **27.16** | **0.8589** |" in out
     assert "| identity | measured |" in out
-    code, out, err = cli("publish", "--format", "json")
+    code, out, err = cli("publish", "--format", "json", *results)
     assert code == 0, err
     boards = {board["name"]: board for board in json.loads(out)["leaderboards"]}
     regdb = next(t for t in boards["hi-cmd"]["tables"] if t["dataset"] == "regdb")
