@@ -22,6 +22,7 @@ from .data import resolve_data_root
 from .errors import HarnessError, UsageError
 from .models import count_parameters
 from .plugins import Plugins, get_plugins
+from .publish.commands import add_parsers as add_publish_parsers
 from .run.cache import CACHE_ENV, CACHE_MAX_ENV, TIERS, Cache, default_cache_root, parse_size
 from .run.cells import RunSpec, check_pairing, execute_cell, plan_cell
 from .run.devices import resolve_device
@@ -538,6 +539,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-size", metavar="SIZE", help="prune: evict least recently used entries until the cache fits SIZE")
     p.add_argument("--json", action="store_true", help="machine-readable output (ls, du)")
     p.set_defaults(func=cmd_cache)
+
+    add_publish_parsers(sub, common)
     return parser
 
 

@@ -422,6 +422,15 @@ def test_metric_classes_equal_functional_twins_and_share_one_ranking(monkeypatch
     assert details["cmc"]["queries"] == 60 and details["cmc"]["gallery"] == [300]
     assert len(details["map"]["ap_per_query"]) == details["map"]["valid_queries"][0]
     assert np.mean(list(details["map"]["ap_per_query"].values())) == pytest.approx(values["map"]["mAP"])
+    # Per-query values (what a bootstrap over queries resamples) average back to the reported numbers.
+    assert details["map"]["per_sample"]["mAP"] == details["map"]["ap_per_query"]
+    ranks = details["cmc"]["first_match_rank"]
+    assert len(ranks) == details["cmc"]["valid_queries"][0] and all(len(r) == 1 and r[0] >= 1 for r in ranks.values())
+    for k in (1, 5, 10, 20):
+        per_query = details["cmc"]["per_sample"][f"rank-{k}"]
+        assert set(per_query) == set(ranks)
+        assert np.mean(list(per_query.values())) == pytest.approx(values["cmc"][f"rank-{k}"])
+        assert per_query == {q: 100.0 * (r[0] <= k) for q, r in ranks.items()}
     assert metrics["map"].convention()["unit"] == "percent"
 
     before = len(calls)

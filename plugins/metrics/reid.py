@@ -292,7 +292,27 @@ class CMC(_ReidMetric):
             {"group": c.group, "trial": c.trial, **{f"rank-{k}": float(t[k - 1]) for k in self.config["ranks"]}}
             for (c, _), t in zip(results, curves, strict=True)
         ]
-        return {**self._common_details(results, sampler), "cmc": curve.tolist(), "trials": trials}
+        ranks = self._first_match_ranks(results)
+        per_sample = {
+            f"rank-{k}": {qid: 100.0 * sum(r <= k for r in found) / len(found) for qid, found in ranks.items()}
+            for k in self.config["ranks"]
+        }
+        return {**self._common_details(results, sampler), "cmc": curve.tolist(), "trials": trials,
+                "first_match_rank": ranks, "per_sample": per_sample}
+
+    def _first_match_ranks(self, results: list[tuple[Comparison, Ranking]]) -> dict[str, list[int]]:
+        """Rank of the first true match of every valid query, one entry per trial it took part in.
+
+        Rank-k is the mean over queries of 100·[rank ≤ k], so these are the per-query values a
+        bootstrap over queries resamples.
+        """
+        found: dict[int, list[int]] = {}
+        for comparison, ranking in results:
+            valid_queries = comparison.query[ranking.valid.numpy()]
+            for index, rank in zip(valid_queries, ranking.first_rank.tolist(), strict=True):
+                found.setdefault(int(index), []).append(int(rank))
+        ids = self._fields["id"]
+        return {ids[i]: ranks for i, ranks in sorted(found.items())}
 
     def convention(self) -> dict[str, Any]:
         cmc_kind = (
@@ -322,7 +342,9 @@ class MAP(_ReidMetric):
     def details(self) -> dict[str, Any]:
         results, sampler = self._results()
         trials = [{"group": c.group, "trial": c.trial, "mAP": float(_ap(r, self.config["ap"]).mean()) * 100.0} for c, r in results]
-        return {**self._common_details(results, sampler), "trials": trials, "ap_per_query": self._per_query(results)}
+        per_query = self._per_query(results)
+        return {**self._common_details(results, sampler), "trials": trials, "ap_per_query": per_query,
+                "per_sample": {"mAP": per_query}}
 
     def _per_query(self, results: list[tuple[Comparison, Ranking]]) -> dict[str, float]:
         """AP (%) of every valid query, averaged over the trials it took part in."""

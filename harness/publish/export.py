@@ -1,0 +1,59 @@
+"""Markdown (CI summaries, pull-request comments) and JSON (machines) renderings of the leaderboards."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .tables import Board, Cell
+
+
+def _escape(text: str) -> str:
+    """Markdown table cells: no pipes, no raw HTML, one line."""
+    return (str(text).replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+            .replace("\n", " "))
+
+
+def _cell(cell: Cell | None, precision: int) -> str:
+    if cell is None or cell.value is None:
+        return ""
+    text = f"{cell.value:.{precision}f}"
+    if cell.best:
+        text = f"**{text}**"
+    if cell.ci:
+        text += f" [{cell.ci.low:.{precision}f}, {cell.ci.high:.{precision}f}]"
+    if cell.delta is not None:
+        text += f" (Δ {cell.delta:+.{precision}f})"
+    if not cell.comparable:
+        text += " (incomparable)"
+    if cell.tied:
+        text += " ≈"
+    return _escape(text)
+
+
+def markdown(boards: list[Board]) -> str:
+    lines: list[str] = []
+    for board in boards:
+        lb = board.leaderboard
+        lines += [f"## {_escape(lb.title)}", ""]
+        for table in board.tables:
+            lines += [f"### {_escape(table.title)}", ""]
+            header = ["Method", "Kind", *(f"{c.title} {'↑' if c.higher_is_better else '↓'}" + (f" [{c.convention}]" if c.convention else "")
+                                          for c in table.columns)]
+            lines.append("| " + " | ".join(map(_escape, header)) + " |")
+            lines.append("|" + "---|" * len(header))
+            for row in table.rows:
+                kind = row.kind + "".join(f", {badge}" for badge in row.badges)
+                if row.reported:
+                    kind += f" ({row.reported.source.table})"
+                cells = [_cell(row.cells.get(c.column), c.precision) for c in table.columns]
+                lines.append("| " + " | ".join([_escape(row.method), _escape(kind), *cells]) + " |")
+            lines.append("")
+    lines.append("Measured values: mean [95% bootstrap interval]; Δ against the paper only where the conventions match; "
+                 "≈: not significantly different from the best measured row.")
+    return "\n".join(lines) + "\n"
+
+
+def as_json(boards: list[Board]) -> str:
+    payload: dict[str, Any] = {"format": "harness-leaderboards/1", "leaderboards": [board.as_dict() for board in boards]}
+    return json.dumps(payload, indent=2, default=str) + "\n"

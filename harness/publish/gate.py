@@ -1,0 +1,268 @@
+"""`harness gate`: compare current results with a baseline, direction-aware and significance-aware.
+
+A drop is a regression only when it exceeds the metric's tolerance *and* the paired per-sample
+values say it is real (two-sided sign-flip test, p < alpha); without per-sample values on both sides
+the tolerance alone decides and the report says so. Noisy timing metrics are reported, not gated,
+unless asked for; then the median over repeated runs is judged with a relative threshold.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataError, UsageError
+from ..provenance import canonical_digest
+from . import stats
+from .records import Run, read_store
+
+BASELINE_FORMAT = "harness-baseline/1"
+FAILING = ("regressed", "new-failure")
+
+
+@dataclasses.dataclass
+class Value:
+    label: str
+    metric: str
+    key: str
+    value: float | None
+    higher_is_better: bool
+    protocol: str
+    version: str
+    per_sample: dict[str, float] | None
+    history: list[float]
+    """The value in every ok run of the cell, oldest first (for the median of noisy metrics)."""
+
+
+@dataclasses.dataclass
+class CellResult:
+    method: str
+    options: dict[str, Any]
+    dataset: str
+    split: str
+    status: str
+    run_id: str
+    data_sha256: str | None
+    values: dict[str, Value]
+    """label/key → value."""
+
+    @property
+    def identity(self) -> str:
+        return canonical_digest([self.method, self.options, self.dataset, self.split])
+
+    @property
+    def name(self) -> str:
+        options = ", ".join(f"{k}={v}" for k, v in sorted(self.options.items()))
+        return f"{self.method}" + (f" ({options})" if options else "") + f" × {self.dataset}/{self.split}"
+
+
+@dataclasses.dataclass
+class Finding:
+    cell: str
+    label: str
+    key: str
+    status: str
+    baseline: float | None = None
+    current: float | None = None
+    change: float | None = None
+    """current − baseline (sign as measured; see ``higher_is_better``)."""
+    higher_is_better: bool = True
+    tolerance: float = 0.0
+    p_value: float | None = None
+    note: str = ""
+
+
+# -- reading both sides -------------------------------------------------------------------------------
+def cells_from_runs(runs: list[Run]) -> dict[str, CellResult]:
+    """The latest run of every (method, options, dataset, split), with value histories over its ok runs."""
+    cells: dict[str, CellResult] = {}
+    history: dict[tuple[str, str], list[float]] = {}
+    for run in runs:  # oldest first, so the last one wins
+        options = run.record["method"].get("options") or {}
+        values = {}
+        for m in run.values:
+            name = f"{m.label}/{m.key}"
+            values[name] = Value(m.label, m.metric, m.key, m.value, m.higher_is_better, m.protocol_digest, m.version,
+                                 m.per_sample, [])
+        cell = CellResult(run.method, options, run.dataset, run.split, run.status, run.run_id, run.data_sha256, values)
+        if not run.failed:
+            for name, value in values.items():
+                if value.value is not None:
+                    history.setdefault((cell.identity, name), []).append(value.value)
+        cells[cell.identity] = cell
+    for identity, cell in cells.items():
+        for name, value in cell.values.items():
+            value.history = history.get((identity, name), [])
+    return cells
+
+
+def export(cells: dict[str, CellResult]) -> dict[str, Any]:
+    """A committed baseline: the latest value (with per-sample values) of every cell."""
+    return {
+        "format": BASELINE_FORMAT,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "cells": [dataclasses.asdict(cell) for cell in sorted(cells.values(), key=lambda c: c.name)],
+    }
+
+
+def load_baseline(path: Path) -> dict[str, CellResult]:
+    """A results directory (its runs) or an exported baseline JSON file."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "runs").is_dir():
+            raise UsageError(f"--baseline {path}: a directory but not a result store (no runs/ inside)")
+        return cells_from_runs(read_store(path))
+    if not path.is_file():
+        raise UsageError(f"--baseline {path}: no such file or directory")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"--baseline {path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(data, dict) or data.get("format") != BASELINE_FORMAT:
+        raise DataError(f"--baseline {path}: expected a {BASELINE_FORMAT} file from `harness gate --export`")
+    cells = {}
+    try:
+        for item in data["cells"]:
+            values = {name: Value(**value) for name, value in item.pop("values").items()}
+            cell = CellResult(**item, values=values)
+            cells[cell.identity] = cell
+    except (KeyError, TypeError) as exc:
+        raise DataError(f"--baseline {path}: malformed cell ({exc})") from None
+    return cells
+
+
+# -- comparing ---------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Policy:
+    tolerances: dict[str, float]
+    """By value key, label or metric name (looked up in that order)."""
+    report_only: set[str]
+    """Metric names or labels that are reported, not gated (timings)."""
+    gate_timings: bool = False
+    timing_threshold: float = 0.2
+    alpha: float = 0.05
+
+    def tolerance(self, value: Value) -> float:
+        for name in (value.key, value.label, value.metric):
+            if name in self.tolerances:
+                return self.tolerances[name]
+        return 0.0
+
+    def is_timing(self, value: Value) -> bool:
+        return value.metric in self.report_only or value.label in self.report_only
+
+
+def compare(baseline: dict[str, CellResult], current: dict[str, CellResult], policy: Policy) -> list[Finding]:
+    findings: list[Finding] = []
+    for identity in sorted(baseline.keys() | current.keys(), key=lambda i: (baseline.get(i) or current[i]).name):
+        base, now = baseline.get(identity), current.get(identity)
+        if now is None:
+            findings.append(Finding(base.name, "*", "*", "missing", note="in the baseline, not in the current results"))
+            continue
+        if base is None:
+            findings.append(Finding(now.name, "*", "*", "new", note="not in the baseline"))
+            continue
+        if now.status != "ok" or base.status != "ok":
+            status = ("new-failure" if base.status == "ok" else "fixed" if now.status == "ok" else "still-failing")
+            findings.append(Finding(now.name, "*", "*", status, note=f"run {now.run_id}: {now.status}; baseline {base.status}"))
+            if status != "fixed":
+                continue
+        data_changed = base.data_sha256 != now.data_sha256
+        for name in sorted(base.values.keys() | now.values.keys()):
+            findings.append(_compare_value(now.name, name, base.values.get(name), now.values.get(name), data_changed, policy))
+    return findings
+
+
+def _compare_value(cell: str, name: str, base: Value | None, now: Value | None, data_changed: bool, policy: Policy) -> Finding:
+    label, _, key = name.rpartition("/")
+    if now is None or base is None:
+        return Finding(cell, label, key, "missing" if now is None else "new",
+                       note="value not in the current run" if now is None else "value not in the baseline")
+    finding = Finding(cell, label, key, "pass", base.value, now.value, higher_is_better=now.higher_is_better,
+                      tolerance=policy.tolerance(now))
+    if base.version != now.version:
+        finding.status, finding.note = "incomparable", f"metric version changed ({base.version} → {now.version})"
+        return finding
+    if base.protocol != now.protocol:
+        finding.status, finding.note = "incomparable", "protocol changed (metric parameters or convention differ)"
+        return finding
+    if data_changed:
+        finding.status, finding.note = "incomparable", "data digest changed"
+        return finding
+    if base.value is None or now.value is None:
+        finding.status, finding.note = "incomparable", "a value is missing (non-finite)"
+        return finding
+    sign = 1.0 if now.higher_is_better else -1.0
+    if policy.is_timing(now):
+        return _judge_timing(finding, base, now, sign, policy)
+    finding.change = now.value - base.value
+    better = sign * finding.change
+    if abs(better) <= finding.tolerance:
+        finding.note = "within tolerance"
+        return finding
+    differences = stats.paired_differences(now.per_sample or {}, base.per_sample or {})
+    if len(differences) >= 2:
+        test = stats.sign_flip_test(differences)
+        finding.p_value = test.p_value
+        if test.p_value >= policy.alpha:
+            finding.note = f"beyond tolerance but not significant on {test.n} paired samples"
+            return finding
+        finding.note = f"paired sign-flip test on {test.n} samples"
+    else:
+        finding.note = "judged by tolerance alone (no paired per-sample values on both sides)"
+    finding.status = "improved" if better > 0 else "regressed"
+    return finding
+
+
+def _judge_timing(finding: Finding, base: Value, now: Value, sign: float, policy: Policy) -> Finding:
+    base_median = statistics.median(base.history or [base.value])
+    now_median = statistics.median(now.history or [now.value])
+    finding.baseline, finding.current = base_median, now_median
+    finding.change = now_median - base_median
+    runs = f"median of {len(now.history or [1])} run(s) vs {len(base.history or [1])}"
+    if not policy.gate_timings:
+        finding.status, finding.note = "reported", f"timing, not gated ({runs}; --gate-latency to gate)"
+        return finding
+    relative = sign * finding.change / abs(base_median) if base_median else 0.0
+    finding.note = f"{runs}, relative change {relative:+.1%}, threshold {policy.timing_threshold:.0%}"
+    if relative < -policy.timing_threshold:
+        finding.status = "regressed"
+    elif relative > policy.timing_threshold:
+        finding.status = "improved"
+    return finding
+
+
+def exit_code(findings: list[Finding]) -> int:
+    return 1 if any(f.status in FAILING for f in findings) else 0
+
+
+def summary(findings: list[Finding], baseline: str) -> str:
+    """Markdown for $GITHUB_STEP_SUMMARY: regressions named with size and p-value first."""
+    counts: dict[str, int] = {}
+    for finding in findings:
+        counts[finding.status] = counts.get(finding.status, 0) + 1
+    verdict = "❌ regression" if exit_code(findings) else "✅ no regression"
+    lines = [f"## harness gate: {verdict}", "", f"Baseline: `{_md(baseline)}`. " +
+             ", ".join(f"{count} {status}" for status, count in sorted(counts.items())), ""]
+    order = ["new-failure", "regressed", "incomparable", "missing", "improved", "fixed", "still-failing", "new", "reported", "pass"]
+    lines += ["| Status | Cell | Value | Baseline | Current | Change | Tolerance | p | Note |", "|---|---|---|---|---|---|---|---|---|"]
+    for finding in sorted(findings, key=lambda f: (order.index(f.status) if f.status in order else 99, f.cell, f.label)):
+        status = f"**{finding.status}**" if finding.status in FAILING else finding.status
+        lines.append("| " + " | ".join([
+            status, _md(finding.cell), _md(finding.key if finding.key == finding.label else f"{finding.label} {finding.key}"), _num(finding.baseline), _num(finding.current),
+            "" if finding.change is None else f"{finding.change:+.4g}", f"{finding.tolerance:g}",
+            "" if finding.p_value is None else f"{finding.p_value:.3g}", _md(finding.note),
+        ]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+def _md(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")

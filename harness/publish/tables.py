@@ -1,0 +1,311 @@
+"""Join measured runs with the numbers the papers report, one table per leaderboard dataset.
+
+A measured value is shown next to a reported one only when both were computed with the same
+convention; otherwise the cell says "incomparable" and why. Every measured mean carries a seeded
+bootstrap interval from its per-sample values, and measured rows that are not significantly
+different from the best measured row (paired sign-flip test on the shared samples) are marked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from . import stats
+from .definitions import ChartSpec, ConventionSpec, Leaderboard, MetricSpec, ReportedRow
+from .records import Measured, Run
+
+ALPHA = 0.05
+Versions = Mapping[tuple[str, str], str]
+"""(kind, name) → version of the plugin installed now, kind one of method/metric, to flag stale rows."""
+
+
+@dataclasses.dataclass
+class Cell:
+    value: float | None = None
+    ci: stats.Interval | None = None
+    convention: str | None = None
+    comparable: bool = True
+    reason: str = ""
+    delta: float | None = None
+    delta_note: str = ""
+    best: bool = False
+    tied: bool = False
+    """Not significantly different from the best measured row (paired test, p >= ALPHA)."""
+    p_value: float | None = None
+    label: str = ""
+    n: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["ci"] = self.ci.as_dict() if self.ci else None
+        return data
+
+
+@dataclasses.dataclass
+class Row:
+    kind: str
+    """"measured" or "reported"."""
+    method: str
+    cells: dict[str, Cell]
+    run: Run | None = None
+    reported: ReportedRow | None = None
+    matched: ReportedRow | None = None
+    """The paper row a measured row reproduces (its Δ is taken against it)."""
+    badges: list[str] = dataclasses.field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"kind": self.kind, "method": self.method, "badges": self.badges,
+                                "cells": {key: cell.as_dict() for key, cell in self.cells.items()}}
+        if self.run:
+            data["run"] = {"run_id": self.run.run_id, "created": self.run.created, "status": self.run.status,
+                           "options": self.run.record["method"].get("options", {}),
+                           "checkpoint_sha256": self.run.checkpoint_sha256}
+        if self.reported:
+            data["source"] = dataclasses.asdict(self.reported.source)
+            data["note"] = self.reported.note
+            data["copied_from"] = self.reported.copied_from
+        if self.matched:
+            data["reproduces"] = f"{self.matched.method} ({self.matched.source.table})"
+        return data
+
+
+@dataclasses.dataclass
+class Table:
+    dataset: str
+    split: str
+    title: str
+    columns: list[MetricSpec]
+    rows: list[Row]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset, "split": self.split, "title": self.title,
+            "columns": [dataclasses.asdict(c) | {"column": c.column} for c in self.columns],
+            "rows": [row.as_dict() for row in self.rows],
+        }
+
+
+@dataclasses.dataclass
+class Chart:
+    spec: ChartSpec
+    points: list[tuple[float, float, str, str]]
+    """(x, y, method, run id)."""
+
+
+@dataclasses.dataclass
+class Board:
+    leaderboard: Leaderboard
+    tables: list[Table]
+    charts: list[Chart]
+    runs: list[Run]
+
+    def as_dict(self) -> dict[str, Any]:
+        board = self.leaderboard
+        return {
+            "name": board.name, "title": board.title, "task": board.task, "description": board.description,
+            "papers": board.papers,
+            "conventions": {name: dataclasses.asdict(c) for name, c in board.conventions.items()},
+            "tables": [table.as_dict() for table in self.tables],
+        }
+
+
+# -- conventions -----------------------------------------------------------------------------------
+def lookup(measured: Measured, path: str) -> Any:
+    """A dotted path into a measured value: ``params.X``, ``convention.X``, ``metric``, ``version``, ``label``."""
+    head, _, rest = path.partition(".")
+    roots = {"params": measured.params, "convention": measured.convention, "details": measured.details,
+             "metric": measured.metric, "version": measured.version, "label": measured.label}
+    value: Any = roots.get(head, _MISSING)
+    for part in rest.split(".") if rest else ():
+        value = value.get(part, _MISSING) if isinstance(value, dict) else _MISSING
+    return value
+
+
+_MISSING = object()
+
+
+def matches(convention: ConventionSpec, measured: Measured, dataset: str) -> bool:
+    return all(_same(lookup(measured, path), want) for path, want in convention.requirements(dataset).items())
+
+
+def _same(got: Any, want: Any) -> bool:
+    if got is _MISSING:
+        return False
+    if isinstance(want, list) and isinstance(got, (list, tuple)):
+        return list(got) == want
+    return got == want or (isinstance(want, (int, float)) and isinstance(got, (int, float)) and float(got) == float(want))
+
+
+def convention_of(board: Leaderboard, measured: Measured, dataset: str) -> str | None:
+    """The first named convention of the leaderboard that the measured value satisfies."""
+    return next((name for name, c in board.conventions.items() if matches(c, measured, dataset)), None)
+
+
+# -- building --------------------------------------------------------------------------------------
+def build(board: Leaderboard, runs: list[Run], versions: Versions | None = None) -> Board:
+    versions = versions or {}
+    tables = []
+    for dataset in board.datasets:
+        columns = list(board.metrics)
+        measured_runs = _latest_per_configuration([r for r in runs if r.dataset == dataset.name and r.split == dataset.split])
+        rows = [_reported_row(board, reported, dataset.name, columns)
+                for reported in board.reported if dataset.name in reported.values]
+        rows += [_measured_row(board, run, dataset.name, columns, versions) for run in measured_runs]
+        _mark_best(rows, columns)
+        if rows:
+            tables.append(Table(dataset.name, dataset.split, dataset.title, columns, rows))
+    charts = [Chart(spec, _chart_points(spec, runs)) for spec in board.charts]
+    used = [row.run for table in tables for row in table.rows if row.run]
+    return Board(board, tables, charts, used)
+
+
+def _latest_per_configuration(runs: list[Run]) -> list[Run]:
+    """One row per method configuration and checkpoint: its latest run (runs come oldest first)."""
+    latest: dict[str, Run] = {}
+    for run in runs:
+        method = run.record["method"]
+        key = json.dumps([run.method, method.get("options"), run.checkpoint_sha256, run.record["dataset"].get("limit"),
+                          sorted({(m.label, m.protocol_digest) for m in run.values})], sort_keys=True, default=str)
+        latest[key] = run
+    return sorted(latest.values(), key=lambda run: run.created)
+
+
+def _reported_row(board: Leaderboard, reported: ReportedRow, dataset: str, columns: list[MetricSpec]) -> Row:
+    cells: dict[str, Cell] = {}
+    values = reported.values[dataset]
+    for spec in columns:
+        if spec.key not in values:
+            continue
+        convention = reported.convention(spec.key)
+        homes = [c for c in columns if c.key == spec.key and c.convention == convention]
+        if homes and homes[0] is not spec:
+            continue  # shown in the column of its own convention
+        if not homes and spec is not board.metrics_for(spec.key)[0]:
+            continue
+        cell = Cell(value=values[spec.key], convention=convention)
+        if spec.convention is not None and convention != spec.convention:
+            cell.comparable = False
+            cell.reason = ("the paper does not state how this number was computed" if convention is None
+                           else f"computed with {convention}, this column ranks {spec.convention}")
+        cells[spec.column] = cell
+    badges = ["copied"] if reported.copied_from else []
+    return Row("reported", reported.method, cells, reported=reported, badges=badges)
+
+
+def _measured_row(board: Leaderboard, run: Run, dataset: str, columns: list[MetricSpec], versions: Versions) -> Row:
+    matched = _paper_row(board, run, dataset)
+    row = Row("measured", _display_name(run), {}, run=run, matched=matched)
+    if run.failed:
+        row.badges.append("failed")
+    if versions.get(("method", run.method), run.method_version) != run.method_version:
+        row.badges.append("stale")
+    for spec in columns:
+        candidates = [m for m in run.values if m.metric == spec.metric and m.key == spec.key]
+        if not candidates:
+            continue
+        named = [(m, convention_of(board, m, dataset)) for m in candidates]
+        chosen = next(((m, c) for m, c in named if spec.convention is None or c == spec.convention), None)
+        if chosen is None:
+            if any(spec is other for other in _home_columns(columns, spec, named)):
+                measured, convention = named[0]
+                row.cells[spec.column] = Cell(
+                    value=measured.value, convention=convention, comparable=False, label=measured.label, n=measured.n,
+                    reason=f"computed with {convention or 'an unnamed convention'}, this column ranks {spec.convention}",
+                )
+            continue
+        measured, convention = chosen
+        cell = Cell(value=measured.value, convention=convention, label=measured.label, n=measured.n)
+        if measured.per_sample:
+            cell.ci = stats.bootstrap_ci(list(measured.per_sample.values()))
+        if versions.get(("metric", measured.metric), measured.version) != measured.version and "stale" not in row.badges:
+            row.badges.append("stale")
+        if matched is not None:
+            _delta(cell, spec, matched, dataset)
+        row.cells[spec.column] = cell
+    return row
+
+
+def _home_columns(columns: list[MetricSpec], spec: MetricSpec, named: list[tuple[Measured, str | None]]) -> list[MetricSpec]:
+    """Where to show a value no column's convention admits: the first column of its key, once."""
+    if any(c.key == spec.key and (c.convention is None or c.convention == conv) for c in columns for _, conv in named):
+        return []
+    return [next(c for c in columns if c.key == spec.key)]
+
+
+def _delta(cell: Cell, spec: MetricSpec, paper: ReportedRow, dataset: str) -> None:
+    reported = paper.values.get(dataset, {}).get(spec.key)
+    if reported is None or cell.value is None:
+        return
+    paper_convention = paper.convention(spec.key)
+    if paper_convention is None:
+        cell.delta_note = f"no Δ to the paper's {reported:g}: its convention is not stated"
+    elif paper_convention != cell.convention:
+        cell.delta_note = f"no Δ to the paper's {reported:g}: computed with {paper_convention}, this with {cell.convention}"
+    else:
+        cell.delta = cell.value - reported
+        cell.delta_note = f"paper {reported:g} ({paper.source.table})"
+
+
+def _paper_row(board: Leaderboard, run: Run, dataset: str) -> ReportedRow | None:
+    """The most specific reported row on ``dataset`` whose harness method and options the run satisfies."""
+    options = run.record["method"].get("options") or {}
+    best: tuple[int, ReportedRow] | None = None
+    for reported in board.reported:
+        if reported.harness_method != run.method or dataset not in reported.values:
+            continue
+        if any(_normalise(options.get(k)) != _normalise(v) for k, v in reported.harness_options.items()):
+            continue
+        score = len(reported.harness_options)
+        if best is None or score > best[0]:
+            best = (score, reported)
+    return best[1] if best else None
+
+
+def _normalise(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _display_name(run: Run) -> str:
+    """Method and checkpoint digest; the options are listed under the name on the page."""
+    checkpoint = f" @{run.checkpoint_sha256[:8]}" if run.checkpoint_sha256 else ""
+    return f"{run.method}{checkpoint}"
+
+
+def _mark_best(rows: list[Row], columns: list[MetricSpec]) -> None:
+    for spec in columns:
+        ranked = [(row, row.cells[spec.column]) for row in rows
+                  if spec.column in row.cells and row.cells[spec.column].comparable
+                  and row.cells[spec.column].value is not None and "failed" not in row.badges]
+        if not ranked:
+            continue
+        sign = 1 if spec.higher_is_better else -1
+        top = max(sign * cell.value for _, cell in ranked)
+        for _, cell in ranked:
+            cell.best = sign * cell.value == top
+        measured = [(row, cell) for row, cell in ranked if row.kind == "measured" and row.run]
+        if len(measured) < 2:
+            continue
+        leader_row, leader = max(measured, key=lambda pair: sign * pair[1].value)
+        leader_values = leader_row.run.value(leader.label, spec.key).per_sample if leader_row.run else None
+        for row, cell in measured:
+            if row is leader_row or not leader_values:
+                continue
+            other = row.run.value(cell.label, spec.key)
+            differences = stats.paired_differences(leader_values, other.per_sample or {}) if other else []
+            if len(differences) >= 2:
+                cell.p_value = stats.sign_flip_test(differences).p_value
+                cell.tied = cell.p_value >= ALPHA
+
+
+def _chart_points(spec: ChartSpec, runs: list[Run]) -> list[tuple[float, float, str, str]]:
+    dataset, metric, key = spec.y
+    points = []
+    for run in _latest_per_configuration([r for r in runs if r.dataset == dataset and not r.failed]):
+        x = next((m.value for m in run.values if m.metric == spec.x[0] and m.key == spec.x[1]), None)
+        y = next((m.value for m in run.values if m.metric == metric and m.key == key), None)
+        if x is not None and y is not None:
+            points.append((float(x), float(y), _display_name(run), run.run_id))
+    return points
