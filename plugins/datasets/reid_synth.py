@@ -128,9 +128,9 @@ class Camera:
             cast = np.ones(3)
         else:
             sky, floor, cast = _colour(rng, (0.05, 0.5), (0.3, 0.9)), _colour(rng, (0.05, 0.4), (0.2, 0.7)), 1.0 + rng.uniform(-0.18, 0.18, 3)
-        blobs = tuple(
-            (rng.random(), rng.random(), rng.uniform(0.05, 0.25),
-             np.full(3, rng.uniform(0.05, 0.45)) if infrared else _colour(rng, (0.0, 0.8), (0.1, 0.9)))
+        blobs = tuple(  # background clutter, muted so the person stays the salient object
+            (rng.random(), rng.random(), rng.uniform(0.03, 0.15),
+             0.5 * sky + 0.5 * (np.full(3, rng.uniform(0.05, 0.45)) if infrared else _colour(rng, (0.0, 0.8), (0.1, 0.9))))
             for _ in range(int(rng.integers(2, 6)))
         )
         return cls(
@@ -167,8 +167,9 @@ def _pattern(person: Person, yy: np.ndarray, xx: np.ndarray, unit: float, mirror
     return np.zeros_like(yy, dtype=bool)
 
 
-def render(person: Person, camera: Camera, rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
-    """One uint8 (H, W, 3) picture of ``person`` taken by ``camera``; ``rng`` draws the pose."""
+def render(person: Person, camera: Camera, rng: np.random.Generator, size: tuple[int, int], phase: float) -> np.ndarray:
+    """One uint8 (H, W, 3) picture of ``person`` taken by ``camera`` at walking ``phase``; ``rng`` draws
+    the framing (position, scale) and exposure."""
     height, width = size[0] * SUPERSAMPLE, size[1] * SUPERSAMPLE
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float64) + 0.5
     infrared = camera.infrared
@@ -191,7 +192,6 @@ def render(person: Person, camera: Camera, rng: np.random.Generator, size: tuple
     side = camera.view in ("left", "right")
     squeeze = 0.62 if side else 1.0
     mirror = camera.view in ("back", "right")
-    phase = rng.uniform(0, 2 * np.pi)
     stride = (0.16 if side else 0.06) * unit * np.sin(phase)
     swing = (0.12 if side else 0.04) * unit * np.sin(phase)
     head_ry, head_rx = 0.065 * unit * person.head, 0.05 * unit * person.head
@@ -342,8 +342,9 @@ class _SyntheticPedestrians(Dataset):
     def load(self, row: Sample) -> Sample:
         split, pid, camid, image = row["render"]
         pose_camera = min(self.scene.cameras) if self.scene.paired else camid  # paired cameras share the pose
-        rng = np.random.default_rng([SEED, self.stream, SPLIT_STREAM[split], pid, pose_camera, image, 7])
-        pixels = render(self.people(split)[pid], self._cameras[camid], rng, (self.config["height"], self.config["width"]))
+        phase = np.random.default_rng([SEED, self.stream, SPLIT_STREAM[split], pid, pose_camera, image, 3]).uniform(0, 2 * np.pi)
+        rng = np.random.default_rng([SEED, self.stream, SPLIT_STREAM[split], pid, camid, image, 7])
+        pixels = render(self.people(split)[pid], self._cameras[camid], rng, (self.config["height"], self.config["width"]), phase)
         sample = {key: value for key, value in row.items() if key not in ("paths", "render")}
         sample["image"] = torch.from_numpy(pixels).permute(2, 0, 1).float().div_(255.0)
         return sample
