@@ -1,0 +1,503 @@
+"""`hi-cmd`: Hierarchical Cross-Modality Disentanglement (Choi et al., CVPR 2020), reimplemented.
+
+Faithful to the paper and, where it is silent, to the official code (github.com/bismex/HiCMD, whose
+module and parameter names are kept so its checkpoints load; no code is vendored):
+
+* **ID-PIG**, per modality (RGB, IR): a *prototype encoder* E^p (conv 3→32 s2, 32→64, 64→64,
+  64→128 s2, 4 residual blocks, ASPP with dilations 3/6/9 fused to 256 channels; instance norm,
+  LeakyReLU 0.3, reflect padding) giving a 256×64×32 tensor; an *attribute encoder* E^a (ImageNet
+  ResNet-50 up to global pooling) giving a 2,048-d vector made of four interleaved 512-d chunks
+  [256 style | 128 pose | 128 illumination]; one *decoder* G shared by both modalities (4 AdaIN
+  residual blocks whose scales and biases come from 8 three-layer MLPs, chunk k driving block k;
+  2 × (nearest ×2, 5×5 conv + layer norm); two 3×3 convs; a 1×1 conv to RGB, no output activation);
+  one 3-scale patch *discriminator* per modality (training only).
+* **HFL**: H = ResNet-50 layer2 + layer3 on the prototype (1,024-d after pooling); the combined
+  code [min(α,1)·p^d/‖p^d‖ ; max(1−α,0)·a^s/‖a^s‖] with a learnable α (init 0.5); fc1 2048→2048 +
+  BN1d (+ dropout 0.5) gives the test feature f; fc2 2048→1024 the triplet feature; a classifier
+  the identity logits.
+
+Inference uses only the encoders of the image's modality, H and fc1/BN (37,546,880 parameters), and
+returns the L2-normalised f (the official test normalises), so Euclidean ranking equals the official
+inner-product ranking. ``--checkpoint`` takes a ``harness train`` output, a safetensors file of this
+network, or the official ``gen_NNNNNNNN.pt`` / ``id_NNNNNNNN.pt`` pair (a folder holding them, or
+either file): ``gen`` holds ``{"a": RGB generator, "b": IR generator}``, ``id`` holds
+``{"id": classifier, "backbone_pro": H, "combine_weight": α}``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from harness import DataError, Method, Option, Sample, hookimpl
+from harness.checkpoints import load_into
+
+from .imagenet import IMAGENET_MEAN, IMAGENET_STD, INITS, resnet50
+
+PAPER = (
+    "Seokeon Choi, Sumin Lee, Youngeun Kim, Taekyung Kim, Changick Kim. Hi-CMD: Hierarchical Cross-Modality "
+    "Disentanglement for Visible-Infrared Person Re-Identification. CVPR 2020. Official code: github.com/bismex/HiCMD"
+)
+SLOPE = 0.3
+"""LeakyReLU slope of every ID-PIG layer (official ``w_lrelu``)."""
+ATTRIBUTE_DIM, CHUNKS = 2048, 4
+CHUNK = ATTRIBUTE_DIM // CHUNKS
+STYLE, POSE = 256, 128
+"""Within each 512-d chunk: dims [0, 256) style, [256, 384) pose, [384, 512) illumination."""
+PROTOTYPE_CHANNELS = 256
+
+
+def _indices(start: int, stop: int) -> torch.Tensor:
+    return torch.tensor([k * CHUNK + i for k in range(CHUNKS) for i in range(start, stop)])
+
+
+STYLE_INDEX = _indices(0, STYLE)
+POSE_INDEX = _indices(STYLE, STYLE + POSE)
+ILLUMINATION_INDEX = _indices(STYLE + POSE, CHUNK)
+EXCLUDED_INDEX = _indices(STYLE, CHUNK)
+"""ID-excluded code a^ex = [pose; illumination], in the official (sorted) index order."""
+
+
+# -- building blocks (official attribute names: pad, conv, norm, activation, model) ----------------
+class LayerNorm(nn.Module):
+    """MUNIT's layer norm: per-sample mean and (unbiased) std over C, H, W; per-channel gamma/beta."""
+
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.gamma = nn.Parameter(torch.empty(channels).uniform_())
+        self.beta = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(x.shape[0], -1)
+        shape = (-1,) + (1,) * (x.dim() - 1)
+        x = (x - flat.mean(1).view(shape)) / (flat.std(1).view(shape) + self.eps)
+        return x * self.gamma.view(1, -1, 1, 1) + self.beta.view(1, -1, 1, 1)
+
+
+class AdaIN(nn.Module):
+    """Instance norm whose per-sample scale and bias are assigned by the decoder before each forward."""
+
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.channels, self.eps = channels, eps
+        self.params: tuple[torch.Tensor, torch.Tensor] | None = None
+        # Unused statistics, kept so the official checkpoints' keys match.
+        self.register_buffer("running_mean", torch.zeros(channels))
+        self.register_buffer("running_var", torch.ones(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.params is None:
+            raise RuntimeError("AdaIN parameters were not assigned (the decoder assigns them from the attribute code)")
+        weight, bias = self.params
+        return F.instance_norm(x, eps=self.eps) * weight[..., None, None] + bias[..., None, None]
+
+
+class ConvBlock(nn.Module):
+    """Reflect-pad, conv, optional norm (in / ln / adain), optional LeakyReLU 0.3."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, padding: int, norm: str = "none",
+                 activation: bool = True, dilation: int = 1) -> None:
+        super().__init__()
+        self.pad = nn.ReflectionPad2d(padding)
+        self.conv = nn.Conv2d(cin, cout, kernel, stride, dilation=dilation)
+        self.norm = {"in": lambda: nn.InstanceNorm2d(cout), "ln": lambda: LayerNorm(cout),
+                     "adain": lambda: AdaIN(cout), "none": lambda: None}[norm]()
+        self.activation = nn.LeakyReLU(SLOPE, inplace=True) if activation else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(self.pad(x))
+        if self.norm is not None:
+            x = self.norm(x)
+        return self.activation(x) if self.activation is not None else x
+
+
+class ResBlock(nn.Module):
+    def __init__(self, channels: int, norm: str) -> None:
+        super().__init__()
+        self.model = nn.Sequential(ConvBlock(channels, channels, 3, 1, 1, norm), ConvBlock(channels, channels, 3, 1, 1, norm, activation=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x) + x
+
+
+class ResBlocks(nn.Module):
+    def __init__(self, count: int, channels: int, norm: str) -> None:
+        super().__init__()
+        self.model = nn.Sequential(*(ResBlock(channels, norm) for _ in range(count)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class ASPP(nn.Module):
+    """Atrous spatial pyramid: 1×1 and dilated (3, 6, 9) 3×3 branches of C/2 channels, fused to 2C."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        half = channels // 2
+        self.conv1 = ConvBlock(channels, half, 1, 1, 0, "in", activation=False)
+        for name, rate in (("conv6", 3), ("conv12", 6), ("conv18", 9)):
+            setattr(self, name, nn.Sequential(ConvBlock(channels, half, 1, 1, 0, "in"),
+                                              ConvBlock(half, half, 3, 1, rate, "in", activation=False, dilation=rate)))
+        self.fuse = ConvBlock(4 * half, 2 * channels, 1, 1, 0, "in", activation=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fuse(torch.cat([self.conv1(x), self.conv6(x), self.conv12(x), self.conv18(x)], dim=1))
+
+
+class PrototypeEncoder(nn.Module):
+    """E^p: 3×256×128 image → 256×64×32 prototype code (official ``ResidualEncoder``, enc_type 2)."""
+
+    def __init__(self, dim: int = 32) -> None:
+        super().__init__()
+        self.model1 = nn.Sequential(ConvBlock(3, dim, 3, 2, 1, "in"), ConvBlock(dim, 2 * dim, 3, 1, 1, "in"))
+        self.model2 = nn.Sequential(ConvBlock(2 * dim, 2 * dim, 3, 1, 1, "in"), ConvBlock(2 * dim, 4 * dim, 3, 2, 1, "in"))
+        self.model3 = nn.Sequential(ResBlocks(4, 4 * dim, "in"), ASPP(4 * dim))
+        self.output_dim = 8 * dim
+        _kaiming(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model3(self.model2(self.model1(x)))
+
+
+class AttributeEncoder(nn.Module):
+    """E^a: ResNet-50 (conv1…layer4, global average pool) → 2,048-d attribute vector (official ``ft_resnet``)."""
+
+    def __init__(self, init: str) -> None:
+        super().__init__()
+        self.model = resnet50(init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
+        x = m.layer4(m.layer3(m.layer2(m.layer1(x))))
+        return x.mean(dim=(2, 3))
+
+
+class MLP(nn.Module):
+    """Three linear layers 512→512→512→512, LeakyReLU between them (official ``MLP`` of ``LinearBlock``s)."""
+
+    def __init__(self, dim: int = CHUNK, hidden: int = 512, out: int = 2 * PROTOTYPE_CHANNELS) -> None:
+        super().__init__()
+        self.model = nn.Sequential(_Linear(dim, hidden, True), _Linear(hidden, hidden, True), _Linear(hidden, out, False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class _Linear(nn.Module):
+    def __init__(self, cin: int, cout: int, activation: bool) -> None:
+        super().__init__()
+        self.fc = nn.Linear(cin, cout)
+        self.activation = nn.LeakyReLU(SLOPE, inplace=True) if activation else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.fc(x)
+        return self.activation(x) if self.activation is not None else x
+
+
+class Decoder(nn.Module):
+    """G: prototype (256×64×32) + attribute vector (2,048) → image in ImageNet-normalised space."""
+
+    def __init__(self, channels: int = PROTOTYPE_CHANNELS) -> None:
+        super().__init__()
+        self.model = nn.Sequential(
+            ResBlocks(4, channels, "adain"),
+            nn.Upsample(scale_factor=2), ConvBlock(channels, channels // 2, 5, 1, 2, "ln"),
+            nn.Upsample(scale_factor=2), ConvBlock(channels // 2, channels // 4, 5, 1, 2, "ln"),
+            ConvBlock(channels // 4, channels // 4, 3, 1, 1), ConvBlock(channels // 4, channels // 4, 3, 1, 1),
+            ConvBlock(channels // 4, 3, 1, 1, 0, activation=False),
+        )
+        for k in range(1, CHUNKS + 1):
+            setattr(self, f"mlp_w{k}", MLP())
+            setattr(self, f"mlp_b{k}", MLP())
+        _kaiming(self)
+
+    def forward(self, prototype: torch.Tensor, attribute: torch.Tensor) -> torch.Tensor:
+        chunks = attribute.split(CHUNK, dim=1)
+        weights = torch.cat([getattr(self, f"mlp_w{k + 1}")(c) for k, c in enumerate(chunks)], dim=1)
+        biases = torch.cat([getattr(self, f"mlp_b{k + 1}")(c) for k, c in enumerate(chunks)], dim=1)
+        layers = [m for m in self.model.modules() if isinstance(m, AdaIN)]
+        for index, layer in enumerate(layers):  # AdaIN layer j takes channels [256 j, 256 j + 256)
+            part = slice(index * layer.channels, (index + 1) * layer.channels)
+            layer.params = (weights[:, part], biases[:, part])
+        try:
+            return self.model(prototype)
+        finally:
+            for layer in layers:
+                layer.params = None
+
+
+class Discriminator(nn.Module):
+    """A 3-scale LSGAN patch discriminator (official ``Discriminator``, D_type 2), N(0, 0.02) init."""
+
+    def __init__(self, dim: int = 32, scales: int = 3) -> None:
+        super().__init__()
+        self.downsample = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
+        self.cnns = nn.ModuleList(
+            nn.Sequential(
+                ConvBlock(3, dim, 1, 1, 0), ConvBlock(dim, dim, 3, 1, 1), ConvBlock(dim, dim, 3, 2, 1),
+                ConvBlock(dim, dim, 3, 1, 1), ConvBlock(dim, 2 * dim, 3, 2, 1),
+                *(ResBlock(2 * dim, "none") for _ in range(4)), nn.Conv2d(2 * dim, 1, 1, 1, 0),
+            )
+            for _ in range(scales)
+        )
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                nn.init.normal_(module.weight, 0.0, 0.02)
+                nn.init.zeros_(module.bias)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        outputs = []
+        for cnn in self.cnns:
+            outputs.append(cnn(x))
+            x = self.downsample(x)
+        return outputs
+
+
+class PrototypeBackbone(nn.Module):
+    """H: ResNet-50 layer2 + layer3 on the 256-channel prototype, global average pool → 1,024-d
+    (official ``ft_resnet2``; the rest of the ResNet stays registered, unused, as there)."""
+
+    def __init__(self, init: str) -> None:
+        super().__init__()
+        self.model = resnet50(init)
+
+    def forward(self, prototype: torch.Tensor) -> torch.Tensor:
+        return self.model.layer3(self.model.layer2(prototype)).mean(dim=(2, 3))
+
+
+class CombineWeight(nn.Module):
+    """α, the learnable weight of the prototype part (init 0.5)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.multp = nn.Parameter(torch.tensor(0.5))
+
+
+class ClassBlock(nn.Module):
+    """fc1 (2048→2048) + BN1d + dropout → f; fc2 (2048→1024) → triplet feature; classifier → logits."""
+
+    def __init__(self, input_dim: int, classes: int, fc1: int = 2048, fc2: int = 1024, droprate: float = 0.5) -> None:
+        super().__init__()
+        self.add_block = nn.Sequential(nn.Linear(input_dim, fc1), nn.BatchNorm1d(fc1), nn.Dropout(droprate))
+        self.add_block2 = nn.Sequential(nn.Linear(fc1, fc2))
+        self.classifier = nn.Sequential(nn.Linear(fc1, classes))
+        for module in (*self.add_block, *self.add_block2):
+            if isinstance(module, nn.Linear):
+                nn.init.kaiming_normal_(module.weight, a=0, mode="fan_out")
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.BatchNorm1d):
+                nn.init.normal_(module.weight, 1.0, 0.02)
+                nn.init.zeros_(module.bias)
+        nn.init.normal_(self.classifier[0].weight, std=0.001)
+        nn.init.zeros_(self.classifier[0].bias)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        f = self.add_block(x)
+        return self.classifier(f), f, self.add_block2(f)
+
+
+class IdClassifier(nn.Module):
+    def __init__(self, input_dim: int, classes: int) -> None:
+        super().__init__()
+        self.classifier = ClassBlock(input_dim, classes)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.classifier(x)
+
+
+class Generator(nn.Module):
+    """One modality's encoders plus the (shared) decoder, named as the official ``gen_RGB`` / ``gen_IR``."""
+
+    def __init__(self, init: str, decoder: Decoder) -> None:
+        super().__init__()
+        self.enc_att = AttributeEncoder(init)
+        self.enc_pro = PrototypeEncoder()
+        self.dec = decoder
+
+
+class HiCMDNet(nn.Module):
+    """Both generators (shared decoder), H, α and the identity head: everything but the discriminators."""
+
+    def __init__(self, classes: int, init: str = "scratch") -> None:
+        super().__init__()
+        decoder = Decoder()
+        self.gen_RGB = Generator(init, decoder)
+        self.gen_IR = Generator(init, decoder)
+        self.backbone_pro = PrototypeBackbone(init)
+        self.combine_weight = CombineWeight()
+        self.id_classifier = IdClassifier(1024 + STYLE * CHUNKS, classes)
+
+    def generator(self, infrared: bool) -> Generator:
+        return self.gen_IR if infrared else self.gen_RGB
+
+    def combine(self, prototype: torch.Tensor, attribute: torch.Tensor) -> torch.Tensor:
+        """d^comb = [min(α,1)·p^d/‖p^d‖ ; max(1−α,0)·a^s/‖a^s‖] from a prototype code and an attribute vector."""
+        alpha = self.combine_weight.multp
+        pd = F.normalize(self.backbone_pro(prototype), dim=1)
+        style = F.normalize(attribute[:, STYLE_INDEX.to(attribute.device)], dim=1)
+        return torch.cat([alpha.clamp(max=1.0) * pd, (1.0 - alpha).clamp(min=0.0) * style], dim=1)
+
+    def features(self, images: torch.Tensor, infrared: torch.Tensor) -> torch.Tensor:
+        """The test feature f (fc1 + BN output) of ImageNet-normalised 256×128 images, per-image modality."""
+        prototypes = images.new_empty(images.shape[0], PROTOTYPE_CHANNELS, images.shape[2] // 4, images.shape[3] // 4)
+        attributes = images.new_empty(images.shape[0], ATTRIBUTE_DIM)
+        for flag in (False, True):
+            chosen = infrared == flag
+            if bool(chosen.any()):
+                generator = self.generator(flag)
+                prototypes[chosen] = generator.enc_pro(images[chosen])
+                attributes[chosen] = generator.enc_att(images[chosen])
+        return self.id_classifier(self.combine(prototypes, attributes))[1]
+
+
+def _kaiming(module: nn.Module) -> None:
+    """Official ``weights_init('kaiming')``: conv/linear weights kaiming-normal (fan-in), biases 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, a=0, mode="fan_in")
+            nn.init.zeros_(m.bias)
+
+
+def inference_modules(net: HiCMDNet, infrared: bool = False) -> list[nn.Module]:
+    """What one image passes through at test time: E^p, E^a (without its unused fc), H, fc1 + BN."""
+    generator = net.generator(infrared)
+    resnet = generator.enc_att.model
+    attribute = [m for name, m in resnet.named_children() if name != "fc"]
+    head = net.id_classifier.classifier.add_block
+    return [generator.enc_pro, *attribute, net.backbone_pro.model.layer2, net.backbone_pro.model.layer3, head[0], head[1]]
+
+
+def preprocess(images: list[torch.Tensor], size: tuple[int, int] = (256, 128)) -> torch.Tensor:
+    """Resize (bicubic, as the official loader) and ImageNet-normalise a list of (3, H, W) [0, 1] images."""
+    batch = torch.stack([
+        F.interpolate(image[None].float(), size=size, mode="bicubic", align_corners=False)[0] if tuple(image.shape[-2:]) != size else image.float()
+        for image in images
+    ])
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (batch - mean) / std
+
+
+def is_infrared(modality: str) -> bool:
+    """RGB vs IR branch from a sample's modality field (the protocols' spellings)."""
+    name = str(modality).lower()
+    if name in ("visible", "rgb"):
+        return False
+    if name in ("infrared", "thermal", "ir", "nir"):
+        return True
+    raise DataError(f"hi-cmd: unknown modality {modality!r}; expected visible/rgb or infrared/thermal/ir")
+
+
+OFFICIAL_FILE = re.compile(r"^(gen|id)_(\d+)\.pt$")
+
+
+def official_pair(path: Path) -> tuple[Path, Path] | None:
+    """The official (gen, id) checkpoint pair named by a folder or by either file, if that is what it is."""
+    folder, step = path, None
+    if path.is_file():
+        match = OFFICIAL_FILE.match(path.name)
+        if match is None:
+            return None
+        folder, step = path.parent, match.group(2)
+    steps = sorted({m.group(2) for p in folder.iterdir() if (m := OFFICIAL_FILE.match(p.name))}) if folder.is_dir() else []
+    if step is None:
+        if not steps:
+            return None
+        step = steps[-1]
+    gen, ident = folder / f"gen_{step}.pt", folder / f"id_{step}.pt"
+    if not (gen.is_file() and ident.is_file()):
+        raise DataError(f"hi-cmd: official checkpoints come in pairs; {folder} lacks {gen.name if not gen.is_file() else ident.name}")
+    return gen, ident
+
+
+def load_official(net: HiCMDNet, gen_path: Path, id_path: Path) -> None:
+    """Load the official ``gen_*.pt`` ({"a", "b"}) and ``id_*.pt`` ({"id", "backbone_pro", "combine_weight"})."""
+    def read(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
+        try:
+            content = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise DataError(f"cannot load {path}: {exc} (expected an official Hi-CMD checkpoint of tensors)") from None
+        missing = [key for key in keys if key not in content]
+        if missing:
+            raise DataError(f"{path} lacks {', '.join(missing)}; official Hi-CMD checkpoints hold {', '.join(keys)}")
+        return content
+
+    gen = read(gen_path, ("a", "b"))
+    ident = read(id_path, ("id", "backbone_pro", "combine_weight"))
+    state: dict[str, torch.Tensor] = {}
+    for prefix, part in (("gen_RGB.", gen["a"]), ("gen_IR.", gen["b"]), ("id_classifier.", ident["id"]),
+                         ("backbone_pro.", ident["backbone_pro"]), ("combine_weight.", ident["combine_weight"])):
+        state.update({prefix + key.removeprefix("module."): value for key, value in part.items()})
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise DataError(f"{gen_path} / {id_path} do not fit the Hi-CMD network: {' '.join(str(exc).splitlines()[:4])}") from None
+
+
+class HiCMD(Method):
+    """Hi-CMD: ID-PIG disentanglement + hierarchical feature learning for visible-infrared re-id."""
+
+    name = "hi-cmd"
+    description = "Hi-CMD (CVPR 2020): per-modality prototype/attribute encoders, AdaIN decoder, HFL on ResNet-50; test feature fc1+BN, L2-normalised."
+    paper = PAPER
+    tasks = frozenset({"reidentification"})
+    needs_checkpoint = True
+    batch_size = 64  # official test batch
+    options = (
+        Option("classes", 0, "identities of the training split (the classifier size; 0: taken from the checkpoint)"),
+        Option("init", "imagenet", "ResNet-50 start for training: ImageNet weights from $TORCH_HOME/hub/checkpoints, or scratch", choices=INITS),
+        Option("height", 256, "input height (official 256)"),
+        Option("width", 128, "input width (official 128)"),
+    )
+
+    def build(self, classes: int | None = None) -> HiCMDNet:
+        return HiCMDNet(classes or self.config["classes"] or 206, init="scratch")
+
+    def load(self, checkpoint: Path | None, device: str) -> None:
+        classes = self.config["classes"] or (_classes_in(checkpoint) if checkpoint is not None else None)
+        net = self.build(classes)
+        if checkpoint is not None:
+            pair = official_pair(Path(checkpoint))
+            if pair is not None:
+                load_official(net, *pair)
+            else:
+                load_into(net, Path(checkpoint))
+        self._model = net.to(device).eval()
+        self._device = device
+
+    @torch.no_grad()
+    def predict(self, samples: list[Sample]) -> list[Any]:
+        images = preprocess([s["image"] for s in samples], (self.config["height"], self.config["width"])).to(self._device)
+        infrared = torch.tensor([is_infrared(s["modality"]) for s in samples], device=self._device)
+        features = F.normalize(self._model.features(images, infrared), dim=1)
+        return list(features.float().cpu())
+
+
+def _classes_in(checkpoint: Path) -> int | None:
+    """The classifier size stored in a checkpoint (official pair or a harness file), to build a matching head."""
+    pair = official_pair(Path(checkpoint))
+    if pair is not None:
+        state = torch.load(pair[1], map_location="cpu", weights_only=True).get("id", {})
+        key = "classifier.classifier.0.weight"
+    else:
+        from harness.checkpoints import load_state_dict
+
+        path = Path(checkpoint)
+        state = load_state_dict(path) if path.is_file() else {}
+        key = "id_classifier.classifier.classifier.0.weight"
+    weight = state.get(key)
+    return int(weight.shape[0]) if weight is not None else None
+
+
+@hookimpl
+def harness_register_methods(register: Callable[[type], None]) -> None:
+    register(HiCMD)
