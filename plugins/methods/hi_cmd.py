@@ -31,14 +31,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness import DataError, Method, Option, Sample, hookimpl
+from harness import DataError, Method, Option, Sample, TrainingRecipe, hookimpl
 from harness.checkpoints import load_into
 
 from .imagenet import IMAGENET_MEAN, IMAGENET_STD, INITS, resnet50
+from .reid_training import TrainingSet, normalise
 
 PAPER = (
     "Seokeon Choi, Sumin Lee, Youngeun Kim, Taekyung Kim, Changick Kim. Hi-CMD: Hierarchical Cross-Modality "
@@ -315,13 +317,16 @@ class IdClassifier(nn.Module):
 
 
 class Generator(nn.Module):
-    """One modality's encoders plus the (shared) decoder, named as the official ``gen_RGB`` / ``gen_IR``."""
+    """One modality's encoders, named as the official ``gen_RGB`` / ``gen_IR``; the RGB one also holds
+    the decoder both share (the official ``gen_IR.dec = gen_RGB.dec``; registering it once keeps
+    every tensor saved once)."""
 
-    def __init__(self, init: str, decoder: Decoder) -> None:
+    def __init__(self, init: str, decoder: Decoder | None = None) -> None:
         super().__init__()
         self.enc_att = AttributeEncoder(init)
         self.enc_pro = PrototypeEncoder()
-        self.dec = decoder
+        if decoder is not None:
+            self.dec = decoder
 
 
 class HiCMDNet(nn.Module):
@@ -329,15 +334,18 @@ class HiCMDNet(nn.Module):
 
     def __init__(self, classes: int, init: str = "scratch") -> None:
         super().__init__()
-        decoder = Decoder()
-        self.gen_RGB = Generator(init, decoder)
-        self.gen_IR = Generator(init, decoder)
+        self.gen_RGB = Generator(init, Decoder())
+        self.gen_IR = Generator(init)
         self.backbone_pro = PrototypeBackbone(init)
         self.combine_weight = CombineWeight()
         self.id_classifier = IdClassifier(1024 + STYLE * CHUNKS, classes)
 
     def generator(self, infrared: bool) -> Generator:
         return self.gen_IR if infrared else self.gen_RGB
+
+    @property
+    def decoder(self) -> Decoder:
+        return self.gen_RGB.dec
 
     def combine(self, prototype: torch.Tensor, attribute: torch.Tensor) -> torch.Tensor:
         """d^comb = [min(α,1)·p^d/‖p^d‖ ; max(1−α,0)·a^s/‖a^s‖] from a prototype code and an attribute vector."""
@@ -434,13 +442,208 @@ def load_official(net: HiCMDNet, gen_path: Path, id_path: Path) -> None:
     gen = read(gen_path, ("a", "b"))
     ident = read(id_path, ("id", "backbone_pro", "combine_weight"))
     state: dict[str, torch.Tensor] = {}
-    for prefix, part in (("gen_RGB.", gen["a"]), ("gen_IR.", gen["b"]), ("id_classifier.", ident["id"]),
+    ir = {key: value for key, value in gen["b"].items() if not key.removeprefix("module.").startswith("dec.")}  # the shared decoder, again
+    for prefix, part in (("gen_RGB.", gen["a"]), ("gen_IR.", ir), ("id_classifier.", ident["id"]),
                          ("backbone_pro.", ident["backbone_pro"]), ("combine_weight.", ident["combine_weight"])):
         state.update({prefix + key.removeprefix("module."): value for key, value in part.items()})
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise DataError(f"{gen_path} / {id_path} do not fit the Hi-CMD network: {' '.join(str(exc).splitlines()[:4])}") from None
+
+
+# -- training (ID-PIG + HFL, official update order) -------------------------------------------------
+class Composite:
+    """Several optimizers or schedulers behind the one-object interface the training loop drives."""
+
+    def __init__(self, **parts: Any) -> None:
+        self.parts = parts
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for part in self.parts.values():
+            part.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for part in self.parts.values():
+            part.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {name: part.state_dict() for name, part in self.parts.items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name, part in self.parts.items():
+            part.load_state_dict(state[name])
+
+
+def swap_excluded(first: torch.Tensor, second: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """``first`` with the dims in ``keep`` taken from ``second`` (the official ``change_two_index``)."""
+    out = first.clone()
+    out[:, keep] = second[:, keep]
+    return out
+
+
+def lsgan_d(discriminator: Discriminator, fake: torch.Tensor, real: torch.Tensor, r1: float) -> torch.Tensor:
+    """LSGAN discriminator loss over the scales, plus an R1 penalty (sum of squared input gradients) on reals."""
+    real = real.detach().requires_grad_(r1 > 0)
+    loss = fake.new_zeros(())
+    for out_fake, out_real in zip(discriminator(fake.detach()), discriminator(real)):
+        loss = loss + out_fake.pow(2).mean() + (out_real - 1).pow(2).mean()
+        if r1 > 0:
+            grad = torch.autograd.grad(out_real.sum(), real, create_graph=True)[0]
+            loss = loss + r1 * grad.pow(2).flatten(1).sum(1).mean()
+    return loss
+
+
+def lsgan_g(discriminator: Discriminator, fake: torch.Tensor) -> torch.Tensor:
+    return sum((out - 1).pow(2).mean() for out in discriminator(fake))
+
+
+def random_erasing(images: torch.Tensor, rng: np.random.Generator, p: float = 0.5) -> torch.Tensor:
+    """Zhong et al.'s random erasing with the official settings (area 0.02–0.4, aspect ≥ 0.3, fill 0), seeded."""
+    images = images.clone()
+    _, _, height, width = images.shape
+    for index in range(images.shape[0]):
+        if rng.random() >= p:
+            continue
+        for _ in range(100):
+            area = height * width * rng.uniform(0.02, 0.4)
+            aspect = rng.uniform(0.3, 1 / 0.3)
+            h, w = int(round((area * aspect) ** 0.5)), int(round((area / aspect) ** 0.5))
+            if 0 < h < height and 0 < w < width:
+                top, left = int(rng.integers(0, height - h)), int(rng.integers(0, width - w))
+                images[index, :, top : top + h, left : left + w] = 0.0
+                break
+    return images
+
+
+def cosine_triplet(features: torch.Tensor, labels: torch.Tensor, anchors: torch.Tensor, margin: float, reg: float) -> torch.Tensor:
+    """Official HFL triplet: cosine similarity of L2-normalised fc2 features, hardest positive and
+    negative per anchor over the whole pool, relu(s_neg + m − s_pos) plus the similarity regulariser
+    mean((1 + s_neg)²) + mean((s_pos − 1)²)."""
+    f = F.normalize(features, dim=1)
+    sim = f[anchors] @ f.T
+    same = labels[anchors][:, None] == labels[None, :]
+    same[torch.arange(len(anchors)), anchors] = False  # an anchor is not its own positive
+    s_pos = sim.masked_fill(~same, float("inf")).min(dim=1).values
+    s_neg = sim.masked_fill(same | (torch.arange(len(labels))[None, :] == anchors[:, None]), float("-inf")).max(dim=1).values
+    valid = torch.isfinite(s_pos) & torch.isfinite(s_neg)
+    s_pos, s_neg = s_pos[valid], s_neg[valid]
+    return F.relu(s_neg + margin - s_pos).mean() + reg * ((1 + s_neg).pow(2).mean() + (s_pos - 1).pow(2).mean())
+
+
+WEIGHTS = {"cross": 50.0, "same": 50.0, "cycle": 50.0, "code": 10.0, "kl": 1.0, "adv": 20.0, "ce": 1.0, "trip": 1.0}
+"""λ of the paper (Eq. 8) and the official set_option.py (w_cross_x, w_recon_x, w_cycle_x, w_recon_s, w_style_kl, w_gan, w_CE, w_trip)."""
+
+
+class HiCMDTraining(nn.Module):
+    """The generator/HFL network and both discriminators; `step` runs one official iteration:
+    a discriminator update on freshly generated fakes, then one backward of ID-PIG + HFL losses."""
+
+    def __init__(self, net: HiCMDNet, size: tuple[int, int]) -> None:
+        super().__init__()
+        self.net = net
+        self.dis_RGB = Discriminator()
+        self.dis_IR = Discriminator()
+        self.size = size
+
+    def encode(self, images: torch.Tensor, infrared: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        generator = self.net.generator(infrared)
+        return generator.enc_pro(images), generator.enc_att(images)
+
+    def fakes(self, x_a: torch.Tensor, x_b: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Codes and cross-modality images of a same-identity RGB (a) / IR (b) pair (§2.9 steps 1–4)."""
+        dec = self.net.decoder
+        p_a, att_a = self.encode(x_a, False)
+        p_b, att_b = self.encode(x_b, True)
+        excluded = EXCLUDED_INDEX.to(x_a.device)
+        a_sw = swap_excluded(att_b, att_a, excluded)  # [b style; a pose, illumination]
+        b_sw = swap_excluded(att_a, att_b, excluded)
+        keep_illumination = ILLUMINATION_INDEX.to(x_a.device)
+        a_ill = swap_excluded(att_b, att_a, keep_illumination)  # [b style, b pose; a illumination]
+        b_ill = swap_excluded(att_a, att_b, keep_illumination)
+        return {
+            "p_a": p_a, "p_b": p_b, "att_a": att_a, "att_b": att_b, "a_sw": a_sw, "b_sw": b_sw,
+            "x_ba": dec(p_b, a_sw), "x_ab": dec(p_a, b_sw), "x_ba3": dec(p_b, a_ill), "x_ab3": dec(p_a, b_ill),
+        }
+
+    def discriminator_loss(self, x_a: torch.Tensor, x_b: torch.Tensor, r1: float = 0.01) -> torch.Tensor:
+        with torch.no_grad():
+            made = self.fakes(x_a, x_b)
+        return WEIGHTS["adv"] * (
+            lsgan_d(self.dis_RGB, made["x_ba"], x_a, r1) + lsgan_d(self.dis_IR, made["x_ab"], x_b, r1)
+            + lsgan_d(self.dis_RGB, made["x_ba3"], x_a, r1) + lsgan_d(self.dis_IR, made["x_ab3"], x_b, r1)
+        )
+
+    def generator_losses(self, x_a: torch.Tensor, x_b: torch.Tensor, labels: torch.Tensor, neg_a: torch.Tensor,
+                         neg_b: torch.Tensor, neg_labels: tuple[torch.Tensor, torch.Tensor], rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        made = self.fakes(x_a, x_b)
+        dec = self.net.decoder
+        style, excluded = STYLE_INDEX.to(x_a.device), EXCLUDED_INDEX.to(x_a.device)
+        x_a_rec, x_b_rec = dec(made["p_a"], made["a_sw"]), dec(made["p_b"], made["b_sw"])
+        p_b_hat, att_ba = self.encode(made["x_ba"], False)
+        p_a_hat, att_ab = self.encode(made["x_ab"], True)
+        losses = {
+            "same": WEIGHTS["same"] * (F.l1_loss(x_a_rec, x_a) + F.l1_loss(x_b_rec, x_b)),
+            "cross": WEIGHTS["cross"] * (F.l1_loss(made["x_ab"], x_b) + F.l1_loss(made["x_ba"], x_a)),
+            "cycle": WEIGHTS["cycle"] * (F.l1_loss(dec(p_a_hat, made["a_sw"]), x_a) + F.l1_loss(dec(p_b_hat, made["b_sw"]), x_b)),
+            "code": WEIGHTS["code"] * (
+                F.l1_loss(att_ba[:, excluded], made["att_a"][:, excluded]) + F.l1_loss(att_ab[:, excluded], made["att_b"][:, excluded])
+                + F.l1_loss(att_ba[:, style], made["att_b"][:, style]) + F.l1_loss(att_ab[:, style], made["att_a"][:, style])
+            ),
+            "kl": WEIGHTS["kl"] * (made["att_a"][:, excluded].pow(2).mean() + made["att_b"][:, excluded].pow(2).mean()),
+            "adv": WEIGHTS["adv"] * (
+                lsgan_g(self.dis_RGB, made["x_ba"]) + lsgan_g(self.dis_IR, made["x_ab"])
+                + lsgan_g(self.dis_RGB, made["x_ba3"]) + lsgan_g(self.dis_IR, made["x_ab3"])
+            ),
+        }
+        losses.update(self.hfl_losses(x_a, x_b, made["x_ab"], made["x_ba"], labels, neg_a, neg_b, neg_labels, rng))
+        return losses
+
+    def hfl_losses(self, x_a: torch.Tensor, x_b: torch.Tensor, x_ab: torch.Tensor, x_ba: torch.Tensor, labels: torch.Tensor,
+                   neg_a: torch.Tensor, neg_b: torch.Tensor, neg_labels: tuple[torch.Tensor, torch.Tensor],
+                   rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        """Alternate sampling (sets 1–8 of §2.6) on randomly erased, detached images; CE + cosine triplet."""
+        erase = lambda images: random_erasing(images.detach(), rng)  # noqa: E731
+        x_a, x_b, x_ab, x_ba, neg_a, neg_b = map(erase, (x_a, x_b, x_ab, x_ba, neg_a, neg_b))
+        codes = {name: self.encode(images, infrared) for name, images, infrared in (
+            ("a", x_a, False), ("b", x_b, True), ("ba", x_ba, False), ("ab", x_ab, True), ("na", neg_a, False), ("nb", neg_b, True))}
+
+        def feature(prototype_of: str, style_of: str) -> torch.Tensor:
+            return self.net.combine(codes[prototype_of][0], codes[style_of][1])
+
+        sets = [feature("a", "a"), feature("b", "b"), feature("ba", "ba"), feature("ab", "ab"), feature("na", "na"), feature("nb", "nb"),
+                torch.cat([feature("a", "ba"), feature("ba", "a")]), torch.cat([feature("b", "ab"), feature("ab", "b")])]
+        set_labels = [labels, labels, labels, labels, neg_labels[0], neg_labels[1], labels.repeat(2), labels.repeat(2)]
+        logits, _, triplet_features = self.net.id_classifier(torch.cat(sets))
+        all_labels = torch.cat(set_labels)
+        offsets = np.cumsum([0] + [len(s) for s in sets])
+        loss_trip = logits.new_zeros(())
+        for group in ((0, 2, 6), (1, 3, 7)):  # RGB-decoded anchors {1, 3, 7}, IR-decoded {2, 4, 8}
+            anchors = torch.cat([torch.arange(offsets[g], offsets[g + 1]) for g in group]).to(logits.device)
+            loss_trip = loss_trip + cosine_triplet(triplet_features, all_labels, anchors, margin=0.5, reg=1.0)
+        return {"ce": WEIGHTS["ce"] * F.cross_entropy(logits, all_labels), "trip": WEIGHTS["trip"] * loss_trip}
+
+
+def hi_cmd_batch(data: Any, seed: int, step: int, positives: int = 2, negatives: int = 2) -> tuple[torch.Tensor, ...]:
+    """One official sampler item: ``positives`` identities with one RGB and one IR image each (same order),
+    plus ``negatives`` RGB and ``negatives`` IR images of further distinct identities; seeded flips."""
+    identities = sorted(data.both)
+    if len(identities) < positives + 2 * negatives:
+        raise DataError(f"hi-cmd batches need {positives + 2 * negatives} identities with both modalities; the split has {len(identities)}")
+    rng = np.random.default_rng([seed, step])
+    chosen = [identities[i] for i in rng.choice(len(identities), positives + 2 * negatives, replace=False)]
+    pick = lambda label, modality: data.both[label][modality][int(rng.integers(len(data.both[label][modality])))]  # noqa: E731
+    rows_a = [pick(label, 0) for label in chosen[:positives]]
+    rows_b = [pick(label, 1) for label in chosen[:positives]]
+    rows_na = [pick(label, 0) for label in chosen[positives : positives + negatives]]
+    rows_nb = [pick(label, 1) for label in chosen[positives + negatives :]]
+    out = []
+    for rows in (rows_a, rows_b, rows_na, rows_nb):
+        images = data.images[torch.tensor(rows)].clone()
+        flip = torch.from_numpy(rng.random(len(rows)) < 0.5)
+        images[flip] = images[flip].flip(-1)
+        out.extend([images, data.labels[torch.tensor(rows)]])
+    return tuple(out)
 
 
 class HiCMD(Method):
@@ -455,9 +658,12 @@ class HiCMD(Method):
     options = (
         Option("classes", 0, "identities of the training split (the classifier size; 0: taken from the checkpoint)"),
         Option("init", "imagenet", "ResNet-50 start for training: ImageNet weights from $TORCH_HOME/hub/checkpoints, or scratch", choices=INITS),
-        Option("height", 256, "input height (official 256)"),
+        Option("height", 256, "input height (official 256; 128 with width 64 is the CPU setting for the synthetic sets)"),
         Option("width", 128, "input width (official 128)"),
+        Option("step_size", 25000, "StepLR step in iterations (official: 25,000 RegDB, 50,000 SYSU-MM01)"),
     )
+    default_steps = 100_000  # official RegDB schedule (4 × step size); SYSU-MM01: 200,000 with step_size=50000
+    default_batch_size = 1
 
     def build(self, classes: int | None = None) -> HiCMDNet:
         return HiCMDNet(classes or self.config["classes"] or 206, init="scratch")
@@ -470,9 +676,51 @@ class HiCMD(Method):
             if pair is not None:
                 load_official(net, *pair)
             else:
-                load_into(net, Path(checkpoint))
+                _load_harness(net, Path(checkpoint))
         self._model = net.to(device).eval()
         self._device = device
+
+    def training_recipe(self, dataset: Any, batch_size: int, steps: int, seed: int, device: str) -> TrainingRecipe:
+        """The official schedule: per step one sampler item (2 positive RGB/IR pairs + 2 RGB and 2 IR
+        negatives; ``--batch-size`` is ignored, as the official ``train_batchsize = 1``), a D update, then
+        one backward of ID-PIG + HFL; Adam (G), SGD/Nesterov (HFL), Adam (D); StepLR ×0.5 every
+        ``step_size`` iterations for all three."""
+        size = (self.config["height"], self.config["width"])
+        data = TrainingSet(dataset, "train", size)
+        model = HiCMDTraining(HiCMDNet(data.classes, init=self.config["init"]), size).to(device)
+        net = model.net
+        generator_params = [p for g in (net.gen_RGB, net.gen_IR) for p in g.parameters()]
+        gen = torch.optim.Adam(generator_params, lr=1e-4, betas=(0.5, 0.999), weight_decay=1e-4)
+        hfl = torch.optim.SGD([
+            {"params": net.id_classifier.parameters(), "lr": 1e-3},
+            {"params": net.backbone_pro.parameters(), "lr": 1e-3},
+            {"params": net.combine_weight.parameters(), "lr": 1e-5},
+        ], lr=1e-3, momentum=0.9, nesterov=True, weight_decay=1e-4)
+        dis = torch.optim.Adam([*model.dis_RGB.parameters(), *model.dis_IR.parameters()], lr=1e-4, betas=(0.5, 0.999), weight_decay=1e-4)
+        step_size = self.config["step_size"]
+        scheduler = Composite(**{name: torch.optim.lr_scheduler.StepLR(o, step_size, 0.5) for name, o in (("gen", gen), ("hfl", hfl), ("dis", dis))})
+
+        def batch(step: int) -> tuple[torch.Tensor, ...]:
+            parts = hi_cmd_batch(data, seed, step)
+            return tuple(normalise(t).to(device) if t.dim() == 4 else t.to(device) for t in parts) + (step,)
+
+        def loss(parts: tuple[Any, ...]) -> torch.Tensor:
+            x_a, y_a, x_b, _, neg_a, y_na, neg_b, y_nb, step = parts
+            dis.zero_grad(set_to_none=True)  # 1. discriminators, on fakes made without gradients
+            model.discriminator_loss(x_a, x_b).backward()
+            dis.step()
+            rng = np.random.default_rng([seed, step, 1])  # 2. ID-PIG + HFL; the core steps gen and hfl
+            losses = model.generator_losses(x_a, x_b, y_a, neg_a, neg_b, (y_na, y_nb), rng)
+            return sum(losses.values())
+
+        description = {
+            "method": self.name, "options": dict(self.config), "classes": data.classes, "train_images": len(data.labels),
+            "batch": "2 identities × (1 RGB + 1 IR) + 2 RGB and 2 IR negatives of 4 other identities, random flip",
+            "optimizers": "Adam 1e-4 (0.5, 0.999) wd 1e-4 for encoders + decoder; SGD Nesterov 0.9 wd 1e-4 lr 1e-3 (head, H), 1e-5 (α); Adam 1e-4 for D",
+            "schedule": f"StepLR ×0.5 every {step_size} steps", "loss_weights": WEIGHTS,
+            "gan": "LSGAN, 3-scale D, R1 0.01 on reals, full and illumination-only swaps", "triplet": "cosine, margin 0.5, regulariser 1.0",
+        }
+        return TrainingRecipe(model, Composite(gen=gen, hfl=hfl), scheduler, batch, loss, description)
 
     @torch.no_grad()
     def predict(self, samples: list[Sample]) -> list[Any]:
@@ -480,6 +728,22 @@ class HiCMD(Method):
         infrared = torch.tensor([is_infrared(s["modality"]) for s in samples], device=self._device)
         features = F.normalize(self._model.features(images, infrared), dim=1)
         return list(features.float().cpu())
+
+
+def _load_harness(net: HiCMDNet, path: Path) -> None:
+    """A weights file of this network, or a ``harness train`` output (which also holds the
+    discriminators, under ``dis_*``, and the network under ``net.``)."""
+    from harness.checkpoints import load_state_dict
+
+    state = load_state_dict(path) if path.is_file() else {}
+    if any(key.startswith("net.") for key in state):
+        trimmed = {key.removeprefix("net."): value for key, value in state.items() if key.startswith("net.")}
+        try:
+            net.load_state_dict(trimmed, strict=True)
+        except RuntimeError as exc:
+            raise DataError(f"checkpoint {path} does not fit the Hi-CMD network: {' '.join(str(exc).splitlines()[:4])}") from None
+        return
+    load_into(net, path)
 
 
 def _classes_in(checkpoint: Path) -> int | None:
@@ -494,7 +758,7 @@ def _classes_in(checkpoint: Path) -> int | None:
         path = Path(checkpoint)
         state = load_state_dict(path) if path.is_file() else {}
         key = "id_classifier.classifier.classifier.0.weight"
-    weight = state.get(key)
+    weight = state.get(key, state.get("net." + key))
     return int(weight.shape[0]) if weight is not None else None
 
 
