@@ -21,7 +21,7 @@ from harness_plugins.methods.hi_cmd import (
 )
 from harness_plugins.methods.reid_training import TrainingSet, weighted_regularized_triplet
 
-TINY = ("--dataset-option", "identities=8", "--dataset-option", "images=2",
+TINY = ("--dataset-option", "identities=8", "--dataset-option", "images=2", "--dataset-option", "height=64", "--dataset-option", "width=32",
         "--option", "backbone=small", "--option", "init=scratch", "--option", "height=32", "--option", "width=16")
 
 
