@@ -15,7 +15,7 @@ papers report); ``direction=t2v`` swaps them. Camera ids follow the official eva
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -118,10 +118,6 @@ class RegDB(Dataset):
         sample = {key: value for key, value in row.items() if key != "paths"}
         sample["image"] = to_tensor(read_image(row["paths"]["image"]))
         return sample
-
-    def samples(self, split: str) -> Iterator[Sample]:
-        for row in self.index(split):
-            yield self.load(row)
 
     def files(self, split: str) -> list[Path]:
         split_files = [self.split_file(split, modality) for modality in MODALITIES]

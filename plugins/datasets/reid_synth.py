@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import colorsys
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -348,10 +348,6 @@ class _SyntheticPedestrians(Dataset):
         sample = {key: value for key, value in row.items() if key not in ("paths", "render")}
         sample["image"] = torch.from_numpy(pixels).permute(2, 0, 1).float().div_(255.0)
         return sample
-
-    def samples(self, split: str) -> Iterator[Sample]:
-        for row in self.index(split):
-            yield self.load(row)
 
     def count(self, split: str) -> int:
         return len(self.index(split))

@@ -17,7 +17,7 @@ says which was used.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -161,10 +161,6 @@ class SYSUMM01(Dataset):
         sample = {key: value for key, value in row.items() if key != "paths"}
         sample["image"] = to_tensor(read_image(row["paths"]["image"]))
         return sample
-
-    def samples(self, split: str) -> Iterator[Sample]:
-        for row in self.index(split):
-            yield self.load(row)
 
     def files(self, split: str) -> list[Path]:
         ids = [self.root / "exp" / ID_FILES[split]]

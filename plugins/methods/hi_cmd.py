@@ -36,7 +36,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness import DataError, Method, Option, Sample, TrainingRecipe, hookimpl
+from harness import DataError, Method, Option, Sample, TrainContext, TrainingRecipe, hookimpl
+from harness.train.augment import random_erasing
+from harness.train.samplers import step_rng
 from harness.checkpoints import load_into
 
 from .imagenet import IMAGENET_MEAN, IMAGENET_STD, INITS, resnet50
@@ -453,28 +455,6 @@ def load_official(net: HiCMDNet, gen_path: Path, id_path: Path) -> None:
 
 
 # -- training (ID-PIG + HFL, official update order) -------------------------------------------------
-class Composite:
-    """Several optimizers or schedulers behind the one-object interface the training loop drives."""
-
-    def __init__(self, **parts: Any) -> None:
-        self.parts = parts
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        for part in self.parts.values():
-            part.zero_grad(set_to_none=set_to_none)
-
-    def step(self) -> None:
-        for part in self.parts.values():
-            part.step()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {name: part.state_dict() for name, part in self.parts.items()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name, part in self.parts.items():
-            part.load_state_dict(state[name])
-
-
 def swap_excluded(first: torch.Tensor, second: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """``first`` with the dims in ``keep`` taken from ``second`` (the official ``change_two_index``)."""
     out = first.clone()
@@ -496,24 +476,6 @@ def lsgan_d(discriminator: Discriminator, fake: torch.Tensor, real: torch.Tensor
 
 def lsgan_g(discriminator: Discriminator, fake: torch.Tensor) -> torch.Tensor:
     return sum((out - 1).pow(2).mean() for out in discriminator(fake))
-
-
-def random_erasing(images: torch.Tensor, rng: np.random.Generator, p: float = 0.5) -> torch.Tensor:
-    """Zhong et al.'s random erasing with the official settings (area 0.02–0.4, aspect ≥ 0.3, fill 0), seeded."""
-    images = images.clone()
-    _, _, height, width = images.shape
-    for index in range(images.shape[0]):
-        if rng.random() >= p:
-            continue
-        for _ in range(100):
-            area = height * width * rng.uniform(0.02, 0.4)
-            aspect = rng.uniform(0.3, 1 / 0.3)
-            h, w = int(round((area * aspect) ** 0.5)), int(round((area / aspect) ** 0.5))
-            if 0 < h < height and 0 < w < width:
-                top, left = int(rng.integers(0, height - h)), int(rng.integers(0, width - w))
-                images[index, :, top : top + h, left : left + w] = 0.0
-                break
-    return images
 
 
 def cosine_triplet(features: torch.Tensor, labels: torch.Tensor, anchors: torch.Tensor, margin: float, reg: float) -> torch.Tensor:
@@ -603,7 +565,9 @@ class HiCMDTraining(nn.Module):
                    neg_a: torch.Tensor, neg_b: torch.Tensor, neg_labels: tuple[torch.Tensor, torch.Tensor],
                    rng: np.random.Generator) -> dict[str, torch.Tensor]:
         """Alternate sampling (sets 1–8 of §2.6) on randomly erased, detached images; CE + cosine triplet."""
-        erase = lambda images: random_erasing(images.detach(), rng)  # noqa: E731
+        def erase(images: torch.Tensor) -> torch.Tensor:  # official RandomErasing: p 0.5, area 0.02–0.4, aspect ≥ 0.3, fill 0
+            return torch.stack([random_erasing(image, rng) for image in images.detach()])
+
         x_a, x_b, x_ab, x_ba, neg_a, neg_b = map(erase, (x_a, x_b, x_ab, x_ba, neg_a, neg_b))
         codes = {name: self.encode(images, infrared) for name, images, infrared in (
             ("a", x_a, False), ("b", x_b, True), ("ba", x_ba, False), ("ab", x_ab, True), ("na", neg_a, False), ("nb", neg_b, True))}
@@ -624,26 +588,72 @@ class HiCMDTraining(nn.Module):
         return {"ce": WEIGHTS["ce"] * F.cross_entropy(logits, all_labels), "trip": WEIGHTS["trip"] * loss_trip}
 
 
-def hi_cmd_batch(data: Any, seed: int, step: int, positives: int = 2, negatives: int = 2) -> tuple[torch.Tensor, ...]:
+def hi_cmd_batch(data: TrainingSet, seed: int, step: int, positives: int = 2, negatives: int = 2) -> tuple[torch.Tensor, ...]:
     """One official sampler item: ``positives`` identities with one RGB and one IR image each (same order),
     plus ``negatives`` RGB and ``negatives`` IR images of further distinct identities; seeded flips."""
     identities = sorted(data.both)
     if len(identities) < positives + 2 * negatives:
         raise DataError(f"hi-cmd batches need {positives + 2 * negatives} identities with both modalities; the split has {len(identities)}")
-    rng = np.random.default_rng([seed, step])
+    rng = step_rng(seed, step, 0)
     chosen = [identities[i] for i in rng.choice(len(identities), positives + 2 * negatives, replace=False)]
-    pick = lambda label, modality: data.both[label][modality][int(rng.integers(len(data.both[label][modality])))]  # noqa: E731
-    rows_a = [pick(label, 0) for label in chosen[:positives]]
-    rows_b = [pick(label, 1) for label in chosen[:positives]]
-    rows_na = [pick(label, 0) for label in chosen[positives : positives + negatives]]
-    rows_nb = [pick(label, 1) for label in chosen[positives + negatives :]]
-    out = []
-    for rows in (rows_a, rows_b, rows_na, rows_nb):
-        images = data.images[torch.tensor(rows)].clone()
-        flip = torch.from_numpy(rng.random(len(rows)) < 0.5)
-        images[flip] = images[flip].flip(-1)
-        out.extend([images, data.labels[torch.tensor(rows)]])
+
+    def pick(label: int, modality: int) -> int:
+        members = data.both[label][modality]
+        return members[int(rng.integers(len(members)))]
+
+    groups = (
+        [pick(label, 0) for label in chosen[:positives]], [pick(label, 1) for label in chosen[:positives]],
+        [pick(label, 0) for label in chosen[positives : positives + negatives]], [pick(label, 1) for label in chosen[positives + negatives :]],
+    )
+    out: list[torch.Tensor] = []
+    for group, rows in enumerate(groups):  # stream 0 picked the rows; each image flips with its own stream
+        out.extend([data.rows(rows, seed, step, stream=1 + 8 * group), data.labels[torch.tensor(rows)]])
     return tuple(out)
+
+
+class HiCMDRecipe(TrainingRecipe):
+    """The official iteration: a discriminator update on fakes made without gradients, then one
+    backward of the ID-PIG + HFL losses and a step of the generator (Adam) and HFL (SGD) optimizers."""
+
+    def __init__(self, model: HiCMDTraining, data: TrainingSet, context: TrainContext, step_size: int, description: dict[str, Any]) -> None:
+        super().__init__(description, exported="net")
+        self.model, self.data, self.context = model, data, context
+        net = model.net
+        self.networks.update(net=net, dis_RGB=model.dis_RGB, dis_IR=model.dis_IR)
+        self.optimizers["gen"] = torch.optim.Adam([*net.gen_RGB.parameters(), *net.gen_IR.parameters()], lr=1e-4, betas=(0.5, 0.999), weight_decay=1e-4)
+        self.optimizers["hfl"] = torch.optim.SGD([
+            {"params": net.id_classifier.parameters(), "lr": 1e-3},
+            {"params": net.backbone_pro.parameters(), "lr": 1e-3},
+            {"params": net.combine_weight.parameters(), "lr": 1e-5},
+        ], lr=1e-3, momentum=0.9, nesterov=True, weight_decay=1e-4)
+        self.optimizers["dis"] = torch.optim.Adam([*model.dis_RGB.parameters(), *model.dis_IR.parameters()], lr=1e-4, betas=(0.5, 0.999), weight_decay=1e-4)
+        for name, optimizer in self.optimizers.items():
+            self.schedulers[name] = torch.optim.lr_scheduler.StepLR(optimizer, step_size, 0.5)
+        self.batches = context.loader(lambda step: hi_cmd_batch(data, context.seed, step))
+
+    def train_step(self, step: int) -> dict[str, float]:
+        device, context = self.context.device, self.context
+        x_a, y_a, x_b, _, neg_a, y_na, neg_b, y_nb = (
+            normalise(t).to(device) if t.dim() == 4 else t.to(device) for t in self.batches(step)
+        )
+        dis = self.optimizers["dis"]
+        dis.zero_grad(set_to_none=True)
+        with context.autocast():
+            loss_d = self.model.discriminator_loss(x_a, x_b)
+        context.backward(loss_d)
+        context.step(dis)
+        rng = step_rng(context.seed, step, 2)
+        for name in ("gen", "hfl"):
+            self.optimizers[name].zero_grad(set_to_none=True)
+        with context.autocast():
+            losses = self.model.generator_losses(x_a, x_b, y_a, neg_a, neg_b, (y_na, y_nb), rng)
+            total = sum(losses.values())
+        context.backward(total)
+        for name in ("gen", "hfl"):
+            context.step(self.optimizers[name])
+        for scheduler in self.schedulers.values():
+            scheduler.step()
+        return {"loss": float(total.detach()), "D": float(loss_d.detach()), **{k: float(v.detach()) for k, v in losses.items()}}
 
 
 class HiCMD(Method):
@@ -676,51 +686,26 @@ class HiCMD(Method):
             if pair is not None:
                 load_official(net, *pair)
             else:
-                _load_harness(net, Path(checkpoint))
+                load_into(net, Path(checkpoint))
         self._model = net.to(device).eval()
         self._device = device
 
-    def training_recipe(self, dataset: Any, batch_size: int, steps: int, seed: int, device: str) -> TrainingRecipe:
+    def training_recipe(self, dataset: Any, context: TrainContext) -> HiCMDRecipe:
         """The official schedule: per step one sampler item (2 positive RGB/IR pairs + 2 RGB and 2 IR
         negatives; ``--batch-size`` is ignored, as the official ``train_batchsize = 1``), a D update, then
         one backward of ID-PIG + HFL; Adam (G), SGD/Nesterov (HFL), Adam (D); StepLR ×0.5 every
         ``step_size`` iterations for all three."""
         size = (self.config["height"], self.config["width"])
         data = TrainingSet(dataset, "train", size)
-        model = HiCMDTraining(HiCMDNet(data.classes, init=self.config["init"]), size).to(device)
-        net = model.net
-        generator_params = [p for g in (net.gen_RGB, net.gen_IR) for p in g.parameters()]
-        gen = torch.optim.Adam(generator_params, lr=1e-4, betas=(0.5, 0.999), weight_decay=1e-4)
-        hfl = torch.optim.SGD([
-            {"params": net.id_classifier.parameters(), "lr": 1e-3},
-            {"params": net.backbone_pro.parameters(), "lr": 1e-3},
-            {"params": net.combine_weight.parameters(), "lr": 1e-5},
-        ], lr=1e-3, momentum=0.9, nesterov=True, weight_decay=1e-4)
-        dis = torch.optim.Adam([*model.dis_RGB.parameters(), *model.dis_IR.parameters()], lr=1e-4, betas=(0.5, 0.999), weight_decay=1e-4)
-        step_size = self.config["step_size"]
-        scheduler = Composite(**{name: torch.optim.lr_scheduler.StepLR(o, step_size, 0.5) for name, o in (("gen", gen), ("hfl", hfl), ("dis", dis))})
-
-        def batch(step: int) -> tuple[torch.Tensor, ...]:
-            parts = hi_cmd_batch(data, seed, step)
-            return tuple(normalise(t).to(device) if t.dim() == 4 else t.to(device) for t in parts) + (step,)
-
-        def loss(parts: tuple[Any, ...]) -> torch.Tensor:
-            x_a, y_a, x_b, _, neg_a, y_na, neg_b, y_nb, step = parts
-            dis.zero_grad(set_to_none=True)  # 1. discriminators, on fakes made without gradients
-            model.discriminator_loss(x_a, x_b).backward()
-            dis.step()
-            rng = np.random.default_rng([seed, step, 1])  # 2. ID-PIG + HFL; the core steps gen and hfl
-            losses = model.generator_losses(x_a, x_b, y_a, neg_a, neg_b, (y_na, y_nb), rng)
-            return sum(losses.values())
-
+        model = HiCMDTraining(HiCMDNet(data.classes, init=self.config["init"]), size).to(context.device)
         description = {
             "method": self.name, "options": dict(self.config), "classes": data.classes, "train_images": len(data.labels),
             "batch": "2 identities × (1 RGB + 1 IR) + 2 RGB and 2 IR negatives of 4 other identities, random flip",
             "optimizers": "Adam 1e-4 (0.5, 0.999) wd 1e-4 for encoders + decoder; SGD Nesterov 0.9 wd 1e-4 lr 1e-3 (head, H), 1e-5 (α); Adam 1e-4 for D",
-            "schedule": f"StepLR ×0.5 every {step_size} steps", "loss_weights": WEIGHTS,
+            "schedule": f"StepLR ×0.5 every {self.config['step_size']} steps", "loss_weights": WEIGHTS,
             "gan": "LSGAN, 3-scale D, R1 0.01 on reals, full and illumination-only swaps", "triplet": "cosine, margin 0.5, regulariser 1.0",
         }
-        return TrainingRecipe(model, Composite(gen=gen, hfl=hfl), scheduler, batch, loss, description)
+        return HiCMDRecipe(model, data, context, self.config["step_size"], description)
 
     @torch.no_grad()
     def predict(self, samples: list[Sample]) -> list[Any]:
@@ -728,22 +713,6 @@ class HiCMD(Method):
         infrared = torch.tensor([is_infrared(s["modality"]) for s in samples], device=self._device)
         features = F.normalize(self._model.features(images, infrared), dim=1)
         return list(features.float().cpu())
-
-
-def _load_harness(net: HiCMDNet, path: Path) -> None:
-    """A weights file of this network, or a ``harness train`` output (which also holds the
-    discriminators, under ``dis_*``, and the network under ``net.``)."""
-    from harness.checkpoints import load_state_dict
-
-    state = load_state_dict(path) if path.is_file() else {}
-    if any(key.startswith("net.") for key in state):
-        trimmed = {key.removeprefix("net."): value for key, value in state.items() if key.startswith("net.")}
-        try:
-            net.load_state_dict(trimmed, strict=True)
-        except RuntimeError as exc:
-            raise DataError(f"checkpoint {path} does not fit the Hi-CMD network: {' '.join(str(exc).splitlines()[:4])}") from None
-        return
-    load_into(net, path)
 
 
 def _classes_in(checkpoint: Path) -> int | None:
@@ -758,7 +727,7 @@ def _classes_in(checkpoint: Path) -> int | None:
         path = Path(checkpoint)
         state = load_state_dict(path) if path.is_file() else {}
         key = "id_classifier.classifier.classifier.0.weight"
-    weight = state.get(key, state.get("net." + key))
+    weight = state.get(key)
     return int(weight.shape[0]) if weight is not None else None
 
 

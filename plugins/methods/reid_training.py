@@ -12,13 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness import DataError, Dataset, Method, Option, Sample, TrainingRecipe, UsageError
+from harness import DataError, Dataset, Method, Option, Sample, SingleModelRecipe, TrainContext, UsageError
 from harness.checkpoints import load_into, load_state_dict
+from harness.train.augment import random_flip
+from harness.train.samplers import cross_modality_pk_batch, step_rng
 
 from .imagenet import IMAGENET_MEAN, IMAGENET_STD, INITS, resnet18, resnet50
 
@@ -41,40 +42,36 @@ def resize(images: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
 
 
 class TrainingSet:
-    """A training split decoded once at the network's input size, with labels re-indexed 0..N−1."""
+    """A training split decoded once (via `Dataset.index`/`load`) at the network's input size, with
+    labels re-indexed 0..N−1; batches are drawn with the core's samplers, so they depend only on (seed, step)."""
 
     def __init__(self, dataset: Dataset, split: str, size: tuple[int, int]) -> None:
-        samples = list(dataset.samples(split))
-        if not samples:
+        dataset.verify(split)
+        rows = dataset.index(split)
+        if not rows:
             raise DataError(f"{dataset.name}: split {split!r} has no samples to train on")
-        self.images = resize([s["image"] for s in samples], size)
-        pids = sorted({int(s["pid"]) for s in samples})
+        self.images = resize([dataset.load(row)["image"] for row in rows], size)
+        pids = sorted({int(row["pid"]) for row in rows})
         self.label_of = {pid: index for index, pid in enumerate(pids)}
-        self.labels = torch.tensor([self.label_of[int(s["pid"])] for s in samples])
-        self.infrared = torch.tensor([str(s["modality"]).lower() in INFRARED for s in samples])
+        self.labels = torch.tensor([self.label_of[int(row["pid"])] for row in rows])
+        self.modalities = ["infrared" if str(row["modality"]).lower() in INFRARED else "visible" for row in rows]
+        self.infrared = torch.tensor([m == "infrared" for m in self.modalities])
         self.classes = len(pids)
         by_identity: dict[int, tuple[list[int], list[int]]] = {}
         for index, (label, infrared) in enumerate(zip(self.labels.tolist(), self.infrared.tolist())):
             by_identity.setdefault(label, ([], []))[int(infrared)].append(index)
         self.both = {label: rows for label, rows in by_identity.items() if rows[0] and rows[1]}
 
+    def rows(self, rows: list[int], seed: int, step: int, stream: int = 1) -> torch.Tensor:
+        """The images of ``rows``, each flipped at random with its own generator (streams ``stream``, ``stream`` + 1, ...)."""
+        return torch.stack([random_flip(self.images[row], step_rng(seed, step, stream + item)) for item, row in enumerate(rows)])
+
     def cross_modality_batch(self, p: int, k: int, seed: int, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """P identities × (K visible + K infrared) images, seeded by (seed, step); flipped at random."""
-        identities = sorted(self.both)
-        if len(identities) < p:
-            raise DataError(f"cross-modality batches need {p} identities with both modalities; the split has {len(identities)}")
-        rng = np.random.default_rng([seed, step])
-        chosen = rng.choice(len(identities), p, replace=False)
-        rows = []
-        for modality in (0, 1):
-            for i in chosen:
-                members = self.both[identities[i]][modality]
-                rows.extend(members[j] for j in rng.choice(len(members), k, replace=len(members) < k))
+        """P identities × (K visible + K infrared) images (`cross_modality_pk_batch`), randomly flipped."""
+        visible, infrared = cross_modality_pk_batch(self.labels.tolist(), self.modalities, p, k, seed, step)
+        rows = visible + infrared
         index = torch.tensor(rows)
-        images = self.images[index].clone()
-        flip = torch.from_numpy(rng.random(len(rows)) < 0.5)
-        images[flip] = images[flip].flip(-1)
-        return images, self.labels[index], self.infrared[index]
+        return self.rows(rows, seed, step), self.labels[index], self.infrared[index]
 
 
 BACKBONES = ("resnet50", "resnet18", "small")
@@ -125,19 +122,16 @@ def _masked_softmax(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def embedding_recipe(
     model: nn.Module,
     data: TrainingSet,
+    context: TrainContext,
     *,
     p: int,
     k: int,
-    seed: int,
-    steps: int,
-    device: str,
     lr: float,
     triplet: bool,
     description: dict[str, Any],
-) -> TrainingRecipe:
+) -> SingleModelRecipe:
     """Adam with AGW's schedule shape (linear warm-up over the first 10 % of steps, ×0.1 at 40 % and 70 %)."""
-    if p * k * 2 < 4:
-        raise UsageError("cross-modality batches need at least 2 identities or 2 images per modality")
+    steps, seed, device = context.steps, context.seed, context.device
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=5e-4)
     warmup = max(1, steps // 10)
@@ -149,10 +143,10 @@ def embedding_recipe(
 
     def batch(step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         images, labels, infrared = data.cross_modality_batch(p, k, seed, step)
-        return normalise(images).to(device), labels.to(device), infrared.to(device)
+        return normalise(images), labels, infrared
 
     def loss(parts: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        images, labels, infrared = parts
+        images, labels, infrared = (part.to(device) for part in parts)
         features, logits = model(images, infrared)
         value = F.cross_entropy(logits, labels)
         if triplet:
@@ -165,16 +159,7 @@ def embedding_recipe(
         "loss": "identity cross-entropy" + (" + weighted regularised triplet (AGW)" if triplet else ""),
         "classes": data.classes, "train_images": len(data.labels),
     }
-    return TrainingRecipe(model, optimizer, scheduler, batch, loss, described)
-
-
-def classes_in(checkpoint: Path, key: str) -> int | None:
-    """The classifier size stored in a weights file (so ``harness run`` builds a matching head)."""
-    path = Path(checkpoint)
-    if not path.is_file():
-        return None
-    weight = load_state_dict(path).get(key)
-    return int(weight.shape[0]) if weight is not None else None
+    return SingleModelRecipe(model, optimizer, scheduler, batch, loss, described, context)
 
 
 class EmbeddingMethod(Method):
@@ -218,12 +203,13 @@ class EmbeddingMethod(Method):
         infrared = torch.tensor([str(s["modality"]).lower() in INFRARED for s in samples], device=self._device)
         return list(F.normalize(self._model(images, infrared), dim=1).float().cpu())
 
-    def training_recipe(self, dataset: Dataset, batch_size: int, steps: int, seed: int, device: str) -> TrainingRecipe:
+    def training_recipe(self, dataset: Dataset, context: TrainContext) -> SingleModelRecipe:
+        """``--batch-size`` images per step: P identities × (K visible + K infrared), K = 4 (2 below 16)."""
         data = TrainingSet(dataset, "train", self.size())
-        k = 2 if batch_size < 16 else 4
-        p = max(1, batch_size // (2 * k))
+        k = 2 if context.batch_size < 16 else 4
+        p = max(1, context.batch_size // (2 * k))
         model = self.network(data.classes, self.config["init"])
         return embedding_recipe(
-            model, data, p=p, k=k, seed=seed, steps=steps, device=device, lr=self.config["lr"], triplet=self.triplet,
+            model, data, context, p=p, k=k, lr=self.config["lr"], triplet=self.triplet,
             description={"method": self.name, "options": dict(self.config), "input": f"{self.size()[0]}x{self.size()[1]}"},
         )

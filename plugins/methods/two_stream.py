@@ -111,6 +111,7 @@ class TwoStream(EmbeddingMethod):
     name = "two-stream"
     description = "Two-stream VI-ReID baseline (AGW style): modality-specific stems, shared ResNet-50, BNNeck; CE + WRT on cross-modality PK batches."
     paper = PAPER
+    model_options = ("backbone", "pooling", "non_local")
     options = EmbeddingMethod.options + (
         Option("pooling", "avg", "global pooling: avg or gem (AGW)", choices=("avg", "gem")),
         Option("non_local", False, "AGW non-local blocks in layer2/layer3"),

@@ -58,6 +58,7 @@ class ZeroPadding(EmbeddingMethod):
     description = "Zero-padding one-stream VI-ReID baseline (Wu et al. 2017): grey image in its modality's channel of a 2-channel input; CE loss."
     paper = PAPER
     triplet = False
+    model_options = ("backbone",)
 
     def network(self, classes: int, init: str) -> nn.Module:
         return ZeroPaddingNet(classes, self.config["backbone"], init)
