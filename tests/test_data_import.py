@@ -8,7 +8,6 @@ import shutil
 import tarfile
 import zipfile
 
-import pytest
 
 from fixtures_vireid import make_regdb, make_sysu
 

@@ -24,8 +24,10 @@ TINY = ("--dataset-option", "identities=8", "--dataset-option", "images=2", "--d
         "--option", "backbone=small", "--option", "init=scratch", "--option", "height=32", "--option", "width=16")
 
 
-def _losses(folder) -> list[float]:
-    return [loss for _, loss in json.loads((folder / "manifest.json").read_text())["losses"]]
+def _losses(folder, name: str = "loss") -> list[float]:
+    """One value per step from the training log (``train_log.jsonl``)."""
+    lines = [json.loads(line) for line in (folder / "train_log.jsonl").read_text().splitlines()]
+    return [line["losses"][name] for line in lines if "losses" in line]
 
 
 @pytest.mark.parametrize("method", ["two-stream", "zero-padding"])
@@ -109,6 +111,7 @@ def test_hi_cmd_short_training_lowers_the_loss(tmp_path, cli):
     assert code == 0, err
     losses = _losses(out)
     assert np.mean(losses[-2:]) < np.mean(losses[:2]), losses
+    assert {"D", "same", "cross", "cycle", "code", "kl", "adv", "ce", "trip"} <= set(json.loads((out / "train_log.jsonl").read_text().splitlines()[0])["losses"])
     code, stdout, err = cli("run", "--method", "hi-cmd", "--dataset", "vireid-synth", "--checkpoint", out, "--dataset-option", "identities=6",
                             "--dataset-option", "images=1", "--option", "height=128", "--option", "width=64", "--json", "--quiet")
     assert code == 0, err

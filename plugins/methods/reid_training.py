@@ -162,6 +162,15 @@ def embedding_recipe(
     return SingleModelRecipe(model, optimizer, scheduler, batch, loss, described, context)
 
 
+def classes_in(checkpoint: Path, key: str) -> int | None:
+    """The classifier size stored in a weights file (so ``harness run`` builds a matching head)."""
+    path = Path(checkpoint)
+    if not path.is_file():
+        return None
+    weight = load_state_dict(path).get(key)
+    return int(weight.shape[0]) if weight is not None else None
+
+
 class EmbeddingMethod(Method):
     """A modality-aware embedding network trained with cross-modality PK batches (shared by the baselines)."""
 
