@@ -266,6 +266,9 @@ class Dataset(Plugin):
     """Where the data comes from, shown when it is missing."""
     layout: ClassVar[str] = ""
     """The exact expected folder layout, shown when it is missing or incomplete."""
+    official_counts: ClassVar[Mapping[str, int]] = {}
+    """What the official release holds (e.g. images per folder, identities per split), keyed as `counts`
+    reports them; ``harness data check`` compares the two."""
 
     def __init__(self, root: Path, **options: Any) -> None:
         super().__init__(**options)
@@ -307,6 +310,10 @@ class Dataset(Plugin):
     def reference(self, split: str) -> Reference | None:
         """The split's reference set for distribution metrics; ``None``: they use each sample's target."""
         return None
+
+    def counts(self) -> dict[str, int]:
+        """What the layout on disk holds, keyed as `official_counts` (``harness data check`` prints both)."""
+        return {}
 
     def metric_params(self, metric: str) -> dict[str, Any]:
         """Protocol parameters this dataset fixes for a metric (e.g. the re-id evaluation protocol)."""

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 from . import __doc__ as package_doc
 from .api import Option, Plugin
 from .data import resolve_data_root
-from .errors import HarnessError, UsageError
+from .errors import DataError, HarnessError, UsageError
 from .models import count_parameters
 from .plugins import Plugins, get_plugins
 from .publish.commands import add_parsers as add_publish_parsers
@@ -418,6 +418,45 @@ def cmd_cache(args: argparse.Namespace, plugins: Plugins) -> int:
     return 0
 
 
+# -- data ---------------------------------------------------------------------------------------
+def cmd_data_import(args: argparse.Namespace, plugins: Plugins) -> int:
+    from .archives import extract
+
+    dataset_cls = plugins.datasets.get(args.name)
+    root = resolve_data_root(dataset_cls.name, args.data_root)
+    written = extract(args.archive, root)
+    top = f" (stripped its top folder {written['stripped_top_folder']}/)" if written["stripped_top_folder"] else ""
+    print(f"unpacked {args.archive} into {root}{top}: {written['files']} files, {written['links']} links")
+    print(f"check it: harness data check {dataset_cls.name}" + (f" --data-root {root}" if args.data_root else ""))
+    return 0
+
+
+def cmd_data_check(args: argparse.Namespace, plugins: Plugins) -> int:
+    dataset_cls = plugins.datasets.get(args.name)
+    dataset = dataset_cls(resolve_data_root(dataset_cls.name, args.data_root),
+                          **parse_key_values(args.dataset_option, "--dataset-option"))
+    found, official = dataset.counts(), dict(dataset.official_counts)
+    if not official and not found:
+        raise UsageError(f"dataset {dataset_cls.name!r} declares no official counts to check against")
+    keys = list(official) + [key for key in found if key not in official]
+    width = max(len(key) for key in keys)
+    print(f"{dataset_cls.name} at {dataset.root}")
+    print(f"  {'':<{width}}  {'found':>8}  {'official':>8}")
+    differing = []
+    for key in keys:
+        have, want = found.get(key), official.get(key)
+        mark = "" if want is None or have == want else "  ✗"
+        if mark:
+            differing.append(key)
+        print(f"  {key:<{width}}  {have if have is not None else '-':>8}  {want if want is not None else '-':>8}{mark}")
+    for split in dataset_cls.splits:
+        dataset.verify(split)
+    if differing:
+        raise DataError(f"{dataset_cls.name}: {len(differing)} count(s) differ from the official release: {', '.join(differing)}")
+    print("layout ok: every split parses and the counts equal the official ones")
+    return 0
+
+
 # -- parser -------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     def plugins_dir_option(parser: argparse.ArgumentParser, default: Any) -> argparse.ArgumentParser:
@@ -517,6 +556,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", type=Path, default=None, help="result store for evaluation records")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("data", parents=[common], help="import an official dataset archive or check a layout",
+                       description="`data import NAME ARCHIVE` unpacks an official zip/tar into the dataset's root "
+                                   "(refusing entries that would escape it); `data check NAME` verifies the layout "
+                                   "and prints its counts against the official ones.")
+    data = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    q = data.add_parser("import", parents=[common], help="unpack an official archive into the dataset root")
+    q.add_argument("name", help="dataset name")
+    q.add_argument("archive", type=Path, help="the official .zip or .tar(.gz) file")
+    q.add_argument("--data-root", type=Path, help="where to unpack (default: $HARNESS_DATA/<name>); must not exist or be empty")
+    q.set_defaults(func=cmd_data_import)
+    q = data.add_parser("check", parents=[common], help="verify a layout and print its counts against the official ones")
+    q.add_argument("name", help="dataset name")
+    q.add_argument("--data-root", type=Path, help="dataset folder (default: $HARNESS_DATA/<name>)")
+    q.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE", help="a dataset option (repeatable)")
+    q.set_defaults(func=cmd_data_check)
 
     p = sub.add_parser("results", parents=[common], help="list stored results",
                        description="List the stored run records as a table, CSV or JSON (one row per run, one "

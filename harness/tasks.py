@@ -58,7 +58,8 @@ POSE_TRANSFER = Task(
 REIDENTIFICATION = Task(
     name="reidentification",
     description="Retrieve images of the same person across cameras (and modalities): image in, embedding out.",
-    inputs=("image",),
+    # Cross-modality methods run a modality-specific encoder per image, so they see where it was taken.
+    inputs=("image", "modality", "camid"),
     output="embedding",
     fields={
         "image": IMAGE,

@@ -1,0 +1,117 @@
+"""Short training runs of the learned VI-ReID baselines lower their losses; Hi-CMD's loss pieces."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import harness
+from harness_plugins.methods.hi_cmd import (
+    EXCLUDED_INDEX,
+    STYLE_INDEX,
+    Discriminator,
+    cosine_triplet,
+    hi_cmd_batch,
+    lsgan_d,
+    swap_excluded,
+)
+from harness_plugins.methods.reid_training import TrainingSet, weighted_regularized_triplet
+
+TINY = ("--dataset-option", "identities=8", "--dataset-option", "images=2", "--dataset-option", "height=64", "--dataset-option", "width=32",
+        "--option", "backbone=small", "--option", "init=scratch", "--option", "height=32", "--option", "width=16")
+
+
+def _losses(folder, name: str = "loss") -> list[float]:
+    """One value per step from the training log (``train_log.jsonl``)."""
+    lines = [json.loads(line) for line in (folder / "train_log.jsonl").read_text().splitlines()]
+    return [line["losses"][name] for line in lines if "losses" in line]
+
+
+@pytest.mark.parametrize("method", ["two-stream", "zero-padding"])
+def test_short_training_lowers_the_loss_and_evaluates(tmp_path, cli, method):
+    out = tmp_path / method
+    code, stdout, err = cli("train", "--method", method, "--dataset", "vireid-synth", *TINY,
+                            "--steps", "30", "--batch-size", "8", "--out", out, "--quiet")
+    assert code == 0, err
+    losses = _losses(out)
+    assert np.mean(losses[-10:]) < np.mean(losses[:5]), losses  # seeded batches: reproducible
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "cross-modality PK" in manifest["recipe"]["batch"]
+    code, stdout, err = cli("run", "--method", method, "--dataset", "vireid-synth", "--checkpoint", out, *TINY, "--json", "--quiet")
+    assert code == 0, err
+    record = json.loads(stdout)
+    assert record["metrics"]["cmc"]["params"]["protocol"] == "sysu"
+
+
+def test_imagenet_weights_come_only_from_local_files(tmp_path, cli):
+    code, _, err = cli("train", "--method", "two-stream", "--dataset", "vireid-synth", "--dataset-option", "identities=4",
+                       "--option", "backbone=resnet18", "--steps", "1", "--out", tmp_path / "x", "--quiet")
+    assert code == 2 and "resnet18-f37072fd.pth" in err and "init=scratch" in err
+    # the real file name in the hub cache is used (random weights saved under it stand in for ImageNet's)
+    import torchvision
+    from harness.checkpoints import hub_checkpoint_dir
+
+    hub_checkpoint_dir().mkdir(parents=True, exist_ok=True)
+    reference = torchvision.models.resnet18(weights=None)
+    torch.save(reference.state_dict(), hub_checkpoint_dir() / "resnet18-f37072fd.pth")
+    net = harness.create_method("two-stream", backbone="resnet18", init="imagenet").network(3, "imagenet")
+    assert torch.equal(net.visible[0].weight, reference.conv1.weight) and torch.equal(net.infrared[0].weight, reference.conv1.weight)
+    assert torch.equal(net.body[3][1].conv2.weight, reference.layer4[1].conv2.weight)
+
+
+def test_training_set_and_cross_modality_batches_are_deterministic(tmp_path):
+    dataset = harness.create_dataset("vireid-synth", tmp_path, identities=6, images=1, height=32, width=16)
+    data = TrainingSet(dataset, "train", (32, 16))
+    assert data.classes == 6 and len(data.both) == 6
+    images, labels, infrared = data.cross_modality_batch(3, 2, seed=5, step=7)
+    again = data.cross_modality_batch(3, 2, seed=5, step=7)
+    assert torch.equal(images, again[0]) and torch.equal(labels, again[1])
+    assert infrared.tolist() == [False] * 6 + [True] * 6
+    assert sorted(labels[:6].tolist()) == sorted(labels[6:].tolist())
+    parts = hi_cmd_batch(data, seed=1, step=0)
+    x_a, y_a, x_b, y_b, neg_a, y_na, neg_b, y_nb = parts
+    assert torch.equal(y_a, y_b) and len(y_a) == 2 and len(y_na) == len(y_nb) == 2
+    assert len(set(y_a.tolist()) | set(y_na.tolist()) | set(y_nb.tolist())) == 6
+
+
+def test_weighted_regularized_triplet_prefers_separated_identities():
+    labels = torch.tensor([0, 0, 1, 1])
+    separated = torch.tensor([[0.0, 0.0], [0.1, 0.0], [5.0, 0.0], [5.1, 0.0]])
+    mixed = torch.tensor([[0.0, 0.0], [5.0, 0.0], [0.1, 0.0], [5.1, 0.0]])
+    assert weighted_regularized_triplet(separated, labels) < weighted_regularized_triplet(mixed, labels)
+
+
+def test_hi_cmd_loss_pieces():
+    a, b = torch.arange(2048.0)[None], -torch.arange(2048.0)[None]
+    mixed = swap_excluded(b, a, EXCLUDED_INDEX)  # b's style, a's pose and illumination
+    assert torch.equal(mixed[:, STYLE_INDEX], b[:, STYLE_INDEX]) and torch.equal(mixed[:, EXCLUDED_INDEX], a[:, EXCLUDED_INDEX])
+    # cosine triplet: zero hinge when positives are identical and negatives opposite, only the regulariser's floor remains
+    features = torch.tensor([[1.0, 0.0], [1.0, 0.0], [-1.0, 0.0], [-1.0, 0.0]])
+    labels = torch.tensor([0, 0, 1, 1])
+    assert cosine_triplet(features, labels, torch.arange(4), margin=0.5, reg=1.0).item() == pytest.approx(0.0, abs=1e-6)
+    bad = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [1.0, 0.0], [-1.0, 0.0]])
+    assert cosine_triplet(bad, labels, torch.arange(4), margin=0.5, reg=1.0).item() > 2.0
+    # LSGAN D loss with R1: the penalty is non-negative and needs gradients of D on the reals
+    torch.manual_seed(0)
+    d = Discriminator()
+    real, fake = torch.rand(2, 3, 64, 32), torch.rand(2, 3, 64, 32)
+    assert lsgan_d(d, fake, real, 0.01).item() >= lsgan_d(d, fake, real, 0.0).item() - 1e-6
+
+
+@pytest.mark.slow
+def test_hi_cmd_short_training_lowers_the_loss(tmp_path, cli):
+    """The full recipe (D update, ID-PIG + HFL backward) on CPU at 128×64: minutes, so marked slow."""
+    out = tmp_path / "hicmd"
+    code, _, err = cli("train", "--method", "hi-cmd", "--dataset", "vireid-synth", "--dataset-option", "identities=6",
+                       "--dataset-option", "images=1", "--option", "init=scratch", "--option", "height=128", "--option", "width=64",
+                       "--steps", "6", "--out", out, "--quiet")
+    assert code == 0, err
+    losses = _losses(out)
+    assert np.mean(losses[-2:]) < np.mean(losses[:2]), losses
+    assert {"D", "same", "cross", "cycle", "code", "kl", "adv", "ce", "trip"} <= set(json.loads((out / "train_log.jsonl").read_text().splitlines()[0])["losses"])
+    code, stdout, err = cli("run", "--method", "hi-cmd", "--dataset", "vireid-synth", "--checkpoint", out, "--dataset-option", "identities=6",
+                            "--dataset-option", "images=1", "--option", "height=128", "--option", "width=64", "--json", "--quiet")
+    assert code == 0, err
