@@ -197,32 +197,43 @@ class ContextEncoder(CentreHoleNetwork):
                 f"{self.name}: variant {cfg['variant']!r} trains a discriminator too, which needs the multi-network "
                 "training protocol; train variant=l2"
             )
-        images = train_images(dataset, INPUT)
-        model = self.build().to(device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"], betas=(0.5, 0.999))
-        hole = centre_hole(INPUT, device)
-        weights = overlap_weights(INPUT // 2, cfg["overlap"], device)
-        quarter, half = INPUT // 4, INPUT // 2
+        return centre_l2_recipe(self.build(), dataset, batch_size, steps, seed, device, cfg["lr"], cfg["overlap"],
+                                "Context Encoder (channel-wise FC bottleneck)")
 
-        def loss(batch: torch.Tensor) -> torch.Tensor:
-            target = batch[..., quarter : quarter + half, quarter : quarter + half] * 2.0 - 1.0
-            prediction = model(mean_fill_input(batch, hole))
-            return (weights * (prediction - target).square()).mean()
 
-        description = {
-            "variant": cfg["variant"],
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "optimizer": "Adam(betas=(0.5, 0.999))",
-            "lr": cfg["lr"],
-            "loss": f"mean of w * (G(x) - x_centre)^2 in [-1, 1], w = {OVERLAP_WEIGHT:g} on the {cfg['overlap']}-px "
-            "border band of the hole, 1 inside",
-            "input": "128x128 (train images area-resized), centred 64x64 hole filled with (117, 104, 123)/255",
-            "augmentation": "random horizontal flips",
-            "batch_size": batch_size,
-            "steps": steps,
-            "paper_recipe": "batch 64, Adam 2e-4 (beta1 0.5), D at 1/10 of the G rate for l2+adv",
-        }
-        return TrainingRecipe(model, optimizer, None, image_batches(images, batch_size, seed, device), loss, description)
+def centre_l2_recipe(
+    model: nn.Module, dataset: Any, batch_size: int, steps: int, seed: int, device: str, lr: float, overlap: int,
+    network: str,
+) -> TrainingRecipe:
+    """The ℓ2 training of a centre-hole network: Adam(β1 0.5), weighted MSE in [-1, 1], the 10× border band."""
+    images = train_images(dataset, INPUT)
+    model = model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.5, 0.999))
+    hole = centre_hole(INPUT, device)
+    weights = overlap_weights(INPUT // 2, overlap, device)
+    quarter, half = INPUT // 4, INPUT // 2
+
+    def loss(batch: torch.Tensor) -> torch.Tensor:
+        target = batch[..., quarter : quarter + half, quarter : quarter + half] * 2.0 - 1.0
+        prediction = model(mean_fill_input(batch, hole))
+        return (weights * (prediction - target).square()).mean()
+
+    description = {
+        "network": network,
+        "variant": "l2",
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "optimizer": "Adam(betas=(0.5, 0.999))",
+        "lr": lr,
+        "loss": f"mean of w * (G(x) - x_centre)^2 in [-1, 1], w = {OVERLAP_WEIGHT:g} on the {overlap}-px "
+        "border band of the hole, 1 inside",
+        "input": "128x128 (train images area-resized), centred 64x64 hole filled with (117, 104, 123)/255",
+        "augmentation": "random horizontal flips",
+        "train_images": len(images),
+        "batch_size": batch_size,
+        "steps": steps,
+        "paper_recipe": "batch 64, Adam 2e-4 (beta1 0.5), D at 1/10 of the G rate for l2+adv",
+    }
+    return TrainingRecipe(model, optimizer, None, image_batches(images, batch_size, seed, device), loss, description)
 
 
 @hookimpl
