@@ -145,7 +145,6 @@ class InpaintSynth(InpaintingDataset):
         f"(generator version {GENERATOR_VERSION}, seed {SEED}); delete the folder to regenerate it."
     )
     layout = "manifest.json\ntrain/001.png ... train/192.png\ntest/001.png ... test/024.png"
-    options = InpaintingDataset._options()
 
     def _scan(self, split: str) -> list[tuple[str, Path]]:
         bundled.ensure_generated(self.root, GENERATOR, GENERATOR_VERSION, SEED, generate)

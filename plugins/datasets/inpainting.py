@@ -69,7 +69,7 @@ def square_resize(array: np.ndarray, size: int) -> np.ndarray:
     if (height, width) != (size, size):
         scale = size / min(height, width)
         new = (max(size, round(width * scale)), max(size, round(height * scale)))
-        array = np.asarray(Image.fromarray(array).resize(new, Image.BICUBIC, reducing_gap=None))
+        array = np.array(Image.fromarray(array).resize(new, Image.BICUBIC, reducing_gap=None))
         top, left = (array.shape[0] - size) // 2, (array.shape[1] - size) // 2
         array = array[top : top + size, left : left + size]
     return np.ascontiguousarray(array)
@@ -84,6 +84,12 @@ class InpaintingDataset(Dataset):
     expected: ClassVar[dict[str, int]] = {}
     """Official image counts per split (checked unless ``strict=false``)."""
     default_metrics = TABLE_2_1_METRICS
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Each dataset declares the shared options with its own protocol defaults (size, mask kind)."""
+        super().__init_subclass__(**kwargs)
+        if "options" not in cls.__dict__:
+            cls.options = cls._options()
 
     @classmethod
     def _options(cls) -> tuple[Option, ...]:
@@ -179,7 +185,6 @@ class ParisStreetView(InpaintingDataset):
     expected = {"train": 14900, "test": 100}
     source = "on request from the Context Encoder authors (Pathak et al.), who repackaged Doersch et al.'s Paris data"
     layout = "paris_train_original/*.png (14,900 images)\nparis_eval_gt/*.png (100 images)"
-    options = InpaintingDataset._options()
 
     def _scan(self, split: str) -> list[tuple[str, Path]]:
         folder = self.root / self.folders[split]
@@ -201,7 +206,6 @@ class CelebA(InpaintingDataset):
     expected = {"train": 162770, "val": 19867, "test": 19962}
     source = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html (Align&Cropped images + Eval/list_eval_partition.txt)"
     layout = "img_align_celeba/000001.jpg ... 202599.jpg\nlist_eval_partition.txt  (lines '000001.jpg 0'; 0 train, 1 val, 2 test)"
-    options = InpaintingDataset._options()
     PARTITION = {"train": "0", "val": "1", "test": "2"}
 
     def _scan(self, split: str) -> list[tuple[str, Path]]:
@@ -235,6 +239,9 @@ class CelebA(InpaintingDataset):
         return array[top : top + side, left : left + side]
 
 
+_SUBSETS: dict[str, list[str]] = {}
+
+
 class _SubsetDataset(InpaintingDataset):
     """A fixed, seeded subset of an official file list (Table 3.2's "200 random test images")."""
 
@@ -245,7 +252,9 @@ class _SubsetDataset(InpaintingDataset):
 
     @classmethod
     def subset(cls) -> list[str]:
-        return fixed_subset(cls.official_names(), cls.subset_size)
+        if cls.name not in _SUBSETS:
+            _SUBSETS[cls.name] = fixed_subset(cls.official_names(), cls.subset_size)
+        return list(_SUBSETS[cls.name])
 
     def _locate(self) -> dict[str, Path]:
         """File name → path for every image file directly in the root or one folder below it."""
@@ -284,7 +293,6 @@ class ImageNetValInpainting(_SubsetDataset):
     paper = "Yang, USC PhD thesis 2019, Table 3.2 (centre rows)"
     source = "ILSVRC2012_img_val.tar from image-net.org (50,000 images; flat or in class folders)"
     layout = "ILSVRC2012_val_00000001.JPEG ... ILSVRC2012_val_00050000.JPEG (flat, or one class folder deep)"
-    options = InpaintingDataset._options()
     expected = {"test": 200}
 
     @staticmethod
@@ -303,7 +311,6 @@ class Places2Inpainting(_SubsetDataset):
     source = "test_256.tar from places2.csail.mit.edu (328,500 images)"
     layout = "Places365_test_00000001.jpg ... Places365_test_00328500.jpg (e.g. the test_256/ folder as the root)"
     default_mask = "random"
-    options = InpaintingDataset._options()
     expected = {"test": 200}
 
     @staticmethod
