@@ -147,16 +147,20 @@ class InpaintingDataset(Dataset):
         size = self.config["size"]
         return self.masks.digest((sample_id for sample_id, _ in self.rows(split)), size, size)
 
-    def load(self, sample_id: str, path: Path) -> Sample:
+    def index(self, split: str) -> list[Sample]:
+        """Parse-only rows: the id and the image file of every sample, nothing decoded."""
+        return [{"id": sample_id, "paths": {"image": path}} for sample_id, path in self.rows(split)]
+
+    def load(self, row: Sample) -> Sample:
         """One sample: the protocol-size image, its hole mask and the masked image."""
         size = self.config["size"]
-        image = to_tensor(square_resize(self._crop(read_image(path)), size))
-        mask = torch.from_numpy(self.masks.mask(sample_id, size, size)).float()[None]
-        return {"id": sample_id, "image": image, "masked": image * (1.0 - mask), "mask": mask}
+        image = to_tensor(square_resize(self._crop(read_image(row["paths"]["image"])), size))
+        mask = torch.from_numpy(self.masks.mask(row["id"], size, size)).float()[None]
+        return {"id": row["id"], "image": image, "masked": image * (1.0 - mask), "mask": mask}
 
     def samples(self, split: str) -> Iterator[Sample]:
-        for sample_id, path in self.rows(split):
-            yield self.load(sample_id, path)
+        for row in self.index(split):
+            yield self.load(row)
 
     def describe(self) -> dict[str, Any]:
         return {
