@@ -97,3 +97,25 @@ def test_mask_digest_is_in_the_record(cli):
     masks = first["dataset"]["layout"]["masks"]
     assert masks == {"kind": "random", "version": 1, "seed": 0, "hole": 0.5, "mask_dir": "", "invert": False}
     assert first["metrics"]["l1"]["values"] != other["metrics"]["l1"]["values"]
+
+
+def test_file_masks_enter_the_data_digest(tmp_path):
+    from harness.data import digest_files
+    from harness_plugins.datasets.inpaint_synth import InpaintSynth
+
+    folder = tmp_path / "masks"
+    folder.mkdir()
+    grey = np.zeros((16, 16), np.uint8)
+    grey[2:9, 3:12] = 255
+    Image.fromarray(grey).save(folder / "a.png")
+    root = tmp_path / "inpaint-synth"
+
+    def digest() -> str:
+        dataset = InpaintSynth(root, mask="file", mask_dir=str(folder))
+        dataset.verify("test")
+        return digest_files(dataset.files("test"), dataset.root, dataset.derived_digest("test"))
+
+    before = digest()
+    grey[10:14, 10:14] = 255
+    Image.fromarray(grey).save(folder / "a.png")
+    assert digest() != before
