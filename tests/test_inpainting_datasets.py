@@ -134,3 +134,23 @@ def test_inpaint_synth_generated_and_deterministic(tmp_path):
     assert dataset.describe()["generator"]["seed"] == inpaint_synth.SEED
     train_sources = set(inpaint_synth.PHOTOS["train"]) | set(inpaint_synth.TEXTURES["train"])
     assert not train_sources & (set(inpaint_synth.PHOTOS["test"]) | set(inpaint_synth.TEXTURES["test"]))
+
+
+def test_celeba_hq_split_by_the_celeba_partition(tmp_path):
+    from harness_plugins.datasets.inpainting import CelebAHQ
+
+    root = tmp_path / "celeba-hq"
+    (root / "CelebA-HQ-img").mkdir(parents=True)
+    rows = ["idx orig_idx orig_file"]
+    for index, source in enumerate((5, 170000, 200000)):
+        _photo(root / "CelebA-HQ-img" / f"{index}.jpg", 64, 64, index)
+        rows.append(f"{index} {source - 1} {source:06d}.jpg")
+    (root / "CelebA-HQ-to-CelebA-mapping.txt").write_text("\n".join(rows) + "\n")
+    (root / "list_eval_partition.txt").write_text("000005.jpg 0\n170000.jpg 1\n200000.jpg 2\n")
+    dataset = CelebAHQ(root)
+    assert [i for i, _ in dataset.rows("train")] == ["0"] and [i for i, _ in dataset.rows("test")] == ["2"]
+    sample = next(dataset.samples("val"))
+    assert sample["id"] == "1" and sample["image"].shape == (3, 256, 256) and sample["mask"].sum() == 128 * 128
+    (root / "list_eval_partition.txt").unlink()
+    with pytest.raises(DataError, match="list_eval_partition.txt"):
+        CelebAHQ(root).verify("test")

@@ -207,7 +207,7 @@ class CelebA(InpaintingDataset):
     )
     paper = "Liu et al., Deep Learning Face Attributes in the Wild, ICCV 2015"
     splits = ("train", "val", "test")
-    expected = {"train": 162770, "val": 19867, "test": 19962}
+    expected: ClassVar[dict[str, int]] = {"train": 162770, "val": 19867, "test": 19962}
     source = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html (Align&Cropped images + Eval/list_eval_partition.txt)"
     layout = "img_align_celeba/000001.jpg ... 202599.jpg\nlist_eval_partition.txt  (lines '000001.jpg 0'; 0 train, 1 val, 2 test)"
     PARTITION = {"train": "0", "val": "1", "test": "2"}
@@ -241,6 +241,50 @@ class CelebA(InpaintingDataset):
         side = min(height, width)
         top, left = (height - side) // 2, (width - side) // 2
         return array[top : top + side, left : left + side]
+
+
+class CelebAHQ(InpaintingDataset):
+    """CelebA-HQ as CelebAMask-HQ ships it, split by the CelebA partition of each image's source."""
+
+    name = "celeba-hq"
+    description = (
+        "CelebA-HQ (CelebAMask-HQ release: 30,000 1024x1024 faces) split by the official CelebA partition of "
+        "each image's source (CelebA-HQ-to-CelebA-mapping.txt); resized to `size` (default 256), centre hole."
+    )
+    paper = "Karras et al., Progressive Growing of GANs, ICLR 2018; Lee et al., MaskGAN (CelebAMask-HQ), CVPR 2020"
+    splits = ("train", "val", "test")
+    default_size = 256
+    source = "CelebAMask-HQ (github.com/switchablenorms/CelebAMask-HQ) plus CelebA's Eval/list_eval_partition.txt"
+    layout = (
+        "CelebA-HQ-img/0.jpg ... 29999.jpg\nCelebA-HQ-to-CelebA-mapping.txt  (header 'idx orig_idx orig_file', "
+        "rows '0 119613 119614.jpg')\nlist_eval_partition.txt  (CelebA's: '000001.jpg 0')"
+    )
+
+    def _scan(self, split: str) -> list[tuple[str, Path]]:
+        mapping, listing, folder = (self.root / name for name in
+                                    ("CelebA-HQ-to-CelebA-mapping.txt", "list_eval_partition.txt", "CelebA-HQ-img"))
+        for path in (mapping, listing, folder):
+            if not path.exists():
+                raise self._fail(f"missing {path}")
+        partition = dict(line.split()[:2] for line in listing.read_text().splitlines() if len(line.split()) >= 2)
+        rows = []
+        for number, line in enumerate(mapping.read_text().splitlines(), start=1):
+            parts = line.split()
+            if not parts or parts[0] == "idx":
+                continue
+            if len(parts) != 3 or not parts[0].isdigit():
+                raise self._fail(f"{mapping}:{number}: expected 'idx orig_idx orig_file', got {line!r}")
+            if parts[2] not in partition:
+                raise self._fail(f"{mapping}:{number}: {parts[2]} is not in {listing.name}")
+            if partition[parts[2]] == CelebA.PARTITION[split]:
+                path = folder / f"{parts[0]}.jpg"
+                if not path.is_file():
+                    raise self._fail(f"image {path} listed in {mapping.name} is missing")
+                rows.append((parts[0], path))
+        return sorted(rows, key=lambda row: int(row[0]))
+
+    def files(self, split: str) -> list[Path]:
+        return [self.root / "CelebA-HQ-to-CelebA-mapping.txt", self.root / "list_eval_partition.txt", *super().files(split)]
 
 
 _SUBSETS: dict[str, list[str]] = {}
@@ -324,5 +368,5 @@ class Places2Inpainting(_SubsetDataset):
 
 @hookimpl
 def harness_register_datasets(register: Callable[[type], None]) -> None:
-    for dataset in (ParisStreetView, CelebA, ImageNetValInpainting, Places2Inpainting):
+    for dataset in (ParisStreetView, CelebA, CelebAHQ, ImageNetValInpainting, Places2Inpainting):
         register(dataset)
