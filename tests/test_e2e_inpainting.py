@@ -119,3 +119,16 @@ def test_briefly_trained_context_encoder_beats_mean_fill_and_telea(tmp_path):
         assert record["metrics"]["psnr"]["params"]["region"] == "hole"
         scores[method] = record["metrics"]["psnr"]["values"]["psnr"]
     assert scores["context-encoder"] > scores["telea"] + 0.5 > scores["mean-fill"] + 0.5, scores
+
+
+def test_nps_trains_its_content_network_and_runs_from_the_checkpoint(cli, vgg_weights, synth_root, tmp_path):
+    out = tmp_path / "nps"
+    code, _, err = cli("train", "--method", "nps", "--dataset", "inpaint-synth", "--data-root", synth_root,
+                       "--option", "width=8", "--steps", "2", "--batch-size", "2", "--out", out, "--quiet")
+    assert code == 0, err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["recipe"]["network"].startswith("NPS content network")
+    code, stdout, err = cli("run", "--method", "nps", "--dataset", "inpaint-synth", "--data-root", synth_root,
+                            "--option", "width=8", "--option", "iterations=1", "--checkpoint", out, "--limit", "1", "--json")
+    assert code == 0, err
+    assert json.loads(stdout)["method"]["checkpoint_sha256"] == manifest["weights_sha256"]
