@@ -33,10 +33,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness import Method, Option, Sample, TrainingRecipe, UsageError, hookimpl
+from harness import DataError, Method, Option, Sample, TrainContext, TrainingRecipe, UsageError, hookimpl
 from harness.checkpoints import load_into
+from harness.train.augment import random_flip
+from harness.train.samplers import step_rng, uniform_batch
 
-from .inpainting_common import composite, hole_of, image_batches, mean_fill_input, require_centred_square, train_images
+from .inpainting_common import composite, hole_of, mean_fill_input, require_centred_square
 
 PAPER = (
     "Deepak Pathak, Philipp Krähenbühl, Jeff Donahue, Trevor Darrell, Alexei A. Efros. Context Encoders: "
@@ -105,11 +107,12 @@ class ContextEncoderG(nn.Module):
 
 
 class ContextEncoderD(nn.Module):
-    """The adversarial discriminator on 64×64 centres (DCGAN): 3→64→128→256→512, 4×4 → one logit."""
+    """The adversarial discriminator on 64×64 centres (DCGAN): 3→w→2w→4w→8w (w = the generator width), 4×4 → one logit."""
 
-    def __init__(self) -> None:
+    def __init__(self, width: int = 64) -> None:
         super().__init__()
-        self.net = nn.Sequential(encoder(lambda: nn.LeakyReLU(0.2), (64, 128, 256, 512)), nn.Conv2d(512, 1, 4))
+        widths = (width, 2 * width, 4 * width, 8 * width)
+        self.net = nn.Sequential(encoder(lambda: nn.LeakyReLU(0.2), widths), nn.Conv2d(widths[-1], 1, 4))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).flatten(1)
@@ -171,6 +174,8 @@ class CentreHoleNetwork(Method):
 
 class ContextEncoder(CentreHoleNetwork):
     name = "context-encoder"
+    model_options = ("width",)
+    default_batch_size = 64
     aliases = ("ce",)
     description = (
         "Context Encoder (Pathak et al. 2016): conv encoder, channel-wise fully connected bottleneck, up-conv "
@@ -190,50 +195,91 @@ class ContextEncoder(CentreHoleNetwork):
     def build(self) -> nn.Module:
         return ContextEncoderG(self.config["width"])
 
-    def training_recipe(self, dataset: Any, batch_size: int, steps: int, seed: int, device: str) -> TrainingRecipe:
+    def training_recipe(self, dataset: Any, context: TrainContext) -> TrainingRecipe:
         cfg = self.config
-        if cfg["variant"] != "l2":
-            raise UsageError(
-                f"{self.name}: variant {cfg['variant']!r} trains a discriminator too, which needs the multi-network "
-                "training protocol; train variant=l2"
-            )
-        return centre_l2_recipe(self.build(), dataset, batch_size, steps, seed, device, cfg["lr"], cfg["overlap"],
-                                "Context Encoder (channel-wise FC bottleneck)")
+        return CentreHoleRecipe(self.build(), dataset, context, lr=cfg["lr"], overlap=cfg["overlap"],
+                                adversarial=cfg["variant"] == "l2+adv", lambda_rec=cfg["lambda_rec"],
+                                network="Context Encoder (channel-wise FC bottleneck)")
 
 
-def centre_l2_recipe(
-    model: nn.Module, dataset: Any, batch_size: int, steps: int, seed: int, device: str, lr: float, overlap: int,
-    network: str,
-) -> TrainingRecipe:
-    """The ℓ2 training of a centre-hole network: Adam(β1 0.5), weighted MSE in [-1, 1], the 10× border band."""
-    images = train_images(dataset, INPUT)
-    model = model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.5, 0.999))
-    hole = centre_hole(INPUT, device)
-    weights = overlap_weights(INPUT // 2, overlap, device)
-    quarter, half = INPUT // 4, INPUT // 2
+class CentreHoleRecipe(TrainingRecipe):
+    """Context Encoder's training of a centre-hole network: ℓ2 with the hole's border band weighted 10×,
+    plus (variant ``l2+adv``) a DCGAN discriminator on the 64×64 centre, λ_rec·ℓ2 + (1 − λ_rec)·adv."""
 
-    def loss(batch: torch.Tensor) -> torch.Tensor:
-        target = batch[..., quarter : quarter + half, quarter : quarter + half] * 2.0 - 1.0
-        prediction = model(mean_fill_input(batch, hole))
-        return (weights * (prediction - target).square()).mean()
+    def __init__(
+        self, generator: nn.Module, dataset: Any, context: Any, *, lr: float, overlap: int, adversarial: bool,
+        lambda_rec: float, network: str,
+    ) -> None:
+        self.context, self.dataset, self.adversarial, self.lambda_rec = context, dataset, adversarial, lambda_rec
+        self.rows = dataset.index("train")
+        if not self.rows:
+            raise DataError(f"{dataset.name}: the train split has no samples")
+        device = context.device
+        self.hole = centre_hole(INPUT, device)
+        self.weights = overlap_weights(INPUT // 2, overlap, device)
+        description = {
+            "network": network,
+            "variant": "l2+adv" if adversarial else "l2",
+            "parameters": sum(p.numel() for p in generator.parameters()),
+            "optimizer": "Adam(betas=(0.5, 0.999))" + (f"; discriminator Adam at lr/10 = {lr / 10:g}" if adversarial else ""),
+            "lr": lr,
+            "loss": f"mean of w * (G(x) - x_centre)^2 in [-1, 1], w = {OVERLAP_WEIGHT:g} on the {overlap}-px border band "
+            "of the hole, 1 inside" + (f"; x {lambda_rec:g} + {1 - lambda_rec:g} x BCE adversarial" if adversarial else ""),
+            "input": "128x128 (train images area-resized), centred 64x64 hole filled with (117, 104, 123)/255",
+            "augmentation": "random horizontal flips",
+            "train_images": len(self.rows),
+            "batch_size": context.batch_size,
+            "steps": context.steps,
+            "paper_recipe": "batch 64, Adam 2e-4 (beta1 0.5), D at 1/10 of the G rate for l2+adv",
+        }
+        super().__init__(description, exported="generator")
+        self.networks["generator"] = generator.to(device).train()
+        self.optimizers["generator"] = torch.optim.Adam(generator.parameters(), lr=lr, betas=(0.5, 0.999))
+        if adversarial:
+            discriminator = ContextEncoderD(generator.encoder[0].out_channels).to(device)
+            self.networks["discriminator"] = discriminator
+            self.optimizers["discriminator"] = torch.optim.Adam(discriminator.parameters(), lr=lr / 10, betas=(0.5, 0.999))
+        self.batches = context.loader(self.batch)
 
-    description = {
-        "network": network,
-        "variant": "l2",
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "optimizer": "Adam(betas=(0.5, 0.999))",
-        "lr": lr,
-        "loss": f"mean of w * (G(x) - x_centre)^2 in [-1, 1], w = {OVERLAP_WEIGHT:g} on the {overlap}-px "
-        "border band of the hole, 1 inside",
-        "input": "128x128 (train images area-resized), centred 64x64 hole filled with (117, 104, 123)/255",
-        "augmentation": "random horizontal flips",
-        "train_images": len(images),
-        "batch_size": batch_size,
-        "steps": steps,
-        "paper_recipe": "batch 64, Adam 2e-4 (beta1 0.5), D at 1/10 of the G rate for l2+adv",
-    }
-    return TrainingRecipe(model, optimizer, None, image_batches(images, batch_size, seed, device), loss, description)
+    def batch(self, step: int) -> torch.Tensor:
+        """Float (B, 3, 128, 128) in [0, 1]: uniformly drawn train images, seeded flips; pure in (seed, step)."""
+        seed, images = self.context.seed, []
+        for item, row in enumerate(uniform_batch(len(self.rows), self.context.batch_size, seed, step)):
+            image = self.dataset.load(self.rows[row])["image"]
+            if image.shape[-2:] != (INPUT, INPUT):
+                image = F.interpolate(image[None], size=(INPUT, INPUT), mode="area")[0]
+            images.append(random_flip(image, step_rng(seed, step, 1 + item)))
+        return torch.stack(images)
+
+    def train_step(self, step: int) -> dict[str, float]:
+        ctx, g = self.context, self.networks["generator"]
+        images = ctx.shard(self.batches(step)).to(ctx.device)
+        quarter, half = INPUT // 4, INPUT // 2
+        target = images[..., quarter : quarter + half, quarter : quarter + half] * 2.0 - 1.0
+        with ctx.autocast():
+            prediction = g(mean_fill_input(images, self.hole))
+            reconstruction = (self.weights * (prediction.float() - target).square()).mean()
+        losses = {"l2": reconstruction.item()}
+        loss = reconstruction
+        if self.adversarial:
+            d, opt_d = self.networks["discriminator"], self.optimizers["discriminator"]
+            with ctx.autocast():
+                real, fake = d(target), d(prediction.detach())
+                d_loss = F.binary_cross_entropy_with_logits(real, torch.ones_like(real)) + \
+                    F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
+            opt_d.zero_grad(set_to_none=True)
+            ctx.backward(d_loss)
+            ctx.step(opt_d)
+            with ctx.autocast():
+                score = d(prediction)
+                adversarial = F.binary_cross_entropy_with_logits(score, torch.ones_like(score))
+            loss = self.lambda_rec * reconstruction + (1.0 - self.lambda_rec) * adversarial
+            losses.update(d=d_loss.item(), g_adversarial=adversarial.item())
+        opt_g = self.optimizers["generator"]
+        opt_g.zero_grad(set_to_none=True)
+        ctx.backward(loss)
+        ctx.step(opt_g)
+        return losses
 
 
 @hookimpl

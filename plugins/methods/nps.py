@@ -35,10 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness import DataError, Option, Sample, TrainingRecipe, UsageError, hookimpl
+from harness import DataError, Option, Sample, TrainContext, TrainingRecipe, UsageError, hookimpl
 from harness.checkpoints import find_weights, load_state_dict
 
-from .context_encoder import DECODER, ENCODER, INPUT, CentreHoleNetwork, centre_l2_recipe, decoder, encoder, centre_hole
+from .context_encoder import DECODER, ENCODER, INPUT, CentreHoleNetwork, CentreHoleRecipe, centre_hole, decoder, encoder
 from .inpainting_common import composite, hole_of, require_centred_square
 
 PAPER = (
@@ -157,6 +157,8 @@ class NPS(CentreHoleNetwork):
     )
     paper = PAPER
     batch_size = 1
+    model_options = ("width",)
+    default_batch_size = 64
     options = (
         Option("iterations", 100, "L-BFGS iterations per scale (official code: 100)"),
         Option("content_weight", 20.0, "weight of the content term E_c (official code: 2e1)"),
@@ -164,7 +166,10 @@ class NPS(CentreHoleNetwork):
         Option("tv_weight", 1e-4, "weight of the TV term (official code 1e-4; thesis beta 5e-6)"),
         Option("patch_stride", 2, "grid step of the source patches (official code: 2)"),
         Option("vgg_weights", "", "path of vgg19-dcbb9e9d.pth (default: the torch hub cache)"),
-        Option("lr", 2e-4, "content network training: Adam learning rate"),
+        Option("variant", "l2+adv", "content network training: l2, or l2+adv (the thesis's, lambda 0.999)",
+               choices=("l2", "l2+adv")),
+        Option("lambda_rec", 0.999, "content network training: reconstruction weight of l2+adv"),
+        Option("lr", 2e-4, "content network training: Adam learning rate (the discriminator uses 1/10)"),
         Option("overlap", 4, "content network training: width of the 10x-weighted hole border band"),
         Option("width", 64, "content network: channels of the first layer (paper 64)"),
     )
@@ -239,10 +244,13 @@ class NPS(CentreHoleNetwork):
             outputs.append(composite(estimate[0].cpu(), sample["masked"].float(), hole.cpu()))
         return outputs
 
-    def training_recipe(self, dataset: Any, batch_size: int, steps: int, seed: int, device: str) -> TrainingRecipe:
-        """The content network's ℓ2 recipe (the thesis gives no optimiser; Context Encoder's is used)."""
-        return centre_l2_recipe(self.build(), dataset, batch_size, steps, seed, device, self.config["lr"], self.config["overlap"],
-                                "NPS content network (ELU, FC bottleneck)")
+    def training_recipe(self, dataset: Any, context: TrainContext) -> TrainingRecipe:
+        """The content network's training (thesis Eq. 2.6-2.8: λ·ℓ2 + (1 − λ)·adv, λ = 0.999); the thesis gives
+        no optimiser, so Context Encoder's is used."""
+        cfg = self.config
+        return CentreHoleRecipe(self.build(), dataset, context, lr=cfg["lr"], overlap=cfg["overlap"],
+                                adversarial=cfg["variant"] == "l2+adv", lambda_rec=cfg["lambda_rec"],
+                                network="NPS content network (ELU, FC bottleneck)")
 
 
 @hookimpl

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from harness import DataError, Metric, Option, Sample, UsageError, hookimpl
