@@ -132,3 +132,69 @@ def test_nps_trains_its_content_network_and_runs_from_the_checkpoint(cli, vgg_we
                             "--option", "width=8", "--option", "iterations=1", "--checkpoint", out, "--limit", "1", "--json")
     assert code == 0, err
     assert json.loads(stdout)["method"]["checkpoint_sha256"] == manifest["weights_sha256"]
+
+
+def _train_log(out: Path) -> list[dict]:
+    """The per-step lines of a training log: {"step", "losses", "lr"}."""
+    lines = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    return [line for line in lines if "losses" in line]
+
+
+def test_context_encoder_l2_adv_trains_a_discriminator_at_a_tenth_of_the_rate(cli, synth_root, tmp_path):
+    out = tmp_path / "ce-adv"
+    code, _, err = cli("train", "--method", "context-encoder", "--dataset", "inpaint-synth", "--data-root", synth_root,
+                       "--option", "variant=l2+adv", "--option", "width=8", "--steps", "2", "--batch-size", "2",
+                       "--out", out, "--quiet")
+    assert code == 0, err
+    log = _train_log(out)
+    assert set(log[-1]["losses"]) == {"l2", "d", "g_adversarial"}
+    assert log[-1]["lr"] == {"generator": 2e-4, "discriminator": 2e-5}
+    assert "discriminator Adam at lr/10 = 2e-05" in json.loads((out / "manifest.json").read_text())["recipe"]["optimizer"]
+    code, _, err = cli("run", "--method", "context-encoder", "--dataset", "inpaint-synth", "--data-root", synth_root,
+                       "--option", "variant=l2+adv", "--option", "width=8", "--checkpoint", out, "--limit", "1")
+    assert code == 0, err
+
+
+@pytest.fixture
+def lpips_weights():
+    import torchvision
+
+    from harness_plugins.metrics.lpips import ALEXNET_FILE, CHANNELS, LPIPS_FILE
+
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.alexnet().state_dict(), folder / ALEXNET_FILE)
+    torch.save({f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1) for i, c in enumerate(CHANNELS)}, folder / LPIPS_FILE)
+    return folder
+
+
+def test_gh_bpt_block_wise_procedural_training(cli, synth_root, lpips_weights, tmp_path):
+    out = tmp_path / "bpt"
+    code, _, err = cli("train", "--method", "gh-bpt", "--dataset", "inpaint-synth", "--data-root", synth_root,
+                       "--option", "ngf=8", "--option", "block_steps=2", "--steps", "8", "--batch-size", "2",
+                       "--out", out, "--quiet")
+    assert code == 0, err
+    log = _train_log(out)
+    assert [entry["losses"]["phase"] for entry in log] == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert [entry["lr"]["generator"] for entry in log[1::2]] == pytest.approx([2e-4, 2e-5, 2e-6, 2e-7])
+    assert {"d", "g_adversarial", "ppl"} <= set(log[0]["losses"])
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "2 head steps, then 3 procedural blocks x 2 steps" in manifest["recipe"]["schedule"]
+    code, stdout, err = cli("run", "--method", "gh-bpt", "--dataset", "inpaint-synth", "--data-root", synth_root,
+                            "--dataset-option", "mask=random", "--option", "ngf=8", "--option", "block_steps=2",
+                            "--checkpoint", out, "--limit", "1", "--json")
+    assert code == 0, err
+    code, _, err = cli("train", "--method", "gh-bpt", "--dataset", "inpaint-synth", "--data-root", synth_root,
+                       "--option", "ngf=8", "--steps", "8", "--batch-size", "2", "--out", tmp_path / "short", "--quiet")
+    assert code == 2 and "block_steps" in err
+
+
+def test_bpt_schedule_blends_blocks_in_and_anneals():
+    from harness_plugins.methods.gh_bpt import BPTRecipe
+
+    recipe = BPTRecipe.__new__(BPTRecipe)
+    recipe.cfg, recipe.head_steps = {"block_steps": 10, "blend_fraction": 0.5}, 100
+    assert recipe.phase(0) == (0, 0.0) and recipe.phase(99) == (0, 0.0)
+    assert recipe.phase(100) == (1, 0.2) and recipe.phase(104) == (1, 1.0) and recipe.phase(109) == (1, 1.0)
+    assert recipe.phase(110) == (2, 0.2) and recipe.phase(129) == (3, 1.0)

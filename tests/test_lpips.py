@@ -43,10 +43,10 @@ def test_matches_pyiqa_lpips(weights):
 
 
 def test_metric_and_missing_weights(weights, tmp_path):
-    metric = LPIPS()
+    metric = LPIPS(target_field="image")
     image = torch.rand(3, 64, 64)
     values = metric.update([image.flip(-1)], [{"id": "a", "image": image}])
     assert values[0] > 0 and metric.compute()["lpips"] == values[0]
     (weights / LPIPS_FILE).unlink()
     with pytest.raises(DataError, match=LPIPS_FILE):
-        LPIPS().update([image], [{"id": "a", "image": image}])
+        LPIPS(target_field="image").update([image], [{"id": "a", "image": image}])

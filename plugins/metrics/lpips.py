@@ -25,6 +25,7 @@ from torch import nn
 
 from harness import DataError, Metric, Option, Sample, UsageError, hookimpl
 from harness.checkpoints import find_weights, load_state_dict
+from harness.data import sha256_file
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 LPIPS_FILE = "lpips_v0.1_alex.pth"
@@ -111,15 +112,21 @@ class LPIPS(Metric):
         Option("weights", "", f"the lpips package's weights/v0.1/alex.pth (default: ${LPIPS_ENV}, else {LPIPS_FILE} in the torch hub cache)"),
     )
 
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
+    def __init__(self, target_field: str | None = None, **options: Any) -> None:
+        super().__init__(target_field, **options)
         self._network: LPIPSAlex | None = None
         self.reset()
 
+    def weight_files(self) -> tuple[Path, Path]:
+        """(AlexNet, lin layers); a missing file raises `DataError` saying where to put it."""
+        return find_weights(ALEXNET_FILE), find_weights(LPIPS_FILE, self.config["weights"] or None, env=LPIPS_ENV)
+
+    def reads(self) -> dict[str, str]:
+        return {path.name: sha256_file(path) for path in self.weight_files()}
+
     def network(self) -> LPIPSAlex:
         if self._network is None:
-            lins = find_weights(LPIPS_FILE, self.config["weights"] or None, env=LPIPS_ENV)
-            self._network = LPIPSAlex.from_files(find_weights(ALEXNET_FILE), lins)
+            self._network = LPIPSAlex.from_files(*self.weight_files())
         return self._network
 
     def reset(self) -> None:
