@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness import DataError, Method, Option, Sample, TrainContext, TrainingRecipe, UsageError, hookimpl
+from harness import DataError, Method, Option, Sample, TrainContext, TrainingRecipe, UsageError, count_parameters, hookimpl
 from harness.checkpoints import load_into
 from harness.train.augment import random_flip
 from harness.train.samplers import step_rng, uniform_batch
@@ -220,7 +220,7 @@ class CentreHoleRecipe(TrainingRecipe):
         description = {
             "network": network,
             "variant": "l2+adv" if adversarial else "l2",
-            "parameters": sum(p.numel() for p in generator.parameters()),
+            "parameters": count_parameters(generator).params,
             "optimizer": "Adam(betas=(0.5, 0.999))" + (f"; discriminator Adam at lr/10 = {lr / 10:g}" if adversarial else ""),
             "lr": lr,
             "loss": f"mean of w * (G(x) - x_centre)^2 in [-1, 1], w = {OVERLAP_WEIGHT:g} on the {overlap}-px border band "

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness import DataError, Method, Option, Sample, TrainContext, TrainingRecipe, UsageError, hookimpl
+from harness import DataError, Method, Option, Sample, TrainContext, TrainingRecipe, UsageError, count_parameters, hookimpl
 from harness.checkpoints import find_weights, load_into
 from harness.train.augment import random_flip
 from harness.train.samplers import step_rng, uniform_batch
@@ -182,7 +182,7 @@ class BPTRecipe(TrainingRecipe):
         lins = find_weights(LPIPS_FILE, cfg["ppl_weights"] or None, env=LPIPS_ENV)
         self.perceptual = LPIPSAlex.from_files(find_weights(ALEXNET_FILE), lins).to(device)
         description = {
-            "parameters": sum(p.numel() for p in generator.parameters()),
+            "parameters": count_parameters(generator).params,
             "schedule": f"{self.head_steps} head steps, then {blocks} procedural blocks x {cfg['block_steps']} steps; "
             f"block i blends in linearly over the first {cfg['blend_fraction']:g} of its phase",
             "optimizer": f"Adam(lr {cfg['lr']:g} x 10^-i in phase i, betas (0.5, 0.999)) for G and the 3 discriminators "

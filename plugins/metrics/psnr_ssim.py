@@ -422,6 +422,7 @@ def hole_composite(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
     pixels = kept.flatten(1).sum(dim=1)
     if not bool((pixels > 0).all()):
         raise DataError(f"{who}: region='hole' needs a non-empty hole mask")
+    hole = hole if pred.dim() == 4 else hole[0]
     return torch.where(hole, pred, target.to(pred.device)), pixels.double().cpu()
 
 
