@@ -65,9 +65,12 @@ def test_every_method_runs_on_inpaint_synth(cli, vgg_weights, synth_root, method
     assert code == 0, err
     record = json.loads(out)
     metrics = record["metrics"]
-    assert set(metrics) == {"l1", "l2", "psnr", "ssim"}
+    assert set(metrics) == {"l1", "l1@full", "l2", "l2@full", "psnr", "ssim"}
     assert metrics["psnr"]["params"]["region"] == "hole" and metrics["l1"]["params"]["region"] == "hole"
+    assert metrics["l1@full"]["params"] == {**metrics["l1"]["params"], "region": "full"}
     assert metrics["l1"]["params"]["percent"] and 0 < metrics["l1"]["values"]["l1"] < 100
+    # the known pixels are kept, so the whole-image error is the hole's diluted by the image/hole area ratio (4)
+    assert metrics["l1@full"]["values"]["l1"] == pytest.approx(metrics["l1"]["values"]["l1"] / 4, rel=1e-6)
     assert record["dataset"]["layout"]["masks"]["kind"] == "center"
 
 

@@ -37,20 +37,26 @@ SUBSET_SALT = "harness-inpainting-subset-v1"
 
 TABLE_2_1_METRICS: dict[str, dict[str, Any]] = {
     "l1": {"reduction": "mean", "region": "hole", "percent": True},
+    "l1@full": {},
     "l2": {"reduction": "mean", "region": "hole", "percent": True},
+    "l2@full": {},
     "psnr": {"color": "rgb", "region": "hole"},
     "ssim": {"color": "rgb"},
 }
-"""Thesis Table 2.1 (Paris StreetView): mean ℓ1/ℓ2 in percent of [0, 1] and PSNR, on the hole."""
+"""Thesis Table 2.1 (Paris StreetView): mean ℓ1/ℓ2 in percent of [0, 1] and PSNR, on the hole; the ``@full``
+labels give ℓ1/ℓ2 over the whole image (the table does not say which region it means). A label's
+parameters are its metric's protocol parameters (keyed by metric name) with the tag's region."""
 
 TABLE_3_2_METRICS: dict[str, dict[str, Any]] = {
     "l1": {"reduction": "sum", "region": "full"},
+    "l1@hole": {},
     "l2": {"reduction": "sum", "region": "full"},
+    "l2@hole": {},
     "ssim": {"color": "rgb"},
     "psnr": {"color": "rgb", "region": "hole"},
 }
 """Thesis Table 3.2: ℓ1/ℓ2 summed over all pixels (and channels) of the [0, 1] image, whole-image SSIM;
-the hole PSNR is an extra column."""
+``@hole`` labels and the hole PSNR are extra columns."""
 
 
 def fixed_subset(names: list[str], count: int, salt: str = SUBSET_SALT) -> list[str]:

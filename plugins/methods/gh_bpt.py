@@ -12,9 +12,13 @@ Chosen where the thesis is silent (recorded with the method options): channel wi
 global generator, which the thesis says it resembles, ``ngf`` option), 3×3 kernels, zero padding, the mask
 as a fourth input channel (chapter 7 says inpainting networks get it "as an additional input").
 
-The training objective (Patch Perceptual Loss on the hole at two scales, multi-scale conditional PatchGAN
-loss with hole-overlapping patches labelled fake, adversarial loss annealing 10^-i per added block) needs the
-multi-network training protocol; `patch_labels` and `PatchDiscriminator` here are its building blocks.
+Training (`BPTRecipe`): Patch Perceptual Loss (LPIPS v0.1 AlexNet, local weights) between the hole's
+bounding box of G(s) and x at zoom 1 and 2 (the global zoom is not given), plus three conditional 70×70
+PatchGANs at scales 1, 1/2, 1/4 (pix2pixHD's, a guess) whose patches are fake exactly where their receptive
+field touches the hole (`patch_labels`); random 1/4-1/2 rectangle holes per sample; Adam (β1 0.5) for G
+and the discriminators. ``gh-bpt`` trains the head for ``--steps`` − 3·``block_steps`` steps, then block i
+for ``block_steps`` steps at lr0·10^-i and λ_adv·10^-i, its blend rising linearly to 1 over
+``blend_fraction`` of the phase (the schedule is not given).
 """
 
 from __future__ import annotations
