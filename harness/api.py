@@ -293,6 +293,14 @@ class Dataset(Plugin):
         """Decode one row of `index` into a full sample (the fields its task names)."""
         raise UsageError(f"dataset {self.name!r} cannot load single samples (no load())")
 
+    def derived_digest(self, split: str) -> str | None:
+        """Digest of what the samples derive from beyond `files` (e.g. generated inpainting masks).
+
+        Mixed into the data digest recorded with every result, so a changed derivation is a changed
+        data set; ``None`` when the samples are read from the files alone.
+        """
+        return None
+
     def samples(self, split: str) -> Iterator[Sample]:
         """Every sample of a split, decoded one at a time (evaluation iterates this)."""
         self.verify(split)

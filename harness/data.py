@@ -72,9 +72,12 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def digest_files(files: Iterable[Path], root: Path) -> str:
-    """One sha256 over the relative paths and contents of ``files`` (order-independent)."""
+def digest_files(files: Iterable[Path], root: Path, derived: str | None = None) -> str:
+    """One sha256 over the relative paths and contents of ``files`` (order-independent), plus the
+    dataset's `derived_digest` when it has one."""
     digest = hashlib.sha256()
+    if derived is not None:
+        digest.update(f"derived:{derived}\n".encode())
     for path in sorted(files):
         digest.update(str(path.relative_to(root) if path.is_relative_to(root) else path).encode())
         digest.update(b"\0")

@@ -220,7 +220,7 @@ def plan_cell(spec: RunSpec, plugins: Plugins) -> Cell:
 
     dataset.verify(split)
     files = dataset.files(split)
-    data_sha256 = digest_files(files, dataset.root)
+    data_sha256 = digest_files(files, dataset.root, dataset.derived_digest(split))
     checkpoint_sha256 = path_digest(checkpoint) if checkpoint is not None else None
     reference = dataset.reference(split) if any(m.uses_reference for m in metrics.values()) else None
     if reference is not None:

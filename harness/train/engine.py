@@ -160,7 +160,7 @@ def train(
 ) -> dict[str, Any]:
     """Train (or resume training) and return the manifest."""
     dataset.verify(spec.split)
-    data_digest = digest_files(dataset.files(spec.split), dataset.root)
+    data_digest = digest_files(dataset.files(spec.split), dataset.root, dataset.derived_digest(spec.split))
     identity = _identity(method, dataset, spec, data_digest)
     previous = check_out_folder(out)
     if previous is not None and previous.get("identity") != identity:

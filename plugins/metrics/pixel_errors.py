@@ -100,6 +100,8 @@ class _PixelError(Metric):
     higher_is_better = False
     outputs = frozenset({"image"})
     needs_paired_target = True
+    preset_option = "region"
+    """``l1@hole`` / ``l1@full``: the same error over the inpainting hole and over the whole image."""
     paper = "Yang, Deep Generative Models for Image Translation (USC PhD thesis, 2019), Tables 2.1, 3.2, 6.1"
     version = "1"
     options = (

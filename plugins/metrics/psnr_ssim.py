@@ -87,6 +87,7 @@ KERNELS = ("gaussian", "uniform")
 COVARIANCES = ("population", "sample")
 PADDINGS = ("valid", "zero-same", "reflect-same")
 AGGREGATIONS = ("per-image-mean", "pooled-mse")
+REGIONS = ("full", "hole")
 
 LUMA: dict[str, tuple[tuple[int, int, int], int, int]] = {
     # color: integer RGB weights, their denominator, offset (8-bit levels): exact for 8-bit inputs.
@@ -405,9 +406,46 @@ def _psnr_from(sse: torch.Tensor, peak: torch.Tensor, count: int) -> torch.Tenso
     return 10.0 * torch.log10(peak * peak / (sse / count))
 
 
-def psnr(pred: torch.Tensor, target: torch.Tensor, *, convention: str = "matlab", **params: Any) -> torch.Tensor:
-    """Per-image PSNR in dB (functional twin of the ``psnr`` metric; see the module docstring)."""
+def hole_composite(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, p: dict[str, Any], who: str
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """For PSNR over an inpainting hole: the prediction inside the hole and the target outside (so the
+    whole-image squared error is the hole's, every scoring step being per pixel), and the number of
+    scored pixels of each image's hole after ``crop_border``."""
+    mask = mask.unsqueeze(0) if mask.dim() == 3 else mask
+    if mask.dim() != 4 or mask.shape[1] != 1 or mask.shape[-2:] != pred.shape[-2:]:
+        raise DataError(f"{who}: the hole mask {tuple(mask.shape)} does not fit images {tuple(pred.shape)}")
+    if p["data_range"] == "pred-range":
+        raise UsageError(f"{who}: region='hole' needs a fixed data_range, not 'pred-range'")
+    hole = (mask > 0.5).to(pred.device)
+    border = p["crop_border"]
+    kept = hole[..., border : hole.shape[-2] - border, border : hole.shape[-1] - border]
+    pixels = kept.flatten(1).sum(dim=1)
+    if not bool((pixels > 0).all()):
+        raise DataError(f"{who}: region='hole' needs a non-empty hole mask")
+    hole = hole if pred.dim() == 4 else hole[0]
+    return torch.where(hole, pred, target.to(pred.device)), pixels.double().cpu()
+
+
+def _hole_values(full: torch.Tensor, pixels: torch.Tensor, shape: tuple[int, ...], p: dict[str, Any]) -> torch.Tensor:
+    """Whole-image PSNR of a `hole_composite` → PSNR over the hole: MSE over the hole's values only."""
+    border = p["crop_border"]
+    area = (shape[-2] - 2 * border) * (shape[-1] - 2 * border)
+    return full - 10.0 * torch.log10(area / pixels.to(full.device))
+
+
+def psnr(
+    pred: torch.Tensor, target: torch.Tensor, *, convention: str = "matlab", mask: torch.Tensor | None = None,
+    **params: Any,
+) -> torch.Tensor:
+    """Per-image PSNR in dB (functional twin of the ``psnr`` metric; see the module docstring).
+
+    With ``mask`` ((1,H,W) or (N,1,H,W), 1 inside an inpainting hole) the MSE is taken over the hole only."""
     p = resolve_params("psnr", convention, **params)
+    if mask is not None:
+        check_pair(pred, target, "psnr")
+        composite, pixels = hole_composite(pred, target, mask, p, "psnr")
+        values = psnr(composite, target, convention=convention, **params)
+        return _hole_values(values.reshape(-1), pixels, tuple(pred.shape), p).reshape(values.shape)
     values = torch.cat([_psnr_from(*_psnr_parts(x, y, p)) for x, y, _ in _prepared(pred, target, p, "psnr")])
     return values[0] if pred.dim() == 3 else values
 
@@ -575,6 +613,8 @@ def _options(metric: str) -> tuple[Option, ...]:
         return common + (
             Option("aggregation", "per-image-mean", "per-image-mean (papers) or pooled-mse (PSNR of the "
                    "MSE pooled over all pixels, torchmetrics)", choices=AGGREGATIONS),
+            Option("region", "full", "full: the whole image; hole: only the inpainting hole (sample 'mask')",
+                   choices=REGIONS),
         )
     return common + (
         Option("kernel", None, "SSIM window weights: gaussian or uniform", type=str, choices=KERNELS),
@@ -679,6 +719,26 @@ class PSNR(_ImageSimilarity):
         self._sse += float(sse.sum())
         self._count += count * x.shape[0]
         return _psnr_from(sse, peak, count)
+
+    def update(self, predictions: list[Any], samples: list[Sample]) -> list[float]:
+        if self.config["region"] == "full":
+            return super().update(predictions, samples)
+        composites, pixels = [], []
+        for prediction, sample in zip(predictions, samples, strict=True):
+            who = f"{self.name}: sample {sample.get('id')!r}"
+            if sample.get("mask") is None:
+                raise UsageError(f"{who}: region='hole' needs samples with an inpainting 'mask'")
+            check_pair(prediction, self.target(sample), who)
+            composite, count = hole_composite(prediction, self.target(sample), sample["mask"], self.params, who)
+            composites.append(composite)
+            pixels.append(count)
+        start, count_before = len(self._values), self._count
+        full = torch.tensor(super().update(composites, samples), dtype=torch.float64)
+        channels = 3 if self.params["color"] == "rgb" else 1
+        values = [float(_hole_values(full[i : i + 1], pixels[i], tuple(p.shape), self.params)) for i, p in enumerate(composites)]
+        self._values[start:] = values
+        self._count = count_before + int(sum(float(count) for count in pixels)) * channels
+        return values
 
     def compute(self) -> dict[str, float]:
         mean = self._mean()
