@@ -9,6 +9,7 @@ queueing it. Needs ``pip install "harness[slurm]"``.
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -18,6 +19,8 @@ from harness.api import Executor, Job, JobResult
 from harness.errors import UsageError
 
 POLL_SECONDS = 1.0
+LOST_AFTER = 10.0
+"""Seconds a finished array task may take to show its result file (shared filesystems lag)."""
 
 
 class SlurmExecutor(Executor):
@@ -56,15 +59,24 @@ class SlurmExecutor(Executor):
         except Exception as exc:  # sbatch missing or refusing the job
             raise UsageError(f"--executor slurm: submitting the job array failed: {exc}") from None
         pending = dict(zip(submitted, jobs))
+        gone_since: dict[Any, float] = {}
         try:
             while pending:
                 finished = [handle for handle in pending if handle.done()]
+                if not finished and cfg["cluster"] == "slurm":
+                    finished = _vanished(pending, gone_since)
                 if not finished:
                     yield None
                     time.sleep(POLL_SECONDS)
                     continue
                 for handle in finished:
                     job = pending.pop(handle)
+                    if not handle.done():
+                        result = {"status": "lost", "error": {"type": "SlurmJobLost", "message": (
+                            f"Slurm job {handle.job_id} ended without a result (killed, out of time or memory, "
+                            f"or its node failed); its logs: {handle.paths.stderr}")}}
+                        yield job, result
+                        continue
                     try:
                         result = handle.result()
                     except Exception as exc:  # the task was killed, timed out or its node failed
@@ -75,6 +87,28 @@ class SlurmExecutor(Executor):
         finally:
             for handle in pending:
                 handle.cancel(check=False)
+
+
+def _vanished(pending: dict[Any, Job], gone_since: dict[Any, float]) -> list[Any]:
+    """Array tasks Slurm no longer lists that left no result for ``LOST_AFTER`` seconds.
+
+    submitit learns a task's fate from ``sacct``; clusters without accounting (or whose accounting
+    lags) never report a task killed with SIGKILL, so ``squeue`` is asked which tasks still exist.
+    """
+    masters = sorted({str(handle.job_id).split("_")[0] for handle in pending})
+    listed = subprocess.run(["squeue", "-h", "-r", "-o", "%i", "--jobs", ",".join(masters)],
+                            capture_output=True, text=True)
+    if listed.returncode != 0:
+        return []
+    alive = set(listed.stdout.split())
+    now = time.monotonic()
+    lost = []
+    for handle in pending:
+        if str(handle.job_id) in alive:
+            gone_since.pop(handle, None)
+        elif now - gone_since.setdefault(handle, now) >= LOST_AFTER:
+            lost.append(handle)
+    return lost
 
 
 @hookimpl
