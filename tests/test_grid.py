@@ -192,7 +192,7 @@ def test_suites_lists_the_shipped_quickstart(cli):
     code, out, err = cli("suites")
     assert code == 0 and out.startswith("quickstart: ") and "rain-synth" in out
     code, out, err = cli("suites", "quickstart")
-    assert "train:" in out and "steps: 100" in out
+    assert "train:" in out and "steps: 60" in out
 
 
 def test_killed_driver_loses_only_cells_in_flight(env, tmp_path):

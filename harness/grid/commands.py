@@ -99,7 +99,8 @@ def run_grid(request: GridRequest, args: argparse.Namespace, plugins: Plugins) -
         return code
     records = run.records()
     if records:
-        out.print(results_table(records, title=f"{suite_title(request.suite)} · results in {store.root}"))
+        out.print(results_table(records, title=suite_title(request.suite)))
+        out.print(f"results: {store.root}", markup=False)
     counts = run.state.counts()
     out.print(" · ".join(f"{n} {state}" for state, n in counts.items() if n))
     for job in run.state.jobs.values():
@@ -165,9 +166,6 @@ def cmd_status(args: argparse.Namespace, plugins: Plugins) -> int:
 def cmd_demo(args: argparse.Namespace, plugins: Plugins) -> int:
     request = GridRequest(suite=load_suite(DEMO_SUITE), results=args.results or default_results_root(),
                           plugins_dirs=tuple(args.plugins_dir or ()))
-    for name, value in (("executor", "local"), ("executor_option", []), ("ray_address", None), ("dry_run", False),
-                        ("json", False)):
-        setattr(args, name, value)
     return run_grid(request, args, plugins)
 
 
@@ -201,8 +199,8 @@ def add_grid_commands(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="auto (CUDA when available), cpu or cuda; with CUDA the local executor runs one worker per GPU")
     p.add_argument("--executor", default="local", help="where cells run: local (default), ray, slurm, or a plugin's")
     p.add_argument("--executor-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="an executor option, e.g. partition=gpu, max_parallel=8 (see `harness info`-style help "
-                        "in docs/grid.md)")
+                   help="an executor option, e.g. partition=gpu or max_parallel=8 (repeatable; docs/grid.md "
+                        "lists each executor's options)")
     p.add_argument("--ray-address", help="ray executor: cluster address (default: start a local cluster)")
     p.add_argument("--force", action="store_true", help="run every cell again, even stored ones")
     p.add_argument("--rerun-failed", action="store_true", help="run again the cells whose last run failed")
@@ -227,4 +225,4 @@ def add_grid_commands(sub: Any, common: argparse.ArgumentParser) -> None:
                        description="Train each learned method of the `quickstart` suite for a small fixed budget on "
                                    "bundled data, evaluate every cell and print the table. A second run is cached.")
     executor_flags(p)
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func=cmd_demo, executor="local", executor_option=[], ray_address=None, dry_run=False, json=False)
