@@ -75,10 +75,12 @@ def results_table(records: Iterable[dict[str, Any]], title: str = "") -> Table:
     values: dict[str, dict[tuple[str, str], float | None]] = defaultdict(dict)
     for record in records:
         dataset = record["dataset"]["name"]
-        for metric in record.get("metrics", {}).values():
+        for label, metric in record.get("metrics", {}).items():
+            tag = label.partition("@")[2]  # ssim and ssim@official both report "ssim": keep them apart
             for key, value in metric["values"].items():
-                columns.setdefault((dataset, key), bool(metric["higher_is_better"]))
-                values[record["method"]["name"]][(dataset, key)] = value
+                column = (dataset, f"{key}@{tag}" if tag else key)
+                columns.setdefault(column, bool(metric["higher_is_better"]))
+                values[record["method"]["name"]][column] = value
     table = Table(title=title or None)
     table.add_column("method")
     for (dataset, key), higher in columns.items():
