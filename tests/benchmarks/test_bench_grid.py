@@ -55,7 +55,7 @@ def test_rerun_of_a_finished_20_cell_grid(benchmark, demo_pairs, tmp_path, capsy
     assert per_cell <= 0.050
 
 
-def test_two_local_workers_vs_sequential(benchmark, isolated_env, tmp_path, capsys):
+def test_two_local_workers_vs_sequential(benchmark, isolated_env, tmp_path, capsys, monkeypatch):
     """Six CPU-bound cells (untrained two-stage S-DSEN on 6 rain-synth images each)."""
     methods = "\n".join(f"  - {{name: s-dsen, untrained: true, options: {{stages: 2, lr: {0.001 * (i + 1)}}}}}"
                         for i in range(6))
@@ -63,6 +63,8 @@ def test_two_local_workers_vs_sequential(benchmark, isolated_env, tmp_path, caps
     assert main(["run", "--method", "identity", "--dataset", "rain-synth", "--limit", "1", "--quiet"]) == 0
 
     def timed(workers: int, index: int) -> float:
+        # a cache of its own per run: otherwise the second run reuses the first one's stored predictions
+        monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / f"cache-{workers}-{index}"))
         tick = time.perf_counter()
         code = grid("--suite", suite, "--workers", workers, "--quiet", "--results", tmp_path / f"r-{workers}-{index}")
         assert code == 0, capsys.readouterr().err
