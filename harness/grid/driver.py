@@ -245,9 +245,10 @@ class GridRun:
                 classify(cell, self.plugins, past, self.request)
             except (DataError, UsageError) as exc:
                 cell.state, cell.note = "failed", str(exc)
-            cell.note = cell.note if cell.state != "queued" else ""
             if cell.state != "queued":
                 self._set(cell.id, cell.state, cell.note)
+            else:
+                cell.note = self.state.jobs[cell.id].note = ""
 
     def _run_cells(self) -> None:
         todo = {cell.id: cell for cell in self.plan.cells if cell.state == "queued"}
