@@ -8,7 +8,7 @@ re-identification, ...) needs new plugins, never a change to the core.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -209,6 +209,9 @@ class Method(Plugin):
     """Same inputs, weights and options give the same predictions; if False, stored predictions are never reused."""
     model_options: ClassVar[tuple[str, ...]] = ()
     """Options that shape the network: a checkpoint trained with other values is refused (training manifest)."""
+    scores_external_outputs: ClassVar[bool] = False
+    """True for methods that score outputs produced elsewhere (a folder of images, a features file) given
+    by an option or ``--checkpoint``: a grid over all installed plugins includes them only when given one."""
 
     def build(self) -> Any | None:
         """Create the network (``torch.nn.Module``) with random weights, or ``None`` for model-free methods."""
@@ -398,3 +401,42 @@ class Metric(Plugin):
 
     def bind_model(self, method: Method, task: Task, device: str) -> None:
         """Called for `needs_model` metrics before scoring, with the loaded method and the task."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One unit of grid work (train a method, or evaluate a cell), as an executor sees it.
+
+    ``payload`` is plain JSON data so any executor can ship a job to another process or node;
+    ``cpus``/``gpus`` are what one job needs, for executors that reserve resources.
+    """
+
+    id: str
+    kind: str
+    payload: Mapping[str, Any]
+    cpus: int = 1
+    gpus: int = 0
+
+
+JobResult = dict[str, Any]
+"""What a job function returns: at least ``"status"`` (``ok``/``failed``/``lost``) and, when failed, ``"error"``."""
+
+
+class Executor(Plugin):
+    """Runs grid jobs somewhere: worker processes, a Ray cluster, a Slurm queue, a site's own scheduler.
+
+    The driver owns planning, caching and the result index; an executor only calls ``function(job)``
+    for each job (``function`` is an importable top-level function, so it pickles by reference)
+    and reports results. Workers write run folders into the shared results directory themselves.
+    """
+
+    def map(
+        self, function: Callable[[Job], JobResult], jobs: Sequence[Job], workdir: Path
+    ) -> Iterator[tuple[Job, JobResult] | None]:
+        """Run ``function`` on every job; yield ``(job, result)`` as each finishes, in any order.
+
+        Yield ``None`` at least every second or so while waiting, so the driver can refresh its
+        view. A job whose worker died must still be yielded, with ``{"status": "lost", "error": ...}``.
+        ``workdir`` is a folder in the results directory for the executor's own files (logs, scripts).
+        """
+        raise NotImplementedError

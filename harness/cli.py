@@ -31,6 +31,7 @@ from .run.threads import configure_threads
 from .train import distributed
 from .train.engine import TrainSpec, train
 from .train.evaluation import evaluator
+from .grid.commands import add_grid_commands
 
 EPILOG = """exit codes: 0 success; 1 a run failed (a method or metric crashed, non-finite predictions: the failed
 record is kept) or `harness plugins` found a failed plugin; 2 usage or data error (bad option, missing or corrupt
@@ -596,6 +597,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_cache)
 
     add_publish_parsers(sub, common)
+    add_grid_commands(sub, common)
     return parser
 
 

@@ -36,6 +36,11 @@ def harness_register_metrics(register: Callable[[type], None]) -> None:
 
 
 @hookspec
+def harness_register_executors(register: Callable[[type], None]) -> None:
+    """Register `harness.api.Executor` subclasses (where `harness grid` runs its jobs)."""
+
+
+@hookspec
 def harness_run_started(run: dict[str, Any]) -> None:
     """A run (one or more cells) is about to start; ``run`` describes it."""
 
@@ -53,3 +58,8 @@ def harness_cell_finished(cell: dict[str, Any], record: dict[str, Any]) -> None:
 @hookspec
 def harness_run_finished(run: dict[str, Any], records: list[dict[str, Any]]) -> None:
     """A run finished; ``records`` are its cells' records."""
+
+
+@hookspec
+def harness_cell_progress(cell: dict[str, Any], done: int, total: int | None) -> None:
+    """``done`` samples of a cell have been scored (``total`` if known); for live progress views."""

@@ -25,7 +25,7 @@ from typing import Any, Callable
 import pluggy
 
 from . import hookspecs, tasks
-from .api import Dataset, Method, Metric, Task
+from .api import Dataset, Executor, Method, Metric, Task
 from .errors import UsageError
 from .registry import DuplicateName, Registry
 
@@ -92,7 +92,7 @@ def _module_file(module: str) -> Path | None:
 
 
 class Plugins:
-    """A loaded plugin set: the pluggy manager, the four registries and per-plugin load reports."""
+    """A loaded plugin set: the pluggy manager, the registries and per-plugin load reports."""
 
     def __init__(self, plugins_dirs: list[Path] | None = None, entry_points: bool = True) -> None:
         self.pm = pluggy.PluginManager("harness")
@@ -101,6 +101,7 @@ class Plugins:
         self.methods: Registry[type[Method]] = Registry("method")
         self.datasets: Registry[type[Dataset]] = Registry("dataset")
         self.metrics: Registry[type[Metric]] = Registry("metric")
+        self.executors: Registry[type[Executor]] = Registry("executor")
         self.info: dict[str, PluginInfo] = {}
 
         self._add(tasks, "harness.tasks", "harness (core)", _harness_version())
@@ -164,6 +165,7 @@ class Plugins:
             ("harness_register_methods", self.methods, Method),
             ("harness_register_datasets", self.datasets, Dataset),
             ("harness_register_metrics", self.metrics, Metric),
+            ("harness_register_executors", self.executors, Executor),
         ]
         raised: set[str] = set()  # plugins whose hook raised are not asked again; a refused name is no reason
         for hook_name, registry, base in kinds:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -32,13 +33,20 @@ NUMERIC_LIBRARIES = (
 
 
 def library_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
+    """Versions of Python and the numeric libraries (a fresh dict; the lookup is done once per process)."""
+    return dict(_installed_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _installed_versions() -> tuple[tuple[str, str], ...]:
+    """Reading package metadata costs ~30 ms per library; a grid plans hundreds of cells per process."""
+    versions = [("python", platform.python_version())]
     for name in NUMERIC_LIBRARIES:
         try:
-            versions[name] = importlib.metadata.version(name)
+            versions.append((name, importlib.metadata.version(name)))
         except importlib.metadata.PackageNotFoundError:
             continue
-    return versions
+    return tuple(versions)
 
 
 def git_commit(path: Path | None = None) -> dict[str, Any] | None:

@@ -28,7 +28,7 @@ import time
 import traceback
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from tqdm import tqdm
@@ -329,7 +329,10 @@ def execute_cell(
                 if folder is None and reusable:
                     staging = stack.enter_context(cache.stage(PREDICTIONS, cell.keys.prediction))
                 writer = PredictionWriter(staging.path) if staging is not None else None
-                kept = _predict_and_score(cell, todo, folder, writer, rows, images, timings, progress)
+                kept = _predict_and_score(
+                    cell, todo, folder, writer, rows, images, timings, progress,
+                    lambda done, total: plugins.pm.hook.harness_cell_progress(cell=cell_info, done=done, total=total),
+                )
                 if writer is not None and staging is not None:
                     if kept:
                         writer.close({"method": method.name, "dataset": cell.dataset.name, "split": cell.split})
@@ -369,6 +372,7 @@ def execute_cell(
 def _predict_and_score(
     cell: Cell, todo: dict[str, Metric], stored: Path | None, writer: PredictionWriter | None,
     rows: list[dict[str, Any]], images: list[tuple[str, Any]], timings: dict[str, float], progress: bool,
+    on_progress: Callable[[int, int | None], None],
 ) -> bool:
     """Stream the split in batches: predictions from the store or the model, fed to the metrics to run.
 
@@ -418,6 +422,7 @@ def _predict_and_score(
             if task.output == "image" and len(images) < spec.save_images:
                 images.extend((str(s["id"]), p) for s, p in zip(batch[: spec.save_images - len(images)], predictions))
             bar.update(len(batch))
+            on_progress(len(rows), total)
     if not rows:
         raise DataError(f"dataset {dataset.name!r} split {cell.split!r} yielded no samples from {dataset.root}")
     return kept

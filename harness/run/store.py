@@ -69,8 +69,11 @@ def default_results_root() -> Path:
 class ResultStore:
     """Writes run records atomically and answers queries through the SQLite index."""
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, index: bool = True) -> None:
+        """``index=False`` for grid workers: they only write run folders, the driver indexes them
+        (SQLite must never be written from many nodes over a network filesystem)."""
         self.root = Path(root) if root is not None else default_results_root()
+        self.indexing = index
         self.runs_dir = self.root / "runs"
         self.index_path = self.root / "index.sqlite"
 
@@ -103,7 +106,8 @@ class ResultStore:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        self._index(record, final / "record.json")
+        if self.indexing:
+            self._index(record, final / "record.json")
         return final / "record.json"
 
     # -- index -----------------------------------------------------------------------------------
@@ -129,6 +133,27 @@ class ResultStore:
     def _index(self, record: dict[str, Any], path: Path) -> None:
         with closing(self._connect()) as connection, connection:
             _insert(connection, record, path)
+
+    def index_record(self, path: Path) -> dict[str, Any]:
+        """Index one run folder's ``record.json`` written elsewhere (by a grid worker); returns the record."""
+        record = json.loads(Path(path).read_text())
+        self._index(record, Path(path))
+        return record
+
+    def sync_index(self) -> int:
+        """Index run folders missing from the index (written by workers after their driver died)."""
+        if not self.runs_dir.exists():
+            return 0
+        if not self.index_path.exists():
+            return self.rebuild_index()
+        with closing(self._connect()) as connection, connection:
+            known = {row[0] for row in connection.execute("SELECT run_id FROM runs")}
+            added = 0
+            for path in sorted(self.runs_dir.glob("*/record.json")):
+                if path.parent.name not in known:
+                    _insert(connection, json.loads(path.read_text()), path)
+                    added += 1
+        return added
 
     def rebuild_index(self) -> int:
         """Recreate the index from the run directories; returns the number of records indexed."""

@@ -54,6 +54,7 @@ class FromFolder(Method):
         "Scores precomputed output images read from a folder (path=DIR or --checkpoint DIR), matched by sample id."
     )
     tasks = frozenset({"deraining", "inpainting", "unpaired-translation", "pose-transfer", "descriptor-inversion"})
+    scores_external_outputs = True
     options = (
         Option("path", None, "folder of output images (alternatively pass it as --checkpoint)", type=str),
         Option(

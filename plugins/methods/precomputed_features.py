@@ -45,6 +45,7 @@ class PrecomputedFeatures(Method):
     name = "precomputed-features"
     description = "Released re-id features (.npz, or .mat such as pytorch_result.mat) looked up by image path."
     tasks = frozenset({"reidentification"})
+    scores_external_outputs = True
     batch_size = 1024
     options = (
         Option("path", "", "features file (.npz or .mat); --checkpoint FILE does the same"),
