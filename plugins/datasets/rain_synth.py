@@ -16,11 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import shutil
-import struct
-import tempfile
-import zlib
 from pathlib import Path
 from typing import Any
 from collections.abc import Callable
@@ -30,11 +25,12 @@ from scipy import ndimage
 
 from harness import DataError, hookimpl
 
+from . import generated
+from .generated import MANIFEST, png_bytes, source_photo  # noqa: F401  (png_bytes: public since rain-synth)
 from .rain import PairedRainDataset
 
 GENERATOR_VERSION = 1
 SEED = 20190922
-MANIFEST = "manifest.json"
 GENERATOR = "harness rain-synth"
 SIZE = (96, 128)
 """(height, width) of landscape images; every fourth image is portrait (128, 96), as Rain100H mixes both."""
@@ -48,16 +44,6 @@ COUNTS = {"train": 40, "test": 12}
 
 DIRECTIONS = (-30.0, -15.0, 0.0, 15.0, 30.0)
 """Dominant streak angles from vertical, in degrees: Rain100H is 'synthesized with five rain streak directions'."""
-
-
-def source_photo(name: str) -> np.ndarray:
-    """One bundled scikit-image photograph as uint8 (H, W, 3); these load from the wheel, offline."""
-    from skimage import data
-
-    if name.startswith("motorcycle_"):
-        left, right, _ = data.stereo_motorcycle()
-        return left if name == "motorcycle_left" else right
-    return getattr(data, name)()
 
 
 def streak_kernel(length: float, angle: float) -> np.ndarray:
@@ -118,39 +104,14 @@ def synthesize(split: str) -> list[tuple[np.ndarray, np.ndarray]]:
     return pairs
 
 
-def png_bytes(image: np.ndarray) -> bytes:
-    """Encode uint8 RGB as a PNG whose bytes depend on the pixels only.
-
-    The deflate stream uses stored (uncompressed) blocks, so the file does not depend on the zlib (or
-    zlib-ng) build the way compressed output does; the data digest is then the same on every machine.
-    """
-    height, width, _ = image.shape
-    raw = b"".join(b"\x00" + image[row].tobytes() for row in range(height))
-    blocks = []
-    for start in range(0, len(raw), 0xFFFF):
-        block = raw[start : start + 0xFFFF]
-        final = int(start + 0xFFFF >= len(raw))
-        blocks.append(struct.pack("<BHH", final, len(block), len(block) ^ 0xFFFF) + block)
-    stream = b"\x78\x01" + b"".join(blocks) + struct.pack(">I", zlib.adler32(raw))
-
-    def chunk(tag: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", stream) + chunk(b"IEND", b"")
-
-
 def generate(folder: Path) -> dict[str, Any]:
     """Write both splits and the manifest into ``folder``; returns the manifest."""
-    files: dict[str, str] = {}
+    images = {}
     for split in SOURCES:
         for number, (clean, rainy) in enumerate(synthesize(split), start=1):
             for prefix, image in (("rain", rainy), ("norain", clean)):
-                relative = f"{split}/{prefix}-{number:03d}.png"
-                content = png_bytes(image)
-                (folder / relative).parent.mkdir(parents=True, exist_ok=True)
-                (folder / relative).write_bytes(content)
-                files[relative] = hashlib.sha256(content).hexdigest()
+                images[f"{split}/{prefix}-{number:03d}.png"] = image
+    files = generated.write_pngs(folder, images)
     sources = {
         name: hashlib.sha256(source_photo(name).tobytes()).hexdigest() for names in SOURCES.values() for name in names
     }
@@ -165,51 +126,14 @@ def generate(folder: Path) -> dict[str, Any]:
     return manifest
 
 
-def read_manifest(root: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((root / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def is_current(root: Path) -> bool:
     """True if ``root`` holds this generator version's output with every file intact."""
-    manifest = read_manifest(root)
-    if not manifest or manifest.get("version") != GENERATOR_VERSION or manifest.get("seed") != SEED:
-        return False
-    for relative, digest in manifest.get("files", {}).items():
-        path = root / relative
-        if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
-            return False
-    return bool(manifest.get("files"))
+    return generated.is_current(root, GENERATOR, GENERATOR_VERSION, SEED)
 
 
 def ensure_generated(root: Path) -> None:
-    """Generate into a temporary sibling folder and rename it into place, replacing only an empty
-    folder or an earlier rain-synth output (never a folder this generator did not write)."""
-    if is_current(root):
-        return
-    if root.exists() and any(root.iterdir()) and (read_manifest(root) or {}).get("generator") != GENERATOR:
-        raise DataError(
-            f"rain-synth: {root} exists and is not a rain-synth folder (no {MANIFEST}); refusing to overwrite it. "
-            "Point the data root at an empty or missing folder."
-        )
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    try:
-        generate(staging)
-        umask = os.umask(0)
-        os.umask(umask)
-        staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the data folder is not
-        if is_current(root):  # another process finished first
-            return
-        if root.exists():
-            stale = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
-            os.replace(root, stale / root.name)
-            shutil.rmtree(stale, ignore_errors=True)
-        os.replace(staging, root)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    """Generate into a temporary sibling folder and rename it into place (see `generated.ensure_generated`)."""
+    generated.ensure_generated(root, GENERATOR, GENERATOR_VERSION, SEED, generate)
 
 
 class RainSynth(PairedRainDataset):

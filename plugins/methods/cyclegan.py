@@ -1,0 +1,220 @@
+"""CycleGAN (Zhu, Park, Isola, Efros, ICCV 2017) as in the official PyTorch code.
+
+Networks follow ``models/networks.py`` of junyanz/pytorch-CycleGAN-and-pix2pix with its CycleGAN
+defaults, submodule for submodule, so the released ``latest_net_G_A.pth`` files load strictly:
+
+* `ResnetGenerator`: c7s1-64, d128, d256, 9 residual blocks of 256 (reflection padding), u128, u64,
+  c7s1-3, tanh; instance norm without affine parameters, so every conv has a bias
+  (11,378,179 parameters; the parameter count does not depend on the image size);
+* `PatchDiscriminator`: the 70×70 PatchGAN, C64-C128-C256-C512 (4×4 convs, stride 2, 2, 2, 1) then a
+  1-channel 4×4 conv, LeakyReLU 0.2, instance norm from the second layer (2,764,737 parameters).
+
+Test-time preprocessing is the official ``test.py`` default: resize to 256×256 (PIL bicubic, aspect
+not kept), scale to [-1, 1]; the output is mapped back to [0, 1]. The official code saves the 256×256
+result; here ``output_size=input`` (default) resizes it back to the input's size (torch bicubic with
+antialiasing) so that aligned pixel metrics compare like with like, and ``output_size=model`` keeps 256².
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from torch.nn import functional as F
+
+from harness import DataError, Method, Option, Sample, UsageError, hookimpl
+from harness.checkpoints import load_state_dict
+
+PAPER = (
+    "Jun-Yan Zhu, Taesung Park, Phillip Isola, Alexei A. Efros. Unpaired Image-to-Image Translation using "
+    "Cycle-Consistent Adversarial Networks. ICCV 2017, arXiv:1703.10593. Official code: "
+    "github.com/junyanz/pytorch-CycleGAN-and-pix2pix"
+)
+
+
+def instance_norm(channels: int) -> nn.InstanceNorm2d:
+    """The official ``norm='instance'``: no affine parameters, no running statistics."""
+    return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+
+
+class ResnetBlock(nn.Module):
+    """pad, conv3×3, norm, ReLU, [dropout], pad, conv3×3, norm, plus the identity (``conv_block`` as official)."""
+
+    def __init__(self, channels: int, dropout: bool = False) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3, bias=True),
+            instance_norm(channels),
+            nn.ReLU(True),
+        ]
+        if dropout:
+            layers.append(nn.Dropout(0.5))
+        layers += [nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=True), instance_norm(channels)]
+        self.conv_block = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv_block(x)
+
+
+class ResnetGenerator(nn.Module):
+    """The official ResNet generator; ``forward`` maps [-1, 1] images to [-1, 1] images."""
+
+    def __init__(self, ngf: int = 64, blocks: int = 9, dropout: bool = False, channels: int = 3) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(channels, ngf, 7, bias=True),
+            instance_norm(ngf),
+            nn.ReLU(True),
+        ]
+        for power in range(2):  # two stride-2 downsamplings
+            width = ngf * 2**power
+            layers += [nn.Conv2d(width, width * 2, 3, stride=2, padding=1, bias=True), instance_norm(width * 2), nn.ReLU(True)]
+        layers += [ResnetBlock(ngf * 4, dropout) for _ in range(blocks)]
+        for power in (2, 1):  # two stride-2 transposed convolutions
+            width = ngf * 2**power
+            layers += [
+                nn.ConvTranspose2d(width, width // 2, 3, stride=2, padding=1, output_padding=1, bias=True),
+                instance_norm(width // 2),
+                nn.ReLU(True),
+            ]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, channels, 7), nn.Tanh()]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class PatchDiscriminator(nn.Module):
+    """The official ``NLayerDiscriminator`` (n_layers=3: the 70×70 PatchGAN); one score per patch."""
+
+    def __init__(self, ndf: int = 64, layers: int = 3, channels: int = 3) -> None:
+        super().__init__()
+        sequence: list[nn.Module] = [nn.Conv2d(channels, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
+        width = ndf
+        for n in range(1, layers + 1):
+            out = ndf * min(2**n, 8)
+            stride = 2 if n < layers else 1
+            sequence += [nn.Conv2d(width, out, 4, stride=stride, padding=1, bias=True), instance_norm(out), nn.LeakyReLU(0.2, True)]
+            width = out
+        sequence.append(nn.Conv2d(width, 1, 4, stride=1, padding=1))
+        self.model = nn.Sequential(*sequence)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+def init_weights(network: nn.Module, gain: float = 0.02) -> nn.Module:
+    """The official ``init_type='normal'``: conv weights N(0, 0.02), biases 0."""
+    for module in network.modules():
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(module.weight, 0.0, gain)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    return network
+
+
+def official_state(state: dict[str, Any]) -> dict[str, Any]:
+    """Drop the InstanceNorm running-statistics entries that checkpoints saved by PyTorch < 0.4 carry
+    (the official loader's ``__patch_instance_norm_state_dict`` does the same); strip ``module.``."""
+    stale = ("running_mean", "running_var", "num_batches_tracked")
+    return {key.removeprefix("module."): value for key, value in state.items() if key.rsplit(".", 1)[-1] not in stale}
+
+
+def load_generator(model: nn.Module, path: Path) -> None:
+    """Load an official or harness-written generator state dict strictly, explaining a mismatch."""
+    try:
+        model.load_state_dict(official_state(load_state_dict(path)), strict=True)
+    except RuntimeError as exc:
+        first = " ".join(str(exc).splitlines()[:3])
+        raise DataError(
+            f"checkpoint {path} does not fit the ResNet generator (check options ngf/blocks): {first}"
+        ) from None
+
+
+def resize_bicubic_pil(image: torch.Tensor, size: int) -> torch.Tensor:
+    """[0, 1] (3, H, W) → uint8 → PIL bicubic to size×size → [0, 1]: the official loader's transforms.Resize."""
+    array = image.detach().cpu().clamp(0, 1).mul(255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    resized = np.asarray(Image.fromarray(array).resize((size, size), Image.BICUBIC))
+    return torch.from_numpy(resized.copy()).permute(2, 0, 1).float().div(255.0)
+
+
+def translate(generator: nn.Module, image: torch.Tensor, resize: int, output_size: str, device: str) -> torch.Tensor:
+    """One [0, 1] image through a [-1, 1] generator with the official test preprocessing."""
+    height, width = image.shape[-2:]
+    if resize:
+        x = resize_bicubic_pil(image, resize)
+        pad = (0, 0)
+    else:  # native size, reflection-padded to a multiple of 4 (two stride-2 stages)
+        x = image.float()
+        pad = (-height % 4, -width % 4)
+    x = x.to(device)[None] * 2.0 - 1.0
+    if any(pad):
+        x = F.pad(x, (0, pad[1], 0, pad[0]), mode="reflect")
+    y = (generator(x) + 1.0) / 2.0
+    y = y[..., : y.shape[-2] - pad[0], : y.shape[-1] - pad[1]]
+    if resize and output_size == "input" and (height, width) != tuple(y.shape[-2:]):
+        y = F.interpolate(y, size=(height, width), mode="bicubic", align_corners=False, antialias=True)
+    return y[0].clamp(0, 1).float().cpu()
+
+
+class CycleGAN(Method):
+    """CycleGAN's ResNet-9 generator for one direction (A→B with ``latest_net_G_A.pth``)."""
+
+    name = "cyclegan"
+    description = "CycleGAN (Zhu et al. 2017): ResNet-9 generator, official weights (latest_net_G_A.pth) load."
+    paper = PAPER
+    tasks = frozenset({"unpaired-translation"})
+    needs_checkpoint = True
+    options = (
+        Option("ngf", 64, "generator base width (official 64)", int),
+        Option("blocks", 9, "residual blocks (official: 9 for 256² images, 6 for 128²)", int),
+        Option("dropout", False, "dropout 0.5 in the residual blocks (official --no_dropout unset: CycleGAN uses none)", bool),
+        Option("resize", 256, "test-time resize to this square size as the official test.py (0: native size)", int),
+        Option(
+            "output_size",
+            "input",
+            "input: resize the result back to the input's size; model: keep the size the model ran at",
+            str,
+            ("input", "model"),
+        ),
+    )
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        cfg = self.config
+        if cfg["ngf"] < 1 or cfg["blocks"] < 0 or cfg["resize"] < 0:
+            raise UsageError(f"{self.name}: options ngf, blocks and resize must not be negative (ngf ≥ 1)")
+        if cfg["resize"] % 4:
+            raise UsageError(f"{self.name}: option resize must be a multiple of 4 (two stride-2 stages), got {cfg['resize']}")
+
+    def build(self) -> ResnetGenerator:
+        cfg = self.config
+        return init_weights(ResnetGenerator(cfg["ngf"], cfg["blocks"], cfg["dropout"]))
+
+    def load(self, checkpoint: Path | None, device: str) -> None:
+        model = self.build()
+        if checkpoint is not None:
+            load_generator(model, Path(checkpoint))
+        self._model = model.to(device).eval()
+        self._device = device
+
+    def predict(self, samples: list[Sample]) -> list[Any]:
+        if self.model is None:
+            raise UsageError(f"{self.name}: call load() before predict()")
+        with torch.inference_mode():
+            return [
+                translate(self._model, s["image"], self.config["resize"], self.config["output_size"], self._device)
+                for s in samples
+            ]
+
+
+@hookimpl
+def harness_register_methods(register: Callable[[type], None]) -> None:
+    register(CycleGAN)
