@@ -92,16 +92,25 @@ class ResnetGenerator(nn.Module):
 
 
 class PatchDiscriminator(nn.Module):
-    """The official ``NLayerDiscriminator`` (n_layers=3: the 70×70 PatchGAN); one score per patch."""
+    """The official ``NLayerDiscriminator`` (n_layers=3: the 70×70 PatchGAN); one score per patch.
 
-    def __init__(self, ndf: int = 64, layers: int = 3, channels: int = 3) -> None:
+    ``norm="instance"`` is CycleGAN's discriminator, ``norm="batch"`` pix2pix's (used conditionally,
+    on the channel concatenation of condition and image, by the SIFT-inversion cGAN)."""
+
+    def __init__(self, ndf: int = 64, layers: int = 3, channels: int = 3, norm: str = "instance") -> None:
         super().__init__()
         sequence: list[nn.Module] = [nn.Conv2d(channels, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
         width = ndf
+        # As official: convs followed by batch norm carry no bias (pix2pix's default D); with instance norm they do.
+        batch = norm == "batch"
         for n in range(1, layers + 1):
             out = ndf * min(2**n, 8)
             stride = 2 if n < layers else 1
-            sequence += [nn.Conv2d(width, out, 4, stride=stride, padding=1, bias=True), instance_norm(out), nn.LeakyReLU(0.2, True)]
+            sequence += [
+                nn.Conv2d(width, out, 4, stride=stride, padding=1, bias=not batch),
+                nn.BatchNorm2d(out) if batch else instance_norm(out),
+                nn.LeakyReLU(0.2, True),
+            ]
             width = out
         sequence.append(nn.Conv2d(width, 1, 4, stride=1, padding=1))
         self.model = nn.Sequential(*sequence)
@@ -111,12 +120,15 @@ class PatchDiscriminator(nn.Module):
 
 
 def init_weights(network: nn.Module, gain: float = 0.02) -> nn.Module:
-    """The official ``init_type='normal'``: conv weights N(0, 0.02), biases 0."""
+    """The official ``init_type='normal'``: conv weights N(0, 0.02), biases 0; batch-norm scales N(1, 0.02)."""
     for module in network.modules():
         if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.normal_(module.weight, 0.0, gain)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.normal_(module.weight, 1.0, gain)
+            nn.init.zeros_(module.bias)
     return network
 
 
