@@ -221,3 +221,20 @@ def test_pixel_accuracy_refuses_an_unpaired_set(cli, tmp_path):
     code, _, err = cli("run", "--method", "identity-translation", "--dataset", "horse2zebra", "--data-root", root,
                        "--metric", "pixel-accuracy")
     assert code == 2 and "no aligned target" in err
+
+
+# -- SAT --------------------------------------------------------------------------------------------
+def test_sat_output_is_the_attention_composite():
+    from harness_plugins.methods.sat import SATGenerator
+
+    torch.manual_seed(0)
+    net = SATGenerator(ngf=8, blocks=1, attention=True).eval()
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        a, g0, out = net.attention(x), net.g0(x), net(x)
+    assert a.shape == (2, 1, 32, 32) and 0 <= a.min() and a.max() <= 1
+    torch.testing.assert_close(out, a * g0 + (1 - a) * x)
+    with torch.no_grad():  # where the attention is 0 the input passes unchanged
+        net.attention.head[-2].bias.fill_(-1e4)
+        torch.testing.assert_close(net(x), x)
+    assert SATGenerator(ngf=8, blocks=1, attention=False).attention is None
