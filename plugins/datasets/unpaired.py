@@ -53,12 +53,35 @@ def pair_key(stem: str) -> str:
     return DOMAIN_SUFFIX.sub("", stem)
 
 
-class UnpairedFolders(Dataset):
-    """Shared parsing of the four-folder CycleGAN layout; subclasses name the release and its counts."""
+class UnpairedDomains(Dataset):
+    """An unpaired-translation set whose two training domains can be listed separately.
+
+    Translation recipes (CycleGAN, SAT) draw independent batches from `domain_index(split, "source")`
+    and `domain_index(split, "target")` and decode rows with `load`; the method translates `samples`."""
 
     task = "unpaired-translation"
     splits = ("train", "test")
     default_split = "test"
+    options = (
+        Option("direction", "AtoB", "AtoB translates domain A into B; BtoA the reverse", str, DIRECTIONS),
+    )
+
+    def domains(self) -> tuple[str, str]:
+        """(source, target) domain names of the chosen direction."""
+        return ("A", "B") if self.config["direction"] == "AtoB" else ("B", "A")
+
+    def domain_index(self, split: str, side: str) -> list[Sample]:
+        """Rows ``{"id", "domain", ...}`` of the source or target domain of a split (see `SIDES`)."""
+        raise NotImplementedError
+
+    def reference_files(self, split: str) -> list[Path] | None:
+        """Image files of the real target-domain test set for FID/KID, or None (use each sample's target)."""
+        return None
+
+
+class UnpairedFolders(UnpairedDomains):
+    """Shared parsing of the four-folder CycleGAN layout; subclasses name the release and its counts."""
+
     default_metrics = {"fid": {}, "kid": {}}
     source = CYCLEGAN_SOURCE.format(name="<name>")
     layout = CYCLEGAN_LAYOUT
@@ -66,15 +89,7 @@ class UnpairedFolders(Dataset):
     """True when ``testA/X_A`` and ``testB/X_B`` show the same scene, so each sample gets its ``reference``."""
     release_counts: ClassVar[dict[str, int]] = {}
     """Image counts of the official release per folder, recorded as ``complete`` in `describe`."""
-    options = (
-        Option("direction", "AtoB", "AtoB translates the A folders into B; BtoA the reverse", str, DIRECTIONS),
-    )
-
     # -- layout ------------------------------------------------------------------------------------
-    def domains(self) -> tuple[str, str]:
-        """(source, target) folder suffixes of the chosen direction."""
-        return ("A", "B") if self.config["direction"] == "AtoB" else ("B", "A")
-
     def folder(self, split: str, domain: str) -> Path:
         return self.root / f"{split}{domain}"
 
