@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from harness import DataError
 from harness.checkpoints import find_weights, load_state_dict
 
 WEIGHTS = {"vgg16": "vgg16-397923af.pth", "vgg19": "vgg19-dcbb9e9d.pth"}
@@ -25,13 +26,17 @@ class VGGFeatures(nn.Module):
         super().__init__()
         import torchvision
 
-        features = getattr(torchvision.models, arch)(weights=None).features
         wrapper = nn.Module()
-        wrapper.features = features  # the file's keys are "features.N.weight"; the classifier is not needed
+        # Only the layers up to the last tap are built and loaded (the file's keys are "features.N.weight").
+        wrapper.features = getattr(torchvision.models, arch)(weights=None).features[: max(taps) + 1]
         path = find_weights(WEIGHTS[arch], weights)
         state = load_state_dict(path)
-        wrapper.load_state_dict({k: v for k, v in state.items() if k.startswith("features.")}, strict=True)
-        self.layers = features[: max(taps) + 1].eval().requires_grad_(False)
+        needed = set(wrapper.state_dict())
+        missing = sorted(needed - set(state))
+        if missing:
+            raise DataError(f"{path} lacks {len(missing)} VGG weight(s) such as {missing[0]} (expected torchvision's {WEIGHTS[arch]})")
+        wrapper.load_state_dict({key: state[key] for key in needed}, strict=True)
+        self.layers = wrapper.features.eval().requires_grad_(False)
         self.taps = taps
         self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1))
