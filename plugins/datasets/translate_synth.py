@@ -122,7 +122,7 @@ class TranslateSynth(UnpairedFolders):
         f"{variant}/" + line for variant in VARIANTS for line in CYCLEGAN_LAYOUT.splitlines()
     )
     aligned = True
-    default_metrics = {"psnr": {}, "fid": {}, "kid": {}}
+    default_metrics = {"pixel-accuracy": {}, "fid": {}, "kid": {}}
     options = (
         *UnpairedFolders.options,
         Option("variant", "night", "target domain: night-like colours or a painterly rendering", str, VARIANTS),
