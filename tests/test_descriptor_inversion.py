@@ -77,6 +77,26 @@ def test_sift_matches_opencv_on_the_gamma_gray_image():
     np.testing.assert_allclose(points[:, :2], [k.pt for k in reference_kp], rtol=0, atol=1e-5)
 
 
+def test_features_are_extracted_once_and_kept_in_the_cache(monkeypatch):
+    from skimage import data
+
+    from harness.run.cache import Cache
+
+    image = sift_features.center_square(data.coffee(), 64)
+    params = sift_features.sift_params()
+    points, descriptors = sift_features.features(image, params)
+    assert any(e.namespace == sift_features.CACHE_NAMESPACE for e in Cache().entries("features"))
+
+    def no_extraction(*args):
+        raise AssertionError("SIFT ran again although its features are cached")
+
+    monkeypatch.setattr(sift_features, "extract", no_extraction)
+    again = sift_features.features(image, params)
+    assert torch.equal(again[0], points) and torch.equal(again[1], descriptors) and again[1].dtype == torch.float32
+    with pytest.raises(AssertionError, match="ran again"):
+        sift_features.features(image, sift_features.sift_params(contrastThreshold=0.03))
+
+
 # -- CelebA protocol --------------------------------------------------------------------------------
 def test_celeba_split_is_identity_disjoint_and_fixed():
     identities = {f"{i:06d}.jpg": 1 + i % 37 for i in range(1, 400)}
@@ -137,3 +157,35 @@ def test_sample_holds_descriptors_never_for_the_method_the_image(tmp_path):
     assert partial["keypoints"].shape[0] < sample["keypoints"].shape[0]
     inside = ((partial["keypoints"][:, :2] >= 32) & (partial["keypoints"][:, :2] < 96)).all(dim=1)
     assert not inside.any() and partial["mask"][0, 32:96, 32:96].all() and partial["mask"].sum() == 64 * 64
+
+
+# -- training ---------------------------------------------------------------------------------------
+def test_short_sift_cgan_training_beats_the_mean_image_on_sift_synth(cli, tmp_path):
+    """The done-when claim: R pretraining then joint R+G+D training (5 D updates per G update) for a
+    short CPU budget reconstructs sift-synth better than the mean training image (PSNR)."""
+    code, _, err = cli("train", "--method", "descriptor-mean", "--dataset", "sift-synth", "--out", tmp_path / "mean")
+    assert code == 0, err
+    tiny = ["--option", "width=8", "--option", "ngf=4", "--option", "blocks=1"]
+    code, _, err = cli("train", "--method", "sift-cgan", "--dataset", "sift-synth", "--steps", "80", "--batch-size", "8",
+                       *tiny, "--option", "ndf=8", "--option", "loss=l2", "--option", "lr=1e-3", "--option", "pretrain=0.75",
+                       "--out", tmp_path / "cgan")
+    assert code == 0, err
+    log = [json.loads(line) for line in (tmp_path / "cgan" / "train_log.jsonl").read_text().splitlines()]
+    assert "R/l2" in log[0]["losses"] and {"D", "G/gan", "G/l2"} <= set(log[-1]["losses"])
+    scores = {}
+    for method, extra in (("descriptor-mean", []), ("sift-cgan", tiny)):
+        code, out, err = cli("run", "--method", method, "--dataset", "sift-synth", "--checkpoint", tmp_path / method.split("-")[-1],
+                             *extra, "--metric", "psnr", "--json")
+        assert code == 0, err
+        scores[method] = json.loads(out)["metrics"]["psnr"]["values"]["psnr"]
+    assert scores["sift-cgan"] > scores["descriptor-mean"] + 0.5, scores
+
+
+def test_dosovitskiy_brox_trains_on_sparse_maps(cli, tmp_path):
+    out = tmp_path / "db"
+    code, _, err = cli("train", "--method", "dosovitskiy-brox", "--dataset", "sift-synth", "--steps", "2", "--batch-size", "2",
+                       "--option", "width=4", "--out", out)
+    assert code == 0, err
+    code, _, err = cli("run", "--method", "dosovitskiy-brox", "--dataset", "sift-synth", "--checkpoint", out,
+                       "--option", "width=4", "--metric", "psnr", "--limit", "2")
+    assert code == 0, err

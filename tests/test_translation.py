@@ -109,7 +109,8 @@ def test_release_layout_direction_and_missing_folder(tmp_path):
     root = cyclegan_fixture(tmp_path / "h2z")
     forward = horse2zebra(root)
     assert [s["id"] for s in forward.samples("test")] == ["n0A_0000", "n0A_0001"]
-    assert [p.parent.name for p in forward.reference_files("test")] == ["testB"] * 3
+    reference = forward.reference("test")
+    assert [p.parent.name for p in reference.files] == ["testB"] * 3 and len(reference.digest) == 64
     backward = horse2zebra(root, direction="BtoA")
     assert backward.count("test") == 3 and {r["domain"] for r in backward.domain_index("train", "target")} == {"A"}
     assert "reference" not in next(forward.samples("test"))  # unpaired: no per-sample ground truth
@@ -153,7 +154,7 @@ def test_maps_pix2pix_splits_side_by_side_files(tmp_path):
     assert np.array_equal(to_uint8(samples["2"]["reference"]), pairs[("val", 2)][:, 16:])  # map: right half
     reverse = {s["id"]: s for s in MapsPix2Pix(tmp_path, direction="BtoA").samples("test")}
     assert np.array_equal(to_uint8(reverse["2"]["image"]), pairs[("val", 2)][:, 16:])
-    assert maps.reference_files("test") is None
+    assert maps.reference("test") is None
 
 
 @pytest.fixture(scope="module")
@@ -238,3 +239,65 @@ def test_sat_output_is_the_attention_composite():
         net.attention.head[-2].bias.fill_(-1e4)
         torch.testing.assert_close(net(x), x)
     assert SATGenerator(ngf=8, blocks=1, attention=False).attention is None
+
+
+# -- training ---------------------------------------------------------------------------------------
+TINY = ["--option", "ngf=4", "--option", "blocks=1"]
+
+
+def test_linear_decay_is_the_official_rule():
+    from harness_plugins.methods.cyclegan import linear_decay
+
+    rule = linear_decay(steps=10, decay_from=5)
+    assert [rule(s) for s in (0, 5)] == [1.0, 1.0]
+    assert rule(6) == pytest.approx(1 - 1 / 6) and rule(10) == pytest.approx(1 - 5 / 6)
+
+
+def test_cyclegan_trains_on_translate_synth_and_its_weights_run(cli, tmp_path):
+    out = tmp_path / "cyclegan"
+    code, _, err = cli("train", "--method", "cyclegan", "--dataset", "translate-synth", "--steps", "3", "--batch-size", "2",
+                       *TINY, "--option", "ndf=4", "--option", "load_size=72", "--option", "crop_size=64", "--out", out)
+    assert code == 0, err
+    state = torch.load(out / "state.pt", weights_only=True)["recipe"]
+    assert set(state["networks"]) == {"G_A", "G_B", "D_A", "D_B"} and set(state["optimizers"]) == {"G", "D"}
+    assert len(state["stateful"]["fake_B_pool"]["images"]) == 6  # 3 steps × batch 2 fill the pool of 50
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert {"G_A", "cycle_A", "idt_B", "D_B"} <= set(log[-1]["losses"])
+    code, out_json, err = cli("run", "--method", "cyclegan", "--dataset", "translate-synth", "--checkpoint", out, *TINY,
+                              "--option", "resize=0", "--metric", "pixel-accuracy", "--json")
+    assert code == 0, err
+    assert json.loads(out_json)["samples"] == 12
+
+
+def small_vgg19(torch_home) -> None:
+    """torchvision's VGG-19 layers up to conv3_3 with random weights, as the file SAT looks up (7 MB)."""
+    import torchvision
+
+    wrapper = torch.nn.Module()
+    wrapper.features = torchvision.models.vgg19(weights=None).features[:15]
+    (torch_home / "hub" / "checkpoints").mkdir(parents=True, exist_ok=True)
+    torch.save(wrapper.state_dict(), torch_home / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth")
+
+
+def test_sat_trains_its_three_stages(cli, tmp_path, isolated_env):
+    small_vgg19(isolated_env / "torch")
+    out = tmp_path / "sat"
+    code, _, err = cli("train", "--method", "sat", "--dataset", "translate-synth", "--steps", "3", "--batch-size", "1",
+                       *TINY, "--option", "load_size=0", "--option", "crop_size=64", "--option", "stages=1,1,1", "--out", out)
+    assert code == 0, err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["recipe"]["stages"] == {"g0": 1, "attention": 2, "joint": 3}
+    code, _, err = cli("run", "--method", "sat", "--dataset", "translate-synth", "--checkpoint", out, *TINY,
+                       "--option", "resize=0", "--metric", "pixel-accuracy")
+    assert code == 0, err
+
+
+def test_adaptive_weight_rises_until_the_adversarial_loss_falls_below_the_threshold():
+    from harness_plugins.methods.sat import AdaptiveWeight
+
+    weight = AdaptiveWeight(increment=0.5, threshold=1.0)
+    assert [weight.update(loss) for loss in (2.0, 2.0)] == [0.5, 1.0]
+    for _ in range(60):
+        weight.update(0.1)
+    held = weight.value
+    assert weight.held and weight.update(5.0) == held

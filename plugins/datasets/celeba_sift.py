@@ -105,9 +105,7 @@ class SiftDataset(Dataset):
         except DataError:
             return None
 
-    def reference_files(self, split: str) -> list[Path] | None:
-        """None: FID compares with the prepared (cropped, resized) ground truth of each sample."""
-        return None
+    # No `reference()`: FID compares with the prepared (cropped, resized) ground truth of each sample.
 
     def describe(self) -> dict[str, Any]:
         return {"size": self.image_size, "sift": self.sift, "pipeline": sift_features.pipeline_version(), "box": self.box()}

@@ -12,10 +12,15 @@ Local Descriptors Using Conditional Adversarial Networks").
 Keypoints are float32 (N, 4): x, y (pixels, OpenCV's centre-of-pixel convention), scale (OpenCV's
 ``KeyPoint.size``, the diameter of the described region) and orientation (degrees, [0, 360)).
 Descriptors are float32 (N, 128) as OpenCV returns them (the unit vector × 512, clipped to 255).
+`features` computes them once per (pixels, parameters, OpenCV version) and keeps them in the harness
+cache (``features`` tier), so training epochs and repeated runs reuse one extraction.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 from typing import Any
 
 import numpy as np
@@ -23,6 +28,7 @@ import torch
 from PIL import Image
 
 from harness import UsageError
+from harness.run.cache import Cache
 
 GAMMA = 2.2
 SIFT_DEFAULTS: dict[str, Any] = {
@@ -78,7 +84,33 @@ def pipeline_version() -> dict[str, Any]:
     return {"opencv": cv2.__version__, "gray": f"mean of channel^(1/{GAMMA}), rounded to uint8", "resize": "PIL bicubic"}
 
 
+CACHE_NAMESPACE = "sift-features/1"
+
+
+def _pack(points: np.ndarray, descriptors: np.ndarray) -> bytes:
+    """Keypoints as float32; descriptors as uint8 when integral (OpenCV's are integers 0–255), else float32."""
+    integral = descriptors.size == 0 or np.array_equal(descriptors, np.round(descriptors))
+    buffer = io.BytesIO()
+    np.savez(buffer, points=points.astype(np.float32), descriptors=descriptors.astype(np.uint8 if integral else np.float32))
+    return buffer.getvalue()
+
+
+def _unpack(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(io.BytesIO(blob), allow_pickle=False) as data:
+        return data["points"], data["descriptors"].astype(np.float32)
+
+
 def features(image: np.ndarray, params: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Keypoints and descriptors of a prepared uint8 RGB image (the sample fields of the task)."""
-    points, descriptors = extract(gamma_gray(image), params)
-    return torch.from_numpy(points), torch.from_numpy(descriptors)
+    """Keypoints and descriptors of a prepared uint8 RGB image, computed once per (pixels, parameters,
+    OpenCV version) and kept in the harness cache's ``features`` tier."""
+    key = hashlib.sha256(
+        image.tobytes() + repr(image.shape).encode() + json.dumps([params, pipeline_version()], sort_keys=True).encode()
+    ).hexdigest()
+    cache = Cache()
+    blob = cache.get_rows("features", CACHE_NAMESPACE, [key]).get(key)
+    if blob is None:
+        points, descriptors = extract(gamma_gray(image), params)
+        cache.put_rows("features", CACHE_NAMESPACE, {key: _pack(points, descriptors)})
+    else:
+        points, descriptors = _unpack(blob)
+    return torch.from_numpy(points.copy()), torch.from_numpy(descriptors.copy())

@@ -11,7 +11,7 @@ A sample is ``{"id", "image"}`` for a source-domain image; where the test split 
 same scene in both domains: ``maps`` in either layout, and `translate-synth`) it also holds
 ``"reference"``, the image's own target-domain counterpart, which pixel metrics need (Table 4.2 of
 Yang's thesis scores map prediction per pixel). Distribution metrics (FID, KID) compare the
-translated test images with `reference_files`: the whole target-domain test folder.
+translated test images with `reference`: the whole target-domain test folder.
 
 Training reads both domains: `domain_index(split, side)` lists the source or target rows. The thesis
 trains its unpaired map models on the 1096 training photos and the 1098 *test* maps (``target_train=
@@ -27,8 +27,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from harness import DataError, Dataset, Option, Sample, hookimpl
-from harness.data import list_images, read_image, to_tensor
+from harness import DataError, Dataset, Option, Reference, Sample, hookimpl
+from harness.data import digest_files, list_images, read_image, to_tensor
 
 DIRECTIONS = ("AtoB", "BtoA")
 SIDES = ("source", "target")
@@ -73,10 +73,6 @@ class UnpairedDomains(Dataset):
     def domain_index(self, split: str, side: str) -> list[Sample]:
         """Rows ``{"id", "domain", ...}`` of the source or target domain of a split (see `SIDES`)."""
         raise NotImplementedError
-
-    def reference_files(self, split: str) -> list[Path] | None:
-        """Image files of the real target-domain test set for FID/KID, or None (use each sample's target)."""
-        return None
 
 
 class UnpairedFolders(UnpairedDomains):
@@ -159,9 +155,11 @@ class UnpairedFolders(UnpairedDomains):
         except DataError:
             return None
 
-    def reference_files(self, split: str) -> list[Path] | None:
-        """The reference set of distribution metrics: every target-domain image of the split."""
-        return self.domain_files(split, "target")
+    def reference(self, split: str) -> Reference:
+        """The reference set of distribution metrics: every target-domain image of the split (not --limit'ed)."""
+        files = self.domain_files(split, "target")
+        description = f"{self.name} {split}{self.domains()[1]}: all {len(files)} target-domain images"
+        return Reference(tuple(files), digest_files(files, self.root), description)
 
     def describe(self) -> dict[str, Any]:
         found = {}
@@ -313,7 +311,7 @@ class MapsPix2Pix(UnpairedFolders):
             raise DataError(f"maps-pix2pix: {path} is {width} pixels wide; expected two halves of equal width")
         return pair[:, : width // 2] if domain == "A" else pair[:, width // 2 :]
 
-    def reference_files(self, split: str) -> list[Path] | None:
+    def reference(self, split: str) -> None:
         """None: each file holds both halves, so distribution metrics use every sample's aligned map."""
         return None
 

@@ -27,8 +27,12 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
-from harness import DataError, Method, Option, Sample, UsageError, hookimpl
+from harness import DataError, ImagePool, Method, Option, Sample, TrainContext, TrainingRecipe, UsageError, hookimpl
 from harness.checkpoints import load_state_dict
+from harness.train.augment import random_crop, random_flip
+from harness.train.samplers import step_rng, unpaired_batch
+
+from ..datasets.unpaired import UnpairedDomains
 
 PAPER = (
     "Jun-Yan Zhu, Taesung Park, Phillip Isola, Alexei A. Efros. Unpaired Image-to-Image Translation using "
@@ -176,6 +180,139 @@ def translate(generator: nn.Module, image: torch.Tensor, resize: int, output_siz
     return y[0].clamp(0, 1).float().cpu()
 
 
+# -- training ---------------------------------------------------------------------------------------
+def linear_decay(steps: int, decay_from: int) -> Callable[[int], float]:
+    """The official ``lambda_rule``: constant, then linearly to zero over the remaining steps."""
+    span = max(1, steps - decay_from + 1)
+    return lambda step: 1.0 - max(0, step - decay_from) / span
+
+
+def unpaired_rows(dataset: Any) -> tuple[list[Sample], list[Sample]]:
+    """Source and target training rows of an unpaired dataset (the CycleGAN-layout family)."""
+    if not isinstance(dataset, UnpairedDomains):
+        raise UsageError(
+            f"dataset {dataset.name!r} does not list its two training domains; CycleGAN-style training needs a "
+            "dataset in the CycleGAN layout (e.g. horse2zebra, maps, cyclegan-folder, translate-synth)"
+        )
+    return dataset.domain_index("train", "source"), dataset.domain_index("train", "target")
+
+
+def augmented(dataset: Any, rows: list[Sample], load: int, crop: int, flip: bool, seed: int, step: int, stream: int) -> torch.Tensor:
+    """The official training transform: resize to load×load (bicubic), random crop×crop, random flip; [-1, 1]."""
+    images = []
+    for item, row in enumerate(rows):
+        rng = step_rng(seed, step, stream, item)
+        image = dataset.load(row)["image"]
+        image = resize_bicubic_pil(image, load) if load else image
+        image = random_crop(image, (crop, crop), rng)
+        images.append(random_flip(image, rng) if flip else image)
+    return torch.stack(images) * 2.0 - 1.0
+
+
+class CycleGANRecipe(TrainingRecipe):
+    """Both generators and discriminators, LSGAN, cycle and identity losses, image pools, linear decay.
+
+    One step is one iteration of the official ``optimize_parameters``: G_A and G_B together, then D_A
+    and D_B on pooled fakes (their losses halved). G_A (source → target) is exported."""
+
+    def __init__(self, method: "CycleGAN", dataset: Any, context: TrainContext) -> None:
+        cfg = method.config
+        self.context, self.dataset, self.cfg = context, dataset, cfg
+        self.rows = unpaired_rows(dataset)
+        decay_from = int(round(cfg["decay_from"] * context.steps))
+        super().__init__(
+            description={
+                "loss": "LSGAN (MSE to 1/0) + cycle L1 x lambda_cycle + identity L1 x lambda_identity x lambda_cycle",
+                "lambda_cycle": cfg["lambda_cycle"], "lambda_identity": cfg["lambda_identity"], "pool": cfg["pool"],
+                "optimizer": f"Adam lr {cfg['lr']} betas ({cfg['beta1']}, 0.999), G and D each",
+                "schedule": f"constant for {decay_from} steps, then linear to 0 (official lambda_rule)",
+                "data": f"resize {cfg['load_size']} (bicubic), random crop {cfg['crop_size']}, flip; [-1, 1]",
+                "domains": [len(self.rows[0]), len(self.rows[1])],
+            },
+            exported="G_A",
+        )
+        device = context.device
+        build_g = lambda: init_weights(ResnetGenerator(cfg["ngf"], cfg["blocks"], cfg["dropout"])).to(device)  # noqa: E731
+        build_d = lambda: init_weights(PatchDiscriminator(cfg["ndf"])).to(device)  # noqa: E731
+        self.networks.update(G_A=build_g(), G_B=build_g(), D_A=build_d(), D_B=build_d())
+        n = self.networks
+        betas = (cfg["beta1"], 0.999)
+        self.optimizers["G"] = torch.optim.Adam([*n["G_A"].parameters(), *n["G_B"].parameters()], lr=cfg["lr"], betas=betas)
+        self.optimizers["D"] = torch.optim.Adam([*n["D_A"].parameters(), *n["D_B"].parameters()], lr=cfg["lr"], betas=betas)
+        rule = linear_decay(context.steps, decay_from)
+        for name, optimizer in self.optimizers.items():
+            self.schedulers[name] = torch.optim.lr_scheduler.LambdaLR(optimizer, rule)
+        self.stateful.update(fake_A_pool=ImagePool(cfg["pool"]), fake_B_pool=ImagePool(cfg["pool"]))
+        self.loader = context.loader(self.batch)
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg, (source, target) = self.cfg, self.rows
+        a, b = unpaired_batch(len(source), len(target), self.context.batch_size, self.context.seed, step)
+        common = (cfg["load_size"], cfg["crop_size"], cfg["flip"], self.context.seed, step)
+        return (
+            augmented(self.dataset, [source[i] for i in a], *common, 0),
+            augmented(self.dataset, [target[i] for i in b], *common, 1),
+        )
+
+    def train_step(self, step: int) -> dict[str, float]:
+        ctx, n, cfg = self.context, self.networks, self.cfg
+        real_a, real_b = (x.to(ctx.device) for x in ctx.shard(self.loader(step)))
+        lam, lam_idt = cfg["lambda_cycle"], cfg["lambda_identity"] * cfg["lambda_cycle"]
+        mse, l1 = F.mse_loss, F.l1_loss
+        for d in (n["D_A"], n["D_B"]):
+            d.requires_grad_(False)
+        with ctx.autocast():
+            fake_b, fake_a = n["G_A"](real_a), n["G_B"](real_b)
+            rec_a, rec_b = n["G_B"](fake_b), n["G_A"](fake_a)
+            score_b, score_a = n["D_A"](fake_b), n["D_B"](fake_a)
+            losses = {
+                "G_A": mse(score_b, torch.ones_like(score_b)),
+                "G_B": mse(score_a, torch.ones_like(score_a)),
+                "cycle_A": l1(rec_a, real_a) * lam,
+                "cycle_B": l1(rec_b, real_b) * lam,
+            }
+            if lam_idt > 0:
+                losses["idt_A"] = l1(n["G_A"](real_b), real_b) * lam_idt
+                losses["idt_B"] = l1(n["G_B"](real_a), real_a) * lam_idt
+            loss_g = sum(losses.values())
+        self.optimizers["G"].zero_grad(set_to_none=True)
+        ctx.backward(loss_g)
+        ctx.step(self.optimizers["G"])
+        for d in (n["D_A"], n["D_B"]):
+            d.requires_grad_(True)
+        pooled_b = self.stateful["fake_B_pool"].query(fake_b.detach())
+        pooled_a = self.stateful["fake_A_pool"].query(fake_a.detach())
+        with ctx.autocast():
+            losses["D_A"] = self.d_loss(n["D_A"], real_b, pooled_b)
+            losses["D_B"] = self.d_loss(n["D_B"], real_a, pooled_a)
+        self.optimizers["D"].zero_grad(set_to_none=True)
+        ctx.backward(losses["D_A"] + losses["D_B"])
+        ctx.step(self.optimizers["D"])
+        for scheduler in self.schedulers.values():
+            scheduler.step()
+        return {name: float(value.detach()) for name, value in losses.items()}
+
+    @staticmethod
+    def d_loss(d: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        real_score, fake_score = d(real), d(fake)
+        return 0.5 * (F.mse_loss(real_score, torch.ones_like(real_score)) + F.mse_loss(fake_score, torch.zeros_like(fake_score)))
+
+
+TRAINING_OPTIONS = (
+    Option("ndf", 64, "training: discriminator base width (official 64)", int),
+    Option("lambda_cycle", 10.0, "training: cycle-consistency weight λ (official 10 for both directions)", float),
+    Option("lambda_identity", 0.5, "training: identity weight as a fraction of λ (official 0.5)", float),
+    Option("pool", 50, "training: image pool size (official 50)", int),
+    Option("lr", 2e-4, "training: Adam learning rate (official 0.0002)", float),
+    Option("beta1", 0.5, "training: Adam β1 (official 0.5)", float),
+    Option("decay_from", 0.5, "training: fraction of the steps after which the learning rate decays linearly to 0 "
+           "(official: 100 of 200 epochs)", float),
+    Option("load_size", 286, "training: resize (bicubic) before the random crop (official 286; 0: no resize)", int),
+    Option("crop_size", 256, "training: random crop size (official 256)", int),
+    Option("flip", True, "training: random horizontal flips (official)", bool),
+)
+
+
 class CycleGAN(Method):
     """CycleGAN's ResNet-9 generator for one direction (A→B with ``latest_net_G_A.pth``)."""
 
@@ -196,7 +333,13 @@ class CycleGAN(Method):
             str,
             ("input", "model"),
         ),
+        *TRAINING_OPTIONS,
     )
+    default_batch_size = 1  # official
+    default_steps = 200 * 1334  # official 200 epochs (100 + 100 decay) of horse2zebra's larger domain at batch 1
+
+    def training_recipe(self, dataset: Any, context: TrainContext) -> TrainingRecipe:
+        return CycleGANRecipe(self, dataset, context)
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness import DataError, Method, Option, Sample, UsageError, hookimpl
+from harness import DataError, Method, Option, Sample, TrainContext, TrainingRecipe, UsageError, hookimpl
 from harness.checkpoints import load_state_dict
 
 
@@ -26,6 +26,31 @@ class MeanImage(nn.Module):
         self.register_buffer("mean", torch.full((3, size, size), 0.5))
 
 
+class MeanRecipe(TrainingRecipe):
+    """Step 0 averages every training image (resized to the first one's square size); later steps change nothing."""
+
+    def __init__(self, dataset: Any, context: TrainContext) -> None:
+        super().__init__(description={"fit": "exact mean of the training images (bilinear resize to a common size)"}, exported="mean")
+        self.dataset = dataset
+        first = next(dataset.samples("train"), None)
+        if first is None:
+            raise DataError(f"{dataset.name}: the train split has no samples")
+        self.networks["mean"] = MeanImage(int(first["image"].shape[-1]))
+
+    def train_step(self, step: int) -> dict[str, float]:
+        if step > 0:
+            return {}
+        total, count, size = None, 0, tuple(self.networks["mean"].mean.shape[-2:])
+        for sample in self.dataset.samples("train"):
+            image = sample["image"].double()
+            if tuple(image.shape[-2:]) != size:
+                image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
+            total = image if total is None else total + image
+            count += 1
+        self.networks["mean"].mean = (total / count).float()
+        return {"images": float(count)}
+
+
 class DescriptorMean(Method):
     """The mean training image (the floor: what is known without looking at the descriptors)."""
 
@@ -34,6 +59,12 @@ class DescriptorMean(Method):
     tasks = frozenset({"descriptor-inversion"})
     needs_checkpoint = True
     options = (Option("size", 256, "side of the mean image built before training (the trained file sets it)", int),)
+
+    default_steps = 1
+    default_batch_size = 1
+
+    def training_recipe(self, dataset: Any, context: TrainContext) -> TrainingRecipe:
+        return MeanRecipe(dataset, context)
 
     def build(self) -> MeanImage:
         return MeanImage(self.config["size"])

@@ -18,9 +18,11 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
-from harness import DataError, Method, Option, Sample, UsageError, hookimpl
+from harness import DataError, Method, Option, Sample, SingleModelRecipe, TrainContext, TrainingRecipe, UsageError, hookimpl
 from harness.checkpoints import load_into
+from harness.train.samplers import uniform_batch
 
 from .descriptor_maps import sparse_sift_map
 
@@ -76,6 +78,30 @@ class DosovitskiyBrox(Method):
         super().__init__(**options)
         if self.config["width"] < 1:
             raise UsageError(f"{self.name}: option width must be at least 1")
+
+    default_batch_size = 64
+    default_steps = 100_000
+
+    def training_recipe(self, dataset: Any, context: TrainContext) -> TrainingRecipe:
+        """Squared pixel error (the paper's loss), Adam; batches drawn uniformly, maps built per batch."""
+        samples = list(dataset.samples("train"))
+        if not samples:
+            raise DataError(f"{dataset.name}: the train split has no samples")
+        model = self.build().to(context.device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=self.config["lr"])
+
+        def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+            chosen = [samples[i] for i in uniform_batch(len(samples), context.batch_size, context.seed, step)]
+            maps = torch.stack([self.sparse_map(s) for s in chosen])
+            return maps, torch.stack([s["image"] for s in chosen]) * 2 - 1
+
+        def loss(pair: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+            maps, images = (t.to(context.device) for t in pair)
+            return F.mse_loss(model(maps), images)
+
+        description = {"loss": "mean squared pixel error on [-1, 1] images", "optimizer": f"Adam lr {self.config['lr']}",
+                       "input": f"sparse SIFT map, cell {self.config['cell']}, 133 channels"}
+        return SingleModelRecipe(model, optimizer, None, batch, loss, description, context)
 
     def build(self) -> UpConvInversion:
         return UpConvInversion(self.config["cell"], self.config["width"])

@@ -26,12 +26,15 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
-from harness import DataError, Method, Option, Sample, UsageError, hookimpl
+from harness import DataError, Method, Option, Sample, TrainContext, TrainingRecipe, UsageError, hookimpl
 from harness.checkpoints import load_into
+from harness.train.samplers import uniform_batch
 
-from .cyclegan import ResnetGenerator, init_weights
+from .cyclegan import PatchDiscriminator, ResnetGenerator, init_weights
 from .descriptor_maps import descriptor_map
+from .vgg_features import VGGFeatures, gram
 
 PAPER = (
     "Haiwei Wu, Jiantao Zhou, Yuanman Li. Image Reconstruction from Local Descriptors Using Conditional "
@@ -114,6 +117,105 @@ def sample_maps(sample: Sample, scales: tuple[int, ...]) -> dict[int, torch.Tens
     return {cell: descriptor_map(sample["keypoints"], sample["descriptors"], size, cell)[0] for cell in scales}
 
 
+# -- training ---------------------------------------------------------------------------------------
+class PerceptualStyle(nn.Module):
+    """φ = VGG-16 relu1_2 (``features[3]``; one reading of the paper's "3-th layer"): ‖φ(a) − φ(b)‖² (mean)
+    and the ℓ1 distance of their Gram matrices."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.vgg = VGGFeatures("vgg16", (3,))
+
+    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        fp, ft = self.vgg((prediction + 1) / 2)[0], self.vgg((target + 1) / 2)[0]
+        return F.mse_loss(fp, ft), F.l1_loss(gram(fp), gram(ft))
+
+
+class SiftCGANRecipe(TrainingRecipe):
+    """R pretraining with L_R, then R + G + D jointly: per step 5 D updates, then one on R and G.
+
+    Losses (paper §2.4–2.6): L_R = ℓ2 + 1·perceptual + 1e-4·style; L_GD = cGAN log-loss + 100·ℓ2 +
+    100·perceptual + 0.01·style on G's output; Adam 1e-4, β (0.9, 0.999). ``loss=l2`` drops the VGG
+    terms (ablation); ``stages=r`` trains R only. The whole network (R and G) is exported."""
+
+    def __init__(self, method: "SiftCGAN", dataset: Any, context: TrainContext) -> None:
+        cfg = method.config
+        self.context, self.method, self.cfg = context, method, cfg
+        self.samples = list(dataset.samples("train"))
+        if not self.samples:
+            raise DataError(f"{dataset.name}: the train split has no samples")
+        self.pretrain = context.steps if cfg["stages"] == "r" else int(round(cfg["pretrain"] * context.steps))
+        super().__init__(
+            description={
+                "pretrain_steps": self.pretrain, "joint_steps": context.steps - self.pretrain,
+                "L_R": "l2 + 1*perceptual + 1e-4*style" if cfg["loss"] == "joint" else "l2",
+                "L_GD": "cGAN log-loss + 100*l2 + 100*perceptual + 0.01*style" if cfg["loss"] == "joint" else "cGAN + 100*l2",
+                "d_updates": cfg["d_updates"], "optimizer": f"Adam lr {cfg['lr']} betas (0.9, 0.999)",
+                "perceptual": "VGG-16 features[3] (relu1_2), Gram style, l1" if cfg["loss"] == "joint" else None,
+                "label": "re-implementation (unverified)",
+            },
+            exported="net",
+        )
+        device = context.device
+        self.networks["net"] = method.build().to(device)
+        self.optimizers["R"] = torch.optim.Adam(self.networks["net"].coarse.parameters(), lr=cfg["lr"], betas=(0.9, 0.999))
+        if cfg["stages"] == "rg":
+            self.networks["D"] = init_weights(PatchDiscriminator(cfg["ndf"], channels=6, norm="batch")).to(device)
+            self.optimizers["G"] = torch.optim.Adam(self.networks["net"].parameters(), lr=cfg["lr"], betas=(0.9, 0.999))
+            self.optimizers["D"] = torch.optim.Adam(self.networks["D"].parameters(), lr=cfg["lr"], betas=(0.9, 0.999))
+        self.vgg = PerceptualStyle().to(device) if cfg["loss"] == "joint" else None
+
+    def batch(self, step: int, stream: int = 0) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
+        rows = uniform_batch(len(self.samples), self.context.batch_size, self.context.seed, self.context.steps * stream + step)
+        chosen = [self.samples[i] for i in rows]
+        maps = {cell: torch.stack([sample_maps(s, self.method.scales)[cell] for s in chosen]) for cell in self.method.scales}
+        images = torch.stack([s["image"] for s in chosen]) * 2 - 1
+        device = self.context.device
+        return {cell: m.to(device) for cell, m in maps.items()}, images.to(device)
+
+    def content(self, output: torch.Tensor, target: torch.Tensor, weights: tuple[float, float, float]) -> dict[str, torch.Tensor]:
+        losses = {"l2": F.mse_loss(output, target) * weights[0]}
+        if self.vgg is not None:
+            perceptual, style = self.vgg(output, target)
+            losses["perceptual"], losses["style"] = perceptual * weights[1], style * weights[2]
+        return losses
+
+    def train_step(self, step: int) -> dict[str, float]:
+        ctx, net = self.context, self.networks["net"]
+        if step < self.pretrain:
+            maps, target = self.batch(step)
+            with ctx.autocast():
+                losses = self.content(net.coarse(maps), target, (1.0, 1.0, 1e-4))
+            self.optimizers["R"].zero_grad(set_to_none=True)
+            ctx.backward(sum(losses.values()))
+            ctx.step(self.optimizers["R"])
+            return {f"R/{k}": float(v.detach()) for k, v in losses.items()}
+        d, bce = self.networks["D"], F.binary_cross_entropy_with_logits
+        logs: dict[str, float] = {}
+        for update in range(self.cfg["d_updates"]):
+            maps, target = self.batch(step, 1 + update)
+            with torch.no_grad():
+                coarse, fake = net(maps)
+            with ctx.autocast():
+                real_score, fake_score = d(torch.cat([coarse, target], 1)), d(torch.cat([coarse, fake], 1))
+                loss_d = 0.5 * (bce(real_score, torch.ones_like(real_score)) + bce(fake_score, torch.zeros_like(fake_score)))
+            self.optimizers["D"].zero_grad(set_to_none=True)
+            ctx.backward(loss_d)
+            ctx.step(self.optimizers["D"])
+            logs["D"] = float(loss_d.detach())
+        maps, target = self.batch(step)
+        d.requires_grad_(False)
+        with ctx.autocast():
+            coarse, fake = net(maps)
+            score = d(torch.cat([coarse, fake], 1))
+            losses = {"gan": bce(score, torch.ones_like(score)), **self.content(fake, target, (100.0, 100.0, 0.01))}
+        d.requires_grad_(True)
+        self.optimizers["G"].zero_grad(set_to_none=True)
+        ctx.backward(sum(losses.values()))
+        ctx.step(self.optimizers["G"])
+        return {**logs, **{f"G/{k}": float(v.detach()) for k, v in losses.items()}}
+
+
 class SiftCGAN(Method):
     """Coarse-to-fine SIFT inversion (R + cGAN), re-implementation (unverified: the paper's Fig. 3 is missing)."""
 
@@ -132,7 +234,19 @@ class SiftCGAN(Method):
         Option("width", 64, "base width w of R's branches (assumed; Fig. 3 missing)", int),
         Option("ngf", 64, "base width of G (DeblurGAN: 64)", int),
         Option("blocks", 9, "residual blocks of G (paper: 9)", int),
+        Option("ndf", 64, "training: PatchGAN discriminator base width (pix2pix: 64)", int),
+        Option("lr", 1e-4, "training: Adam learning rate (paper: 1e-4, betas 0.9, 0.999)", float),
+        Option("pretrain", 0.5, "training: fraction of the steps that pretrain R alone before joint training "
+               "(paper: R 'until convergence', then ~200 epochs jointly)", float),
+        Option("d_updates", 5, "training: discriminator updates per R+G update (paper: 5)", int),
     )
+    default_batch_size = 8  # paper
+    default_steps = 200 * 1000  # about 200 epochs of 8,000 images at batch 8 (paper)
+
+    def training_recipe(self, dataset: Any, context: TrainContext) -> TrainingRecipe:
+        if not 0.0 <= self.config["pretrain"] <= 1.0 or self.config["d_updates"] < 1:
+            raise UsageError(f"{self.name}: option pretrain must be in [0, 1] and d_updates at least 1")
+        return SiftCGANRecipe(self, dataset, context)
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
