@@ -1,4 +1,4 @@
-"""Bundled, generated-on-first-use datasets (`rain-synth`, `inpaint-synth`): byte-stable PNGs and an
+"""Bundled, generated-on-first-use datasets (`rain-synth`, `inpaint-synth`, `translate-synth`, `sift-synth`): byte-stable PNGs and an
 atomic, self-checking generation step.
 
 A generated folder holds a ``manifest.json`` with the generator's name, version and seed and the
@@ -8,6 +8,7 @@ some other program wrote is never overwritten.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -46,6 +47,27 @@ def png_bytes(image: np.ndarray) -> bytes:
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", stream) + chunk(b"IEND", b"")
+
+
+def source_photo(name: str) -> np.ndarray:
+    """One bundled scikit-image photograph as uint8 (H, W, 3); these load from the wheel, offline."""
+    from skimage import data
+
+    if name.startswith("motorcycle_"):
+        left, right, _ = data.stereo_motorcycle()
+        return left if name == "motorcycle_left" else right
+    return getattr(data, name)()
+
+
+def write_pngs(folder: Path, images: dict[str, np.ndarray]) -> dict[str, str]:
+    """Write ``{relative path: uint8 image}`` as byte-stable PNGs; returns their sha256 digests."""
+    files = {}
+    for relative, image in images.items():
+        content = png_bytes(image)
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        (folder / relative).write_bytes(content)
+        files[relative] = hashlib.sha256(content).hexdigest()
+    return files
 
 
 def read_manifest(root: Path) -> dict[str, Any] | None:

@@ -25,7 +25,7 @@ from scipy import ndimage
 from harness import hookimpl
 
 from . import bundled
-from .bundled import png_bytes
+from .bundled import png_bytes, source_photo, write_pngs  # noqa: F401  (re-exported: inpaint-synth, tests)
 from .rain import PairedRainDataset
 
 GENERATOR_VERSION = 1
@@ -43,16 +43,6 @@ COUNTS = {"train": 40, "test": 12}
 
 DIRECTIONS = (-30.0, -15.0, 0.0, 15.0, 30.0)
 """Dominant streak angles from vertical, in degrees: Rain100H is 'synthesized with five rain streak directions'."""
-
-
-def source_photo(name: str) -> np.ndarray:
-    """One bundled scikit-image photograph as uint8 (H, W, 3); these load from the wheel, offline."""
-    from skimage import data
-
-    if name.startswith("motorcycle_"):
-        left, right, _ = data.stereo_motorcycle()
-        return left if name == "motorcycle_left" else right
-    return getattr(data, name)()
 
 
 def streak_kernel(length: float, angle: float) -> np.ndarray:
@@ -115,15 +105,12 @@ def synthesize(split: str) -> list[tuple[np.ndarray, np.ndarray]]:
 
 def generate(folder: Path) -> dict[str, Any]:
     """Write both splits and the manifest into ``folder``; returns the manifest."""
-    files: dict[str, str] = {}
-    for split in SOURCES:
-        for number, (clean, rainy) in enumerate(synthesize(split), start=1):
-            for prefix, image in (("rain", rainy), ("norain", clean)):
-                relative = f"{split}/{prefix}-{number:03d}.png"
-                content = png_bytes(image)
-                (folder / relative).parent.mkdir(parents=True, exist_ok=True)
-                (folder / relative).write_bytes(content)
-                files[relative] = hashlib.sha256(content).hexdigest()
+    files = write_pngs(folder, {
+        f"{split}/{prefix}-{number:03d}.png": image
+        for split in SOURCES
+        for number, (clean, rainy) in enumerate(synthesize(split), start=1)
+        for prefix, image in (("rain", rainy), ("norain", clean))
+    })
     sources = {
         name: hashlib.sha256(source_photo(name).tobytes()).hexdigest() for names in SOURCES.values() for name in names
     }
