@@ -164,9 +164,13 @@ def cmd_status(args: argparse.Namespace, plugins: Plugins) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, plugins: Plugins) -> int:
+    from ..publish.commands import publish_site
+
     request = GridRequest(suite=load_suite(DEMO_SUITE), results=args.results or default_results_root(),
                           plugins_dirs=tuple(args.plugins_dir or ()))
-    return run_grid(request, args, plugins)
+    code = run_grid(request, args, plugins)
+    publish_site(plugins, request.results, args.site)
+    return code
 
 
 def add_grid_commands(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -223,6 +227,9 @@ def add_grid_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("demo", parents=[common], help="run the quickstart suite on bundled data",
                        description="Train each learned method of the `quickstart` suite for a small fixed budget on "
-                                   "bundled data, evaluate every cell and print the table. A second run is cached.")
+                                   "bundled data, evaluate every cell, print the table and publish the leaderboard "
+                                   "site (--site). A second run is cached.")
     executor_flags(p)
+    p.add_argument("--site", type=Path, default=Path("harness-site"),
+                   help="where the leaderboard site is written (default harness-site; open its index.html)")
     p.set_defaults(func=cmd_demo, executor="local", executor_option=[], ray_address=None, dry_run=False, json=False)

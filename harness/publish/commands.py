@@ -87,9 +87,20 @@ def cmd_publish(args: argparse.Namespace, plugins: Plugins) -> int:
         return 0
     if args.out is None:
         raise UsageError("--out DIR is required for the html site (or use --format markdown/json to print)")
-    pages = site.write_site(built, runs, args.out, descriptions=_descriptions(plugins), gallery=_gallery_loader(plugins))
-    print(f"wrote {len(pages)} pages to {args.out} ({len(built)} leaderboards, {len(runs)} runs); open {args.out / 'index.html'}")
+    _write_html(plugins, built, runs, args.out)
     return 0
+
+
+def publish_site(plugins: Plugins, results: Path | None, out: Path) -> None:
+    """Every shipped leaderboard over the store at ``results``, as the html site in ``out`` (for `harness demo`)."""
+    runs = read_store(results)
+    versions = _versions(plugins)
+    _write_html(plugins, [tables.build(board, runs, versions) for board in definitions.load_all(())], runs, out)
+
+
+def _write_html(plugins: Plugins, built: list[Any], runs: list[Run], out: Path) -> None:
+    pages = site.write_site(built, runs, out, descriptions=_descriptions(plugins), gallery=_gallery_loader(plugins))
+    print(f"wrote {len(pages)} pages to {out} ({len(built)} leaderboards, {len(runs)} runs); open {out / 'index.html'}")
 
 
 def _emit(text: str, out: Path | None) -> None:
