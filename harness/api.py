@@ -218,7 +218,18 @@ class Method(Plugin):
         return None
 
     def load(self, checkpoint: Path | None, device: str) -> None:
-        """Prepare for prediction: build the model, load weights from ``checkpoint``, move to ``device``."""
+        """Prepare for prediction. The default serves network methods: build the network, load ``checkpoint``
+        strictly (`harness.checkpoints.load_into`) and move it to ``device`` in eval mode; model-free methods
+        (``build()`` is ``None``) have nothing to load. Override it for other weight formats."""
+        model = self.build()
+        if model is None:
+            return
+        if checkpoint is not None:
+            from .checkpoints import load_into
+
+            load_into(model, Path(checkpoint))
+        self._model = model.to(device).eval()
+        self._device = device
 
     def predict(self, samples: list[Sample]) -> list[Any]:
         """Return one prediction per sample (each sample holds only the task's inputs and its id)."""

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,7 +33,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness import DataError, Method, Option, Sample, TrainContext, TrainingRecipe, UsageError, count_parameters, hookimpl
-from harness.checkpoints import load_into
 from harness.train.augment import random_flip
 from harness.train.samplers import step_rng, uniform_batch
 
@@ -139,13 +137,6 @@ class CentreHoleNetwork(Method):
     tasks = frozenset({"inpainting"})
     needs_checkpoint = True
     batch_size = 16
-
-    def load(self, checkpoint: Path | None, device: str) -> None:
-        model = self.build()
-        if checkpoint is not None:
-            load_into(model, Path(checkpoint))
-        self._model = model.to(device).eval()
-        self._device = device
 
     def fill(self, image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
         """(N,3,128,128) in [0,1] with (1,1,128,128) hole → the (N,3,64,64) centre in [0,1]."""

@@ -13,7 +13,6 @@ image when d = 4), then up-convolutions to 256, 128, 64, 32 and a 3×3 conv to R
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,7 +20,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from harness import DataError, Method, Option, Sample, SingleModelRecipe, TrainContext, TrainingRecipe, UsageError, hookimpl
-from harness.checkpoints import load_into
 from harness.train.samplers import uniform_batch
 
 from .descriptor_maps import sparse_sift_map
@@ -111,13 +109,6 @@ class DosovitskiyBrox(Method):
         if size[0] % (4 * self.config["cell"]) or size[1] % (4 * self.config["cell"]):
             raise DataError(f"{self.name}: image size {size} must be a multiple of {4 * self.config['cell']}")
         return sparse_sift_map(sample["keypoints"], sample["descriptors"], size, self.config["cell"])
-
-    def load(self, checkpoint: Path | None, device: str) -> None:
-        model = self.build()
-        if checkpoint is not None:
-            load_into(model, Path(checkpoint))
-        self._model = model.to(device).eval()
-        self._device = device
 
     def predict(self, samples: list[Sample]) -> list[Any]:
         if self.model is None:

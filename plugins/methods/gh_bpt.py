@@ -24,7 +24,6 @@ for ``block_steps`` steps at lr0·10^-i and λ_adv·10^-i, its blend rising line
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness import DataError, Method, Option, Sample, TrainContext, TrainingRecipe, UsageError, count_parameters, hookimpl
-from harness.checkpoints import find_weights, load_into
+from harness.checkpoints import find_weights
 from harness.train.augment import random_flip
 from harness.train.samplers import step_rng, uniform_batch
 
@@ -313,13 +312,6 @@ class GHBPT(Method):
 
     def build(self) -> nn.Module:
         return GeneratorHead(self.config["ngf"], self.config["procedural_blocks"])
-
-    def load(self, checkpoint: Path | None, device: str) -> None:
-        model = self.build()
-        if checkpoint is not None:
-            load_into(model, Path(checkpoint))
-        self._model = model.to(device).eval()
-        self._device = device
 
     def predict(self, samples: list[Sample]) -> list[Any]:
         if self.model is None:

@@ -15,7 +15,6 @@ used for maps and digits).
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,7 +23,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from harness import ImagePool, Method, Option, Sample, TrainContext, TrainingRecipe, UsageError, hookimpl
-from harness.checkpoints import load_into
 from harness.train.samplers import unpaired_batch
 
 from .cyclegan import PatchDiscriminator, augmented, init_weights, translate, unpaired_rows
@@ -296,13 +294,6 @@ class SAT(Method):
 
     def build(self) -> SATGenerator:
         return init_weights(SATGenerator(self.config["ngf"], self.config["blocks"], self.attention))
-
-    def load(self, checkpoint: Path | None, device: str) -> None:
-        model = self.build()
-        if checkpoint is not None:
-            load_into(model, Path(checkpoint))
-        self._model = model.to(device).eval()
-        self._device = device
 
     def predict(self, samples: list[Sample]) -> list[Any]:
         if self.model is None:

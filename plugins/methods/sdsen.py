@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -29,7 +28,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from harness import DataError, Method, Option, Sample, SingleModelRecipe, TrainContext, UsageError, count_parameters, hookimpl
-from harness.checkpoints import load_into
 
 PAPER = (
     "Hong Liu, Hanrong Ye, Xia Li, Wei Shi, Mengyuan Liu, Qianru Sun. Self-refining deep symmetry "
@@ -373,13 +371,6 @@ class _SDSENFamily(Method):
     def build(self) -> SDSENNet:
         cfg = self.config
         return SDSENNet(cfg["stages"], cfg["link"], cfg["aggregation"], cfg["se"], cfg["backbone"])
-
-    def load(self, checkpoint: Path | None, device: str) -> None:
-        model = self.build()
-        if checkpoint is not None:
-            load_into(model, Path(checkpoint))
-        self._model = model.to(device).eval()
-        self._device = device
 
     def predict(self, samples: list[Sample]) -> list[Any]:
         if self.model is None:

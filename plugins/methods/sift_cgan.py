@@ -21,7 +21,6 @@ Images are handled in [-1, 1]; predictions are returned in [0, 1]. Ablations (op
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,7 +28,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from harness import DataError, Method, Option, Sample, TrainContext, TrainingRecipe, UsageError, hookimpl
-from harness.checkpoints import load_into
 from harness.train.samplers import uniform_batch
 
 from .cyclegan import PatchDiscriminator, ResnetGenerator, init_weights
@@ -257,13 +255,6 @@ class SiftCGAN(Method):
     def build(self) -> SiftInversionNet:
         cfg = self.config
         return init_weights(SiftInversionNet(self.scales, cfg["width"], cfg["stages"], cfg["ngf"], cfg["blocks"]))
-
-    def load(self, checkpoint: Path | None, device: str) -> None:
-        model = self.build()
-        if checkpoint is not None:
-            load_into(model, Path(checkpoint))
-        self._model = model.to(device).eval()
-        self._device = device
 
     def predict(self, samples: list[Sample]) -> list[Any]:
         if self.model is None:
