@@ -90,10 +90,15 @@ class Task:
     fields: Mapping[str, str]
     target: str | None = None
     paired: bool = True
+    optional_inputs: tuple[str, ...] = ()
+    """Fields a method also sees when the dataset provides them (e.g. a parsing map only some releases
+    ship); a method that needs one checks for it and names the missing field."""
 
     def method_view(self, sample: Sample) -> Sample:
         """The part of a sample a method may see: its inputs and its id, never the target."""
-        return {"id": sample["id"], **{name: sample[name] for name in self.inputs}}
+        view = {"id": sample["id"], **{name: sample[name] for name in self.inputs}}
+        view.update({name: sample[name] for name in self.optional_inputs if name in sample})
+        return view
 
     def check_sample(self, sample: Sample, source: str) -> None:
         missing = [name for name in ("id", *self.fields) if name not in sample]

@@ -45,6 +45,7 @@ POSE_TRANSFER = Task(
     name="pose-transfer",
     description="Render the person of a source image in a target pose.",
     inputs=("source", "source_pose", "target_pose"),
+    optional_inputs=("source_parsing",),
     target="target",
     output="image",
     fields={

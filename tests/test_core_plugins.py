@@ -158,3 +158,12 @@ def test_unknown_option_is_a_usage_error():
         get_plugins([FIXTURE_PLUGINS]).methods.get("flaky")(nope=1)
     with pytest.raises(UsageError, match="expects int"):
         get_plugins([FIXTURE_PLUGINS]).methods.get("flaky")(crash_after="many")
+
+
+def test_method_view_passes_optional_inputs_only_when_present() -> None:
+    from harness.api import Task
+
+    task = Task(name="t", description="", inputs=("a",), optional_inputs=("extra",), output="image",
+                fields={"a": "", "y": ""}, target="y")
+    assert task.method_view({"id": "1", "a": 1, "y": 2}) == {"id": "1", "a": 1}
+    assert task.method_view({"id": "1", "a": 1, "y": 2, "extra": 3}) == {"id": "1", "a": 1, "extra": 3}
