@@ -35,21 +35,13 @@ from skimage.draw import disk, polygon
 from skimage.morphology import dilation, erosion
 
 from harness import DataError, Metric, Option, Sample, UsageError, hookimpl
+from harness_plugins.methods.pose_maps import COCO18_LIMBS, MISSING
 
 from .inception import InceptionScore
 from .psnr_ssim import CONVENTIONS, ssim
 
-MISSING = -1
 RADIUS = 4
 CLOSING = 5
-COCO18_LIMBS: tuple[tuple[int, int], ...] = (
-    # 0 nose, 1 neck, 2-4 right shoulder/elbow/wrist, 5-7 left, 8-10 right hip/knee/ankle, 11-13 left,
-    # 14/15 eyes, 16/17 ears (OpenPose COCO order, as in the PATN/Def-GAN annotation files).
-    (1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7),  # shoulders and arms
-    (1, 8), (8, 9), (9, 10), (1, 11), (11, 12), (12, 13),  # trunk sides and legs
-    (1, 0), (0, 14), (14, 16), (0, 15), (15, 17), (1, 16), (1, 17),  # head
-    (8, 11), (11, 5), (8, 2), (16, 17),  # hips, torso diagonals, ears: close the body outline
-)
 POSE_FIELD = "target_pose"
 
 
