@@ -28,12 +28,14 @@ MANIFEST = "manifest.json"
 
 
 def png_bytes(image: np.ndarray) -> bytes:
-    """Encode uint8 RGB as a PNG whose bytes depend on the pixels only.
+    """Encode uint8 RGB (H, W, 3), or grey (H, W) such as a label map, as a PNG whose bytes depend on
+    the pixels only.
 
     The deflate stream uses stored (uncompressed) blocks, so the file does not depend on the zlib (or
     zlib-ng) build the way compressed output does; the data digest is then the same on every machine.
     """
-    height, width, _ = image.shape
+    height, width = image.shape[:2]
+    colour_type = 0 if image.ndim == 2 else 2
     raw = b"".join(b"\x00" + image[row].tobytes() for row in range(height))
     blocks = []
     for start in range(0, len(raw), 0xFFFF):
@@ -45,7 +47,7 @@ def png_bytes(image: np.ndarray) -> bytes:
     def chunk(tag: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
 
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", stream) + chunk(b"IEND", b"")
 
 
