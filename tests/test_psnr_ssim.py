@@ -18,11 +18,14 @@ import harness
 from harness import DataError, UsageError
 from harness.data import to_uint8
 from harness_plugins.metrics.psnr_ssim import (
+    COLORS,
     CONVENTIONS,
     PSNR,
     SSIM,
     _luma_into,
     _scored,
+    _scored_cpu,
+    _scored_torch,
     _Scratch,
     _ssim_values,
     psnr,
@@ -381,21 +384,49 @@ def test_metric_errors_name_the_sample(pairs) -> None:
 
 @pytest.mark.parametrize("convention", [name for name, entry in CONVENTIONS.items() if entry["ssim"]])
 def test_cpu_and_device_paths_agree(pairs, convention) -> None:
-    """The CPU path (numpy + scipy.ndimage, chunked, threaded) and the device path (torch shifted
-    multiply-adds, used on CUDA) compute the same SSIM, here both on CPU tensors, every padding mode."""
+    """The CPU path (numba kernels, chunked, threaded) and the device path (torch, used on CUDA) compute
+    the same SSIM, here both on CPU tensors, every padding mode."""
     p = resolve_params("ssim", convention)
     pred = torch.stack([pairs[0][0], pairs[0][0].flip(-1)])
     target = torch.stack([pairs[0][1], pairs[0][1].flip(-2)])
     x, y = _scored(pred, p, _Scratch(), "pred"), _scored(target, p, _Scratch(), "target")
     assert isinstance(x, np.ndarray)
-    on_cpu = _ssim_values(x, y, p, _Scratch())
-    on_device = _ssim_values(torch.from_numpy(x.copy()), torch.from_numpy(y.copy()), p, _Scratch())
+    on_cpu = _ssim_values(x, y, p)
+    on_device = _ssim_values(torch.from_numpy(x.copy()), torch.from_numpy(y.copy()), p)
     torch.testing.assert_close(on_cpu, on_device, rtol=0, atol=1e-12)
     levels = torch.rand(2, 3, 5, 7, dtype=torch.float64) * 255
     for color in ("y601", "yiq", "gray709"):
         for quantize_y in (True, False):
             from_numpy = _luma_into(levels.numpy().copy(), color, quantize_y, None)
             assert torch.equal(torch.from_numpy(from_numpy), _luma_into(levels.clone(), color, quantize_y, None))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_scoring_is_bit_identical_to_the_torch_steps(dtype) -> None:
+    """`_scored_cpu` (one compiled pass) against `_scored_torch` (the step-by-step tensor operations), for
+    every colour, quantisation, Y rounding and scale, on values outside [0, 1], exact k/255 levels and
+    ties of the ×255 product, and the 194 colours whose luma is exactly k + 1/2."""
+    generator = torch.Generator().manual_seed(3)
+    noise = torch.rand(2, 3, 9, 11, generator=generator, dtype=torch.float64) * 1.4 - 0.2
+    levels = torch.arange(256, dtype=torch.float64).view(1, 1, 1, 256).expand(2, 3, 2, 256) / 255
+    ties = ((torch.arange(256, dtype=torch.float64) + 0.5) / 255).view(1, 1, 1, 256).expand(2, 3, 1, 256)
+    shuffled = torch.cat([levels, ties], dim=2)[:, torch.tensor([0, 1, 2])].clone()
+    shuffled[:, 1] = shuffled[:, 1].roll(37, -1)
+    shuffled[:, 2] = shuffled[:, 2].roll(101, -1)
+    r, g, b = np.meshgrid(*(np.arange(256, dtype=np.int64),) * 3, indexing="ij")
+    half = (65481 * r + 128553 * g + 24966 * b) % 255000 == 127500  # y601 luma exactly k + 1/2
+    assert half.sum() == 194
+    colours = torch.from_numpy(np.stack([r[half], g[half], b[half]]) / 255.0).view(1, 3, 1, -1)
+    for images in (noise.to(dtype), shuffled.to(dtype), colours.to(dtype)):
+        for color in COLORS:
+            for quantize in ("round", "truncate", "none"):
+                for quantize_y in (True, False):
+                    for pixel_scale in (255.0, 1.0):
+                        p = resolve_params("psnr", color=color, quantize=quantize, quantize_y=quantize_y,
+                                           pixel_scale=pixel_scale)
+                        compiled = _scored_cpu(images, p, _Scratch(), "")
+                        stepwise = _scored_torch(images, p, _Scratch(), "")
+                        assert torch.equal(torch.from_numpy(compiled), stepwise), p
 
 
 def test_threads_do_not_change_values(pairs) -> None:

@@ -72,7 +72,6 @@ from typing import Any, Callable, Iterator, Union
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
 
 from harness import DataError, Metric, Option, Sample, UsageError, hookimpl
 
@@ -144,11 +143,10 @@ CONVENTIONS: dict[str, dict[str, Any]] = {
 Array = Union[np.ndarray, torch.Tensor]
 """Scored images: numpy arrays on the CPU, torch tensors on other devices (see `_scored`)."""
 
-_CHUNK_ELEMENTS = 1 << 19
-"""Input values (3·H·W per image) scored per chunk. Every step, quantisation included, runs chunk by chunk
-so its intermediates stay in cache (≈ 4 MiB of float64 statistics for one 481×321 luma image): measured
-on 100 such pairs, whole-batch steps streamed through memory made quantisation alone cost more than a
-scikit-image SSIM loop. It also bounds memory whatever the batch size."""
+_CHUNK_ELEMENTS = 1 << 21
+"""Input values (3·H·W per image) scored per chunk: it bounds the memory of the scored float64 channels
+whatever the batch size (≈ 11 MiB of luma for 13 images of 481×321), and a chunk holds enough images
+for the SSIM thread pool to share them out evenly."""
 
 
 # -- parameters --------------------------------------------------------------------------------------
@@ -317,20 +315,21 @@ def _namespace(array: Array) -> Any:
 
 
 def _scored(images: torch.Tensor, p: dict[str, Any], scratch: _Scratch | None = None, role: str = "") -> Array:
-    """(N,3,H,W) float images → the float64 channels that are scored, on the ``pixel_scale``.
-
-    CPU tensors are scored as numpy arrays (shared memory): numpy runs these element-wise steps on one
-    thread, where torch's intra-op threads made them 10× slower on a busy 2-core machine (see
-    docs/benchmarks.md); other devices stay torch tensors.
-    """
+    """(N,3,H,W) float images → the float64 channels that are scored, on the ``pixel_scale``: numpy arrays
+    from the compiled CPU kernel for CPU tensors (`_scored_cpu`), torch tensors on other devices
+    (`_scored_torch`). Both compute the same values bit for bit (tested)."""
     scratch = scratch or _Scratch()
     border = p["crop_border"]
     if border:
         images = images[..., border:-border, border:-border]
-    source: Array = images.detach()
+    source = images.detach()
     if source.device.type == "cpu":
-        source = source.numpy()
-    xp = _namespace(source)
+        return _scored_cpu(source, p, scratch, role)
+    return _scored_torch(source, p, scratch, role)
+
+
+def _scored_torch(source: torch.Tensor, p: dict[str, Any], scratch: _Scratch, role: str) -> torch.Tensor:
+    """`_scored` with torch operations, on the tensor's device."""
     shape = tuple(source.shape)
     levels = scratch.buffer(role + "levels", shape, "float64", source)
     if p["quantize"] == "none":
@@ -340,15 +339,31 @@ def _scored(images: torch.Tensor, p: dict[str, Any], scratch: _Scratch | None = 
         # Same steps as harness.data.to_uint8 (a saved PNG): float32, clip, ×255, round half to even.
         rounded = scratch.buffer(role + "rounded", shape, "float32", source)
         rounded[...] = source
-        xp.clip(rounded, 0, 1, out=rounded)
+        torch.clip(rounded, 0, 1, out=rounded)
         rounded *= 255.0
-        (xp.round if p["quantize"] == "round" else xp.floor)(rounded, out=rounded)
+        (torch.round if p["quantize"] == "round" else torch.floor)(rounded, out=rounded)
         levels[...] = rounded
     luma = None if p["color"] == "rgb" else scratch.buffer(role + "luma", (shape[0], 1, *shape[2:]), "float64", source)
     scored = _luma_into(levels, p["color"], p["quantize_y"], luma)
     if p["pixel_scale"] != 255.0:
         scored *= p["pixel_scale"] / 255.0
     return scored
+
+
+def _scored_cpu(source: torch.Tensor, p: dict[str, Any], scratch: _Scratch, role: str) -> np.ndarray:
+    """`_scored` of a CPU tensor: one compiled pass per pixel (see `psnr_ssim_cpu`), as numpy."""
+    from .psnr_ssim_cpu import QUANTIZE_CODES, scored_levels
+
+    array = source.numpy()
+    if array.dtype not in (np.float32, np.float64):
+        array = array.astype(np.float32)  # half precision: exact in float32, where quantisation starts
+    array = np.ascontiguousarray(array)
+    channels = 3 if p["color"] == "rgb" else 1
+    out = scratch.buffer(role + "scored", (array.shape[0], channels, *array.shape[2:]), "float64", array)
+    weights, denominator, offset = LUMA.get(p["color"], ((0, 0, 0), 1, 0))
+    scored_levels(array, out, QUANTIZE_CODES[p["quantize"]], np.asarray(weights, dtype=np.float64), float(denominator),
+                  float(offset), p["quantize_y"], p["pixel_scale"] / 255.0)
+    return out
 
 
 def check_geometry(height: int, width: int, p: dict[str, Any], who: str) -> None:
@@ -367,9 +382,9 @@ def check_geometry(height: int, width: int, p: dict[str, Any], who: str) -> None
 
 def _prepared(
     pred: torch.Tensor, target: torch.Tensor, p: dict[str, Any], who: str
-) -> Iterator[tuple[Array, Array, _Scratch]]:
-    """Checked pairs → (scored prediction, scored target, the call's scratch) chunk by chunk (see
-    ``_CHUNK_ELEMENTS``); the tensors are overwritten by the next chunk."""
+) -> Iterator[tuple[Array, Array]]:
+    """Checked pairs → (scored prediction, scored target) chunk by chunk (see ``_CHUNK_ELEMENTS``); the
+    arrays are overwritten by the next chunk."""
     scratch = _Scratch()
     check_pair(pred, target, who)
     check_geometry(pred.shape[-2], pred.shape[-1], p, who)
@@ -377,7 +392,7 @@ def _prepared(
     step = max(1, _CHUNK_ELEMENTS // pred[0].numel())
     for start in range(0, pred.shape[0], step):
         chunk = slice(start, start + step)
-        yield _scored(pred[chunk], p, scratch, "pred"), _scored(target[chunk].to(pred.device), p, scratch, "target"), scratch
+        yield _scored(pred[chunk], p, scratch, "pred"), _scored(target[chunk].to(pred.device), p, scratch, "target")
 
 
 def _peak(x: Array, p: dict[str, Any]) -> torch.Tensor:
@@ -446,7 +461,7 @@ def psnr(
         composite, pixels = hole_composite(pred, target, mask, p, "psnr")
         values = psnr(composite, target, convention=convention, **params)
         return _hole_values(values.reshape(-1), pixels, tuple(pred.shape), p).reshape(values.shape)
-    values = torch.cat([_psnr_from(*_psnr_parts(x, y, p)) for x, y, _ in _prepared(pred, target, p, "psnr")])
+    values = torch.cat([_psnr_from(*_psnr_parts(x, y, p)) for x, y in _prepared(pred, target, p, "psnr")])
     return values[0] if pred.dim() == 3 else values
 
 
@@ -455,11 +470,10 @@ def psnr(
 
 # Window statistics. SSIM needs four filtered maps, not the usual five: μx, μy, E[xy] and E[x² + y²]
 # (σx² and σy² only ever appear as their sum). Both paths filter separably in float64 and keep only the
-# map positions the padding mode asks for (see ``padding``).
-
-_SCIPY_MODES = {"valid": "reflect", "zero-same": "constant", "reflect-same": "mirror"}
-"""Border modes of scipy.ndimage: 'reflect' repeats the edge (the mirrored pixels a 'valid' map reads
-when the kernel is wider than the window), 'mirror' does not (torch's reflection)."""
+# map positions the padding mode asks for (see ``padding``). On the CPU the compiled kernel
+# (`psnr_ssim_cpu.ssim_map_sum`) streams them row by row and sums the SSIM map without storing it (issue 6:
+# the scipy.ndimage version was 1.1–1.4× slower than scikit-image; see docs/benchmarks.md); other devices
+# use torch shifted multiply-adds.
 
 
 def _crop(p: dict[str, Any]) -> int:
@@ -471,29 +485,40 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(workers, thread_name_prefix="harness-ssim")
 
 
-def _filtered_cpu(stats: np.ndarray, weights: list[float], p: dict[str, Any], scratch: _Scratch) -> np.ndarray:
-    """(4, ..., H, W) float64 maps filtered along W then H by scipy.ndimage.correlate1d, then cropped.
+_NUMPY_PADS = {"valid": "symmetric", "zero-same": "constant", "reflect-same": "reflect"}
+"""np.pad modes of each padding: 'symmetric' repeats the edge (the mirrored pixels a 'valid' map reads when
+the kernel is wider than the window, scipy.ndimage's 'reflect'), 'reflect' does not (torch's reflection)."""
 
-    One C pass per axis and map, line by line in cache, using the kernel's symmetry; scipy releases the
-    GIL, so the four maps are filtered on as many threads as torch is allowed (``torch.get_num_threads``:
-    one thread is a plain serial loop, no pool).
-    """
-    crop, mode, kernel = _crop(p), _SCIPY_MODES[p["padding"]], np.asarray(weights)
-    rows = scratch.buffer("rows", stats.shape, "float64", stats)
-    width = stats.shape[-1] - 2 * crop
-    cols = scratch.buffer("cols", (*stats.shape[:-1], width), "float64", stats)
 
-    def run(index: int) -> None:
-        ndimage.correlate1d(stats[index], kernel, axis=-1, mode=mode, output=rows[index])
-        ndimage.correlate1d(rows[index, ..., crop : crop + width], kernel, axis=-2, mode=mode, output=cols[index])
+def _ssim_cpu(x: np.ndarray, y: np.ndarray, c1: np.ndarray, c2: np.ndarray, weights: list[float], p: dict[str, Any]
+              ) -> torch.Tensor:
+    """Mean SSIM per image of (N,C,H,W) float64 arrays by the compiled `ssim_map_sum`, one (image,
+    channel) map per job; jobs run on ``torch.get_num_threads()`` threads (the kernel releases the GIL;
+    one thread is a plain loop, no pool). Padding and cropping are turned into the input rows and
+    columns a 'valid' correlation needs, so only the kept map positions are computed."""
+    from .psnr_ssim_cpu import ssim_map_sum
 
-    workers = min(torch.get_num_threads(), len(stats))
-    if workers > 1:
-        list(_pool(workers).map(run, range(len(stats))))
-    else:
-        for index in range(len(stats)):
-            run(index)
-    return cols[..., crop : cols.shape[-2] - crop, :]
+    radius, crop = len(weights) // 2, _crop(p)
+    pad, extra = max(radius - crop, 0), max(crop - radius, 0)
+    kernel = np.asarray(weights, dtype=np.float64)
+    norm = p["window"] ** 2 / (p["window"] ** 2 - 1) if p["covariance"] == "sample" else 1.0
+    n, channels = x.shape[:2]
+
+    def run(job: int) -> float:
+        image, channel = divmod(job, channels)
+        pair = []
+        for plane in (x[image, channel], y[image, channel]):
+            if extra:
+                plane = plane[extra : plane.shape[0] - extra, extra : plane.shape[1] - extra]
+            plane = np.pad(plane, pad, mode=_NUMPY_PADS[p["padding"]]) if pad else np.ascontiguousarray(plane)
+            pair.append(plane)
+        return ssim_map_sum(pair[0], pair[1], kernel, float(c1[image]), float(c2[image]), norm)
+
+    jobs = n * channels
+    workers = min(torch.get_num_threads(), jobs)
+    sums = list(_pool(workers).map(run, range(jobs))) if workers > 1 else [run(job) for job in range(jobs)]
+    positions = (x.shape[-2] - 2 * crop) * (x.shape[-1] - 2 * crop) * channels
+    return torch.tensor(sums, dtype=torch.float64).view(n, channels).sum(1) / positions
 
 
 def _pad(t: torch.Tensor, amount: int, mode: str) -> torch.Tensor:
@@ -555,38 +580,27 @@ def _ssim_map_mean(mx: Any, my: Any, sxx_yy: Any, sxy: Any, c1: Any, c2: Any, p:
     return mxy.reshape(mxy.shape[0], -1).mean(1)
 
 
-def _ssim_chunk(
-    x: Array, y: Array, peak: torch.Tensor, weights: list[float], p: dict[str, Any], scratch: _Scratch
-) -> torch.Tensor:
+def _ssim_chunk(x: Array, y: Array, peak: torch.Tensor, weights: list[float], p: dict[str, Any]) -> torch.Tensor:
     n = x.shape[0]
     c1 = (p["k1"] * peak).square_().view(n, 1, 1, 1)
     c2 = (p["k2"] * peak).square_().view(n, 1, 1, 1)
     if isinstance(x, np.ndarray):
-        xn, yn = x, y
-        stats = scratch.buffer("stats", (4, *xn.shape), "float64", xn)
-        stats[0], stats[1] = xn, yn
-        np.multiply(xn, xn, out=stats[2])
-        np.multiply(yn, yn, out=stats[3])
-        stats[2] += stats[3]
-        np.multiply(xn, yn, out=stats[3])
-        mx, my, sxx_yy, sxy = _filtered_cpu(stats, weights, p, scratch)
-        values = _ssim_map_mean(mx, my, sxx_yy, sxy, c1.numpy(), c2.numpy(), p, scratch.buffer("mxy", mx.shape, "float64", mx))
-        return torch.from_numpy(values)
+        return _ssim_cpu(x, y, c1.view(n).numpy(), c2.view(n).numpy(), weights, p)
     stats = torch.stack([x, y, x * x + y * y, x * y])
     stats = _filtered_device(stats.flatten(0, 2), weights, p)
     mx, my, sxx_yy, sxy = stats.view(4, *x.shape[:2], *stats.shape[-2:])
     return _ssim_map_mean(mx, my, sxx_yy, sxy, c1, c2, p, torch.empty_like(mx))
 
 
-def _ssim_values(x: Array, y: Array, p: dict[str, Any], scratch: _Scratch) -> torch.Tensor:
+def _ssim_values(x: Array, y: Array, p: dict[str, Any]) -> torch.Tensor:
     """Per-image SSIM of prepared (scored) images."""
-    return _ssim_chunk(x, y, _peak(x, p), kernel_weights(p), p, scratch)
+    return _ssim_chunk(x, y, _peak(x, p), kernel_weights(p), p)
 
 
 def ssim(pred: torch.Tensor, target: torch.Tensor, *, convention: str = "matlab", **params: Any) -> torch.Tensor:
     """Per-image mean SSIM (functional twin of the ``ssim`` metric; see the module docstring)."""
     p = resolve_params("ssim", convention, **params)
-    values = torch.cat([_ssim_values(x, y, p, scratch) for x, y, scratch in _prepared(pred, target, p, "ssim")])
+    values = torch.cat([_ssim_values(x, y, p) for x, y in _prepared(pred, target, p, "ssim")])
     return values[0] if pred.dim() == 3 else values
 
 
@@ -650,7 +664,7 @@ class _ImageSimilarity(Metric):
     def reset(self) -> None:
         self._values: list[float] = []
 
-    def _score(self, x: Array, y: Array, scratch: _Scratch) -> torch.Tensor:
+    def _score(self, x: Array, y: Array) -> torch.Tensor:
         raise NotImplementedError
 
     def update(self, predictions: list[Any], samples: list[Sample]) -> list[float]:
@@ -670,7 +684,7 @@ class _ImageSimilarity(Metric):
             batch_pred = torch.stack([predictions[i] for i in indices])
             batch_target = torch.stack([targets[i].to(batch_pred.device) for i in indices])
             chunks = _prepared(batch_pred, batch_target, self.params, self.name)
-            scored = [self._score(x, y, scratch) for x, y, scratch in chunks]
+            scored = [self._score(x, y) for x, y in chunks]
             for i, value in zip(indices, torch.cat(scored).tolist()):
                 values[i] = value
         self._values.extend(values)
@@ -714,7 +728,7 @@ class PSNR(_ImageSimilarity):
         self._sse = 0.0
         self._count = 0
 
-    def _score(self, x: Array, y: Array, scratch: _Scratch) -> torch.Tensor:
+    def _score(self, x: Array, y: Array) -> torch.Tensor:
         sse, peak, count = _psnr_parts(x, y, self.params)
         self._sse += float(sse.sum())
         self._count += count * x.shape[0]
@@ -758,8 +772,8 @@ class SSIM(_ImageSimilarity):
     description = "SSIM; default Wang's SSIM_index (Gaussian 11/1.5, valid, L=255) on the MATLAB uint8 Y."
     options = _options("ssim")
 
-    def _score(self, x: Array, y: Array, scratch: _Scratch) -> torch.Tensor:
-        return _ssim_values(x, y, self.params, scratch)
+    def _score(self, x: Array, y: Array) -> torch.Tensor:
+        return _ssim_values(x, y, self.params)
 
     def compute(self) -> dict[str, float]:
         return {"ssim": self._mean()}
