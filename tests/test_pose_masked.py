@@ -10,7 +10,7 @@ import pytest
 import torch
 from harness_plugins.metrics import inception
 from harness_plugins.metrics.inception_net import PROTOCOLS
-from harness_plugins.metrics.pose_masked import body_mask, mask_ssim
+from harness_plugins.metrics.pose_masked import body_mask, draw_with_skimage, mask_ssim
 from scipy import ndimage
 from skimage.metrics import structural_similarity
 
@@ -90,6 +90,23 @@ def test_body_mask_matches_independent_construction():
     # Vertical and horizontal limbs put whole pixel columns exactly on an edge, in exact arithmetic:
     # scikit-image's polygon counts edge points as inside, so these come out with their edges.
     assert np.array_equal(body_mask(STANDING, (H, W)).numpy(), reference_mask(STANDING, edges=True))
+
+
+def test_compiled_drawing_equals_the_skimage_calls():
+    """`body_mask` (one compiled function) is bit-identical to Def-GAN's scikit-image calls on 300 random
+    skeletons: fractional, integer (limbs along rows/columns put pixel centres exactly on rectangle
+    edges), half-integer and coarse-grid coordinates, joints off the image, missing joints, other sizes."""
+    rng = np.random.default_rng(7)
+    for trial in range(300):
+        height, width = ((H, W), (200, 120), (40, 90))[trial % 3]
+        points = rng.uniform(-12, [height + 12, width + 12], (18, 2))
+        grid = (None, 1.0, 0.5, 4.0, 8.0)[trial % 5]
+        if grid:
+            points = np.round(points / grid) * grid
+        points[rng.random(18) < 0.15] = -1
+        ours = body_mask(points, (height, width))
+        reference = draw_with_skimage(points, (height, width))
+        assert torch.equal(ours, reference), f"trial {trial}: {int((ours != reference).sum())} pixels differ"
 
 
 def test_body_mask_basic_shape():

@@ -11,10 +11,12 @@ the generated and the ground-truth image after multiplying both by a binary body
 * a disc of radius 4 around every present joint (``skimage.draw.disk``, the old ``circle``);
 * a morphological closing: ``dilation`` then ``erosion`` with a 5×5 square.
 
-The drawing calls scikit-image as Def-GAN does. A pixel centre lying exactly on a rectangle's edge is
-decided by scikit-image's floating-point point-in-polygon test (edges count as inside, but rounding
-can put such a point out), and that test has changed across scikit-image versions, so its version is
-recorded. One difference: a zero-length limb (both ends on one pixel) divides 0 by 0 in Def-GAN and
+A pixel centre lying exactly on a rectangle's edge is decided by scikit-image's floating-point
+point-in-polygon test (edges count as inside, but rounding can put such a point out), and that test
+has changed across scikit-image versions. The pixels are drawn by one compiled function
+(`body_mask_kernels`) that repeats scikit-image 0.26's arithmetic: the 41 scikit-image calls per image
+took more than half of mask-SSIM's time (issue 6), and `draw_with_skimage`, which makes Def-GAN's
+calls, is kept as the reference it is tested against bit for bit. Both versions are recorded. One difference: a zero-length limb (both ends on one pixel) divides 0 by 0 in Def-GAN and
 its NaN corners draw nothing; here it is skipped (same pixels, no warning).
 
 Functional twins::
@@ -46,22 +48,27 @@ POSE_FIELD = "target_pose"
 
 
 def body_mask(keypoints: torch.Tensor | np.ndarray, size: tuple[int, int]) -> torch.Tensor:
-    """Def-GAN's body mask (bool, H×W) from 18 COCO-order (y, x) keypoints, −1 where missing."""
-    points = np.asarray(keypoints.detach().cpu() if isinstance(keypoints, torch.Tensor) else keypoints, np.float64)
-    if points.shape != (18, 2):
-        raise DataError(f"body mask: expected 18 COCO-order (y, x) keypoints, shape (18, 2); got {points.shape}")
-    height, width = int(size[0]), int(size[1])
-    mask = np.zeros((height, width), dtype=bool)
+    """Def-GAN's body mask (bool, H×W) from 18 COCO-order (y, x) keypoints, −1 where missing.
+
+    The rectangle corners are computed here with numpy in Def-GAN's order of operations (the norm per
+    limb by ``np.linalg.norm``, as Def-GAN calls it); the pixels are decided by the compiled
+    `body_mask_kernels.draw_body_mask`, which repeats scikit-image's drawing and morphology arithmetic
+    (`draw_with_skimage` is the reference it is tested against)."""
+    from .body_mask_kernels import draw_body_mask
+
+    points, height, width = _checked(keypoints, size)
     present = ~(points == MISSING).any(axis=1)
-    for start, end in COCO18_LIMBS:
-        if not (present[start] and present[end]):
-            continue
-        along = points[start] - points[end]
-        if not along.any():
-            continue
-        normal = np.array([-along[1], along[0]])
-        normal = RADIUS * normal / np.linalg.norm(normal)  # Def-GAN's order of operations
-        corners = np.stack([points[start] + normal, points[start] - normal, points[end] - normal, points[end] + normal])
+    return torch.from_numpy(draw_body_mask(_rectangles(points, present), np.ascontiguousarray(points[present]),
+                                           height, width, float(RADIUS), CLOSING))
+
+
+def draw_with_skimage(keypoints: torch.Tensor | np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """`body_mask` drawn by the scikit-image calls Def-GAN makes (``draw.polygon``, ``draw.disk``,
+    ``dilation``, ``erosion``): the reference the compiled drawing is tested against, ≈ 100× slower."""
+    points, height, width = _checked(keypoints, size)
+    present = ~(points == MISSING).any(axis=1)
+    mask = np.zeros((height, width), dtype=bool)
+    for corners in _rectangles(points, present):
         rows, cols = polygon(corners[:, 0], corners[:, 1], shape=(height, width))
         mask[rows, cols] = True
     for y, x in points[present]:
@@ -69,6 +76,29 @@ def body_mask(keypoints: torch.Tensor | np.ndarray, size: tuple[int, int]) -> to
         mask[rows, cols] = True
     square = np.ones((CLOSING, CLOSING), dtype=bool)
     return torch.from_numpy(erosion(dilation(mask, square), square))
+
+
+def _checked(keypoints: torch.Tensor | np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, int, int]:
+    points = np.asarray(keypoints.detach().cpu() if isinstance(keypoints, torch.Tensor) else keypoints, np.float64)
+    if points.shape != (18, 2):
+        raise DataError(f"body mask: expected 18 COCO-order (y, x) keypoints, shape (18, 2); got {points.shape}")
+    return points, int(size[0]), int(size[1])
+
+
+def _rectangles(points: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """(K, 4, 2) corners of the limb rectangles whose two ends are present (zero-length limbs skipped).
+
+    Element-wise steps run on all limbs at once (the same operations per element as Def-GAN's per-limb
+    code); the norm stays one ``np.linalg.norm`` call per limb, whose summation is the BLAS dot's."""
+    starts, ends = (np.array(ends, dtype=np.intp) for ends in zip(*COCO18_LIMBS))
+    along = points[starts] - points[ends]
+    drawn = present[starts] & present[ends] & along.any(axis=1)
+    starts, ends, along = starts[drawn], ends[drawn], along[drawn]
+    normal = np.stack([-along[:, 1], along[:, 0]], axis=1)
+    norms = np.array([np.linalg.norm(row) for row in normal], dtype=np.float64).reshape(-1, 1)
+    normal = RADIUS * normal / norms  # Def-GAN's order of operations
+    start, end = points[starts], points[ends]
+    return np.ascontiguousarray(np.stack([start + normal, start - normal, end - normal, end + normal], axis=1))
 
 
 def masked(image: torch.Tensor, keypoints: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -104,6 +134,7 @@ MASK_CONVENTION = {
     f"dilation then erosion with a {CLOSING}x{CLOSING} square",
     "keypoints": f"sample field {POSE_FIELD!r}: 18 COCO-order (y, x), -1 missing",
     "limbs": [list(limb) for limb in COCO18_LIMBS],
+    "drawing": "compiled replica of scikit-image 0.26 draw.polygon, draw.disk, dilation, erosion (bit-identical, tested)",
 }
 
 

@@ -83,57 +83,70 @@ def scored_levels(source: np.ndarray, out: np.ndarray, quantize: int, weights: n
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
+def _correlate_row(out: np.ndarray, row: np.ndarray, weights: np.ndarray) -> None:
+    """'valid' correlation of one row with the symmetric kernel: w_c·row[j+R] + Σ_k w_k·(row[j+k] + row[j+L−1−k])."""
+    taps = weights.shape[0]
+    radius = taps // 2
+    centre = weights[radius]
+    for j in range(out.shape[0]):
+        out[j] = centre * row[j + radius]
+    for k in range(radius):
+        w, e = weights[k], taps - 1 - k
+        for j in range(out.shape[0]):
+            out[j] += w * (row[j + k] + row[j + e])
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _correlate_ring(out: np.ndarray, ring: np.ndarray, statistic: int, top: int, weights: np.ndarray) -> None:
+    """The same correlation down the columns of the ring rows top … top+L−1 (indices modulo L)."""
+    taps = weights.shape[0]
+    radius = taps // 2
+    middle = ring[(top + radius) % taps, statistic]
+    centre = weights[radius]
+    for j in range(out.shape[0]):
+        out[j] = centre * middle[j]
+    for k in range(radius):
+        w = weights[k]
+        a, b = ring[(top + k) % taps, statistic], ring[(top + taps - 1 - k) % taps, statistic]
+        for j in range(out.shape[0]):
+            out[j] += w * (a[j] + b[j])
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
 def ssim_map_sum(x: np.ndarray, y: np.ndarray, weights: np.ndarray, c1: float, c2: float, norm: float) -> float:
     """Sum of the SSIM map of two (H, W) float64 images over the 'valid' positions of the separable
     symmetric kernel ``weights`` (odd length L): (H−L+1)·(W−L+1) values. ``norm`` scales the
     (co)variances (1 for population statistics, N/(N−1) for sample ones)."""
     taps = weights.shape[0]
-    radius = taps // 2
     height, width = x.shape
     out_w = width - taps + 1
-    ring = np.empty((taps, 4, out_w))
+    ring = np.empty((taps, 4, out_w))  # horizontal pass of the last L input rows: x, y, x²+y², xy
     squares = np.empty(width)
     products = np.empty(width)
-    acc = np.empty((4, out_w))
+    mx, my, mxx_yy, mxy = np.empty(out_w), np.empty(out_w), np.empty(out_w), np.empty(out_w)
     values = np.empty(out_w)
     total = 0.0
-    centre = weights[radius]
     for r in range(height):
-        xr, yr, h = x[r], y[r], ring[r % taps]
+        xr, yr, slot = x[r], y[r], r % taps
         for j in range(width):
             squares[j] = xr[j] * xr[j] + yr[j] * yr[j]
             products[j] = xr[j] * yr[j]
-        for j in range(out_w):
-            h[0, j] = centre * xr[j + radius]
-            h[1, j] = centre * yr[j + radius]
-            h[2, j] = centre * squares[j + radius]
-            h[3, j] = centre * products[j + radius]
-        for k in range(radius):
-            w, e = weights[k], taps - 1 - k
-            for j in range(out_w):
-                h[0, j] += w * (xr[j + k] + xr[j + e])
-                h[1, j] += w * (yr[j + k] + yr[j + e])
-                h[2, j] += w * (squares[j + k] + squares[j + e])
-                h[3, j] += w * (products[j + k] + products[j + e])
+        _correlate_row(ring[slot, 0], xr, weights)
+        _correlate_row(ring[slot, 1], yr, weights)
+        _correlate_row(ring[slot, 2], squares, weights)
+        _correlate_row(ring[slot, 3], products, weights)
         top = r - taps + 1  # the output row whose window ends at input row r
         if top < 0:
             continue
-        middle = ring[(top + radius) % taps]
-        for m in range(4):
-            for j in range(out_w):
-                acc[m, j] = centre * middle[m, j]
-        for k in range(radius):
-            w = weights[k]
-            a, b = ring[(top + k) % taps], ring[(top + taps - 1 - k) % taps]
-            for m in range(4):
-                for j in range(out_w):
-                    acc[m, j] += w * (a[m, j] + b[m, j])
+        _correlate_ring(mx, ring, 0, top, weights)
+        _correlate_ring(my, ring, 1, top, weights)
+        _correlate_ring(mxx_yy, ring, 2, top, weights)
+        _correlate_ring(mxy, ring, 3, top, weights)
         for j in range(out_w):
-            mx, my = acc[0, j], acc[1, j]
-            mxy = mx * my
-            mxx_yy = mx * mx + my * my
-            numerator = (2.0 * mxy + c1) * (2.0 * (acc[3, j] - mxy) * norm + c2)
-            values[j] = numerator / ((mxx_yy + c1) * ((acc[2, j] - mxx_yy) * norm + c2))
+            means = mx[j] * my[j]
+            squared_means = mx[j] * mx[j] + my[j] * my[j]
+            numerator = (2.0 * means + c1) * (2.0 * (mxy[j] - means) * norm + c2)
+            values[j] = numerator / ((squared_means + c1) * ((mxx_yy[j] - squared_means) * norm + c2))
         row = 0.0
         for j in range(out_w):
             row += values[j]
