@@ -181,6 +181,27 @@ def test_short_sift_cgan_training_beats_the_mean_image_on_sift_synth(cli, tmp_pa
     assert scores["sift-cgan"] > scores["descriptor-mean"] + 0.5, scores
 
 
+def test_partial_descriptors_scored_inside_and_outside_the_dropped_box(cli, tmp_path):
+    """The CLI line of celeba_sift's docstring: PSNR and ℓ1 inside and outside the dropped box as labels of
+    one run. On one sample the two regions partition the image, so (box = a quarter of the pixels)
+    MSE = ¼·MSE_inside + ¾·MSE_outside, and the same for the mean ℓ1."""
+    code, _, err = cli("train", "--method", "descriptor-mean", "--dataset", "sift-synth", "--out", tmp_path / "mean")
+    assert code == 0, err
+    code, out, err = cli("run", "--method", "descriptor-mean", "--checkpoint", tmp_path / "mean", "--dataset", "sift-synth",
+                         "--dataset-option", "drop_box=0.5", "--limit", "1",
+                         "--metric", "psnr,psnr@inside,psnr@outside,l1,l1@hole,l1@outside",
+                         "--metric-option", "psnr@inside.region=hole", "--metric-option", "psnr@outside.region=outside",
+                         "--json")
+    assert code == 0, err
+    metrics = json.loads(out)["metrics"]
+    assert metrics["psnr@outside"]["params"]["region"] == "outside" and metrics["l1@outside"]["params"]["region"] == "outside"
+    mse = {label: 10 ** (-metrics[label]["values"]["psnr"] / 10) for label in ("psnr", "psnr@inside", "psnr@outside")}
+    assert mse["psnr@inside"] != pytest.approx(mse["psnr@outside"], rel=1e-3)
+    assert mse["psnr"] == pytest.approx(0.25 * mse["psnr@inside"] + 0.75 * mse["psnr@outside"], rel=1e-9)
+    l1 = {label: metrics[label]["values"]["l1"] for label in ("l1", "l1@hole", "l1@outside")}
+    assert l1["l1"] == pytest.approx(0.25 * l1["l1@hole"] + 0.75 * l1["l1@outside"], rel=1e-9)
+
+
 def test_dosovitskiy_brox_trains_on_sparse_maps(cli, tmp_path):
     out = tmp_path / "db"
     code, _, err = cli("train", "--method", "dosovitskiy-brox", "--dataset", "sift-synth", "--steps", "2", "--batch-size", "2",

@@ -45,6 +45,13 @@ def test_sums_and_hole_region_match_numpy():
     assert float(l2_error(pred, target, mask=mask, region="hole", percent=True)) == pytest.approx(
         100 * (in_hole**2).mean(), rel=1e-12
     )
+    outside = diff[~hole]  # (pixels, 3): what a dropped box leaves
+    assert float(l1_error(pred, target, mask=mask, region="outside")) == pytest.approx(np.abs(outside).mean(), rel=1e-12)
+    assert float(l2_error(pred, target, mask=mask, region="outside", reduction="sum")) == pytest.approx(
+        (outside**2).sum(), rel=1e-12
+    )
+    sums = [float(l1_error(pred, target, mask=mask, region=region, reduction="sum")) for region in ("hole", "outside")]
+    assert sum(sums) == pytest.approx(float(l1_error(pred, target, reduction="sum")), rel=1e-12)
 
 
 def test_batched_quantisation_and_bad_input():
@@ -100,3 +107,10 @@ def test_target_field_resolution_and_sample_errors():
         hole.update([pred], [{"id": "d", "clean": target}])
     with pytest.raises(DataError, match="empty hole"):
         hole.update([pred], [{"id": "e", "clean": target, "mask": torch.zeros_like(mask)}])
+    outside = harness.create_metric("l1", region="outside", target_field="clean")
+    with pytest.raises(UsageError, match="'outside'.*'d'.*has none"):
+        outside.update([pred], [{"id": "d", "clean": target}])
+    with pytest.raises(DataError, match="'f'.*whole image"):
+        outside.update([pred], [{"id": "f", "clean": target, "mask": torch.ones_like(mask)}])
+    assert outside.update([pred], [{"id": "g", "clean": target, "mask": torch.zeros_like(mask)}]) == [
+        float(l1_error(pred, target))]

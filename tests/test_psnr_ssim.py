@@ -441,3 +441,25 @@ def test_threads_do_not_change_values(pairs) -> None:
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(serial, threaded)
+
+
+def test_psnr_inside_and_outside_a_mask_match_a_hand_computation(pairs) -> None:
+    """``region='outside'`` (mask 0) and ``'hole'`` (mask 1): the MSE of the MATLAB uint8 Y over those
+    pixels only, by the functional API and by the metric; the two regions partition the image's SSE."""
+    pred, target = pairs[0]
+    mask = torch.zeros(1, *pred.shape[-2:])
+    mask[:, 10:40, 20:60] = 1
+    keep = mask[0].bool().numpy()
+    diff = _y_uint8(pred).astype(np.float64) - _y_uint8(target).astype(np.float64)
+    by_hand = {region: 10 * math.log10(255**2 / np.mean(diff[pixels] ** 2))
+               for region, pixels in (("hole", keep), ("outside", ~keep))}
+    for region, expected in by_hand.items():
+        assert float(psnr(pred, target, mask=mask, region=region)) == pytest.approx(expected, abs=1e-10)
+        metric = PSNR(region=region, target_field="clean")
+        assert metric.update([pred], [{"id": "a", "clean": target, "mask": mask}]) == pytest.approx([expected], abs=1e-10)
+    inside, outside = (10 ** (-by_hand[region] / 10) * pixels.sum() for region, pixels in (("hole", keep), ("outside", ~keep)))
+    assert (inside + outside) / keep.size == pytest.approx(10 ** (-float(psnr(pred, target)) / 10), rel=1e-12)
+    with pytest.raises(DataError, match="outside the mask"):
+        psnr(pred, target, mask=torch.ones_like(mask), region="outside")
+    with pytest.raises(UsageError, match="'outside'.*'mask'"):
+        PSNR(region="outside", target_field="clean").update([pred], [{"id": "b", "clean": target}])

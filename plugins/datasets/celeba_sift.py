@@ -12,8 +12,14 @@ first 8,000 are the training set. Test and training identities are disjoint by c
 split's file list is recorded (as a digest) with every result.
 
 Partial descriptors (the paper's Fig. 7): ``drop_box=f`` removes every keypoint inside the centred box
-of side f·size and adds the box as ``mask`` (1 inside), so ``l1``/``l2`` with ``region=hole`` score
-inside it; the whole-image metrics score the rest.
+of side f·size and adds the box as ``mask`` (1 inside). ``psnr``, ``l1`` and ``l2`` then score inside
+the box (``region=hole``) and outside it (``region=outside``, the part whose descriptors were kept) as
+two labels of one run; ``l1``/``l2`` take the region from the tag, ``psnr`` (whose tag names a
+convention) from a per-label option::
+
+    harness run --method descriptor-mean --checkpoint mean --dataset sift-synth --dataset-option drop_box=0.5 \
+        --metric psnr@inside,psnr@outside,l1@hole,l1@outside \
+        --metric-option psnr@inside.region=hole --metric-option psnr@outside.region=outside
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ import torch
 from harness import DataError, Metric, Option, Sample, UsageError, hookimpl
 
 REDUCTIONS = ("mean", "sum", "sum-channel-mean")
-REGIONS = ("full", "hole")
+REGIONS = ("full", "hole", "outside")
+"""The whole image, where the sample's ``mask`` is 1 (inpainting hole, dropped box), or where it is 0."""
 
 
 def pixel_error(
@@ -36,7 +37,8 @@ def pixel_error(
 
     ``reduction``: ``mean`` over every value (pixels × channels) of the region; ``sum`` of every
     value; ``sum-channel-mean`` sums the per-pixel channel mean (the sum of a grey-level error).
-    ``region="hole"`` keeps the pixels where ``mask`` (1 inside the hole) is set. ``quantize``
+    ``region="hole"`` keeps the pixels where ``mask`` (1 inside the hole) is set, ``region="outside"``
+    those where it is not. ``quantize``
     rounds both images to 8-bit levels first, as saving a PNG does. Returns a float64 tensor with
     one value per image (a 0-d tensor for a single image).
     """
@@ -51,13 +53,13 @@ def pixel_error(
     if quantize:
         pred, target = _to_8bit(pred), _to_8bit(target)
     error = (pred.double() - target.double()).abs().pow(power)
-    if region == "hole":
+    if region != "full":
         if mask is None:
-            raise UsageError("pixel_error: region='hole' needs the inpainting mask (1 inside the hole)")
+            raise UsageError(f"pixel_error: region={region!r} needs the inpainting mask (1 inside the hole)")
         keep = _batched(mask).to(error.device) > 0.5
         if keep.shape[-2:] != error.shape[-2:] or keep.shape[1] != 1:
             raise DataError(f"pixel_error: mask shape {tuple(mask.shape)} does not fit images {tuple(pred.shape)}")
-        keep = keep.expand_as(error)
+        keep = (keep if region == "hole" else ~keep).expand_as(error)
     else:
         keep = torch.ones_like(error, dtype=torch.bool)
     total = (error * keep).flatten(1).sum(dim=1)
@@ -101,7 +103,7 @@ class _PixelError(Metric):
     outputs = frozenset({"image"})
     needs_paired_target = True
     preset_option = "region"
-    """``l1@hole`` / ``l1@full``: the same error over the inpainting hole and over the whole image."""
+    """``l1@hole`` / ``l1@outside`` / ``l1@full``: the same error inside the mask, outside it, and over the whole image."""
     paper = "Yang, Deep Generative Models for Image Translation (USC PhD thesis, 2019), Tables 2.1, 3.2, 6.1"
     version = "1"
     options = (
@@ -112,7 +114,8 @@ class _PixelError(Metric):
             "3.2/6.1); sum-channel-mean: summed over pixels of the per-pixel channel mean",
             choices=REDUCTIONS,
         ),
-        Option("region", "full", "full: the whole image; hole: only the inpainting hole (sample 'mask')", choices=REGIONS),
+        Option("region", "full", "full: the whole image; hole: only where the sample's 'mask' is 1 (inpainting "
+               "hole, dropped box); outside: only where it is 0", choices=REGIONS),
         Option("percent", False, "report as percent of the [0, 1] range (thesis Table 2.1)"),
         Option("quantize", True, "round both images to 8-bit levels first, as a saved PNG is"),
     )
@@ -127,14 +130,18 @@ class _PixelError(Metric):
     def update(self, predictions: list[Any], samples: list[Sample]) -> list[float]:
         values = []
         for prediction, sample in zip(predictions, samples, strict=True):
-            mask = sample.get("mask") if self.config["region"] == "hole" else None
-            if self.config["region"] == "hole" and mask is None:
+            region = self.config["region"]
+            mask = sample.get("mask") if region != "full" else None
+            if region != "full" and mask is None:
                 raise UsageError(
-                    f"{self.name}: region='hole' needs samples with an inpainting 'mask'; "
+                    f"{self.name}: region={region!r} needs samples with a 'mask' (inpainting hole or dropped box); "
                     f"sample {sample.get('id')!r} has none"
                 )
-            if mask is not None and not bool((mask > 0.5).any()):
+            if region == "hole" and not bool((mask > 0.5).any()):
                 raise DataError(f"{self.name}: sample {sample.get('id')!r} has an empty hole mask")
+            if region == "outside" and bool((mask > 0.5).all()):
+                raise DataError(f"{self.name}: sample {sample.get('id')!r} has a mask covering the whole image: "
+                                "nothing outside it")
             value = pixel_error(prediction, self.target(sample), power=self.power, mask=mask, **self._params())
             values.append(float(value))
         self._values.extend(values)

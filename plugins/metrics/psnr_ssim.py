@@ -86,7 +86,9 @@ KERNELS = ("gaussian", "uniform")
 COVARIANCES = ("population", "sample")
 PADDINGS = ("valid", "zero-same", "reflect-same")
 AGGREGATIONS = ("per-image-mean", "pooled-mse")
-REGIONS = ("full", "hole")
+REGIONS = ("full", "hole", "outside")
+"""PSNR over the whole image, inside the sample's ``mask`` (1 in the inpainting hole or dropped box), or
+outside it (mask 0: what partial-descriptor inversion keeps)."""
 
 LUMA: dict[str, tuple[tuple[int, int, int], int, int]] = {
     # color: integer RGB weights, their denominator, offset (8-bit levels): exact for 8-bit inputs.
@@ -224,10 +226,15 @@ def kernel_weights(p: dict[str, Any]) -> list[float]:
     """The normalised 1-D SSIM kernel (the 2-D window is its outer product, as ``fspecial``'s is)."""
     if p["kernel"] == "uniform":
         return [1.0 / p["window"]] * p["window"]
-    radius = kernel_radius(p)
+    return list(_gaussian(kernel_radius(p), p["sigma"]))
+
+
+@functools.lru_cache(maxsize=64)
+def _gaussian(radius: int, sigma: float) -> tuple[float, ...]:
+    """Cached: mask-SSIM scores one small image per call, where building the kernel was a visible cost."""
     x = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    g = torch.exp(-0.5 * x * x / p["sigma"] ** 2)
-    return (g / g.sum()).tolist()
+    g = torch.exp(-0.5 * x * x / sigma**2)
+    return tuple((g / g.sum()).tolist())
 
 
 # -- the shared pipeline: check, crop, quantise, convert --------------------------------------------
@@ -421,28 +428,33 @@ def _psnr_from(sse: torch.Tensor, peak: torch.Tensor, count: int) -> torch.Tenso
     return 10.0 * torch.log10(peak * peak / (sse / count))
 
 
-def hole_composite(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, p: dict[str, Any], who: str
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """For PSNR over an inpainting hole: the prediction inside the hole and the target outside (so the
-    whole-image squared error is the hole's, every scoring step being per pixel), and the number of
-    scored pixels of each image's hole after ``crop_border``."""
+def hole_composite(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, p: dict[str, Any], who: str,
+                   region: str = "hole") -> tuple[torch.Tensor, torch.Tensor]:
+    """For PSNR over a region of the mask (``hole``: mask 1, ``outside``: mask 0): the prediction in the
+    region and the target elsewhere (so the whole-image squared error is the region's, every scoring
+    step being per pixel), and the number of scored pixels of each image's region after ``crop_border``."""
     mask = mask.unsqueeze(0) if mask.dim() == 3 else mask
     if mask.dim() != 4 or mask.shape[1] != 1 or mask.shape[-2:] != pred.shape[-2:]:
         raise DataError(f"{who}: the hole mask {tuple(mask.shape)} does not fit images {tuple(pred.shape)}")
     if p["data_range"] == "pred-range":
-        raise UsageError(f"{who}: region='hole' needs a fixed data_range, not 'pred-range'")
+        raise UsageError(f"{who}: region={region!r} needs a fixed data_range, not 'pred-range'")
+    if region not in ("hole", "outside"):
+        raise UsageError(f"{who}: region must be 'hole' or 'outside' with a mask; got {region!r}")
     hole = (mask > 0.5).to(pred.device)
+    if region == "outside":
+        hole = ~hole
     border = p["crop_border"]
     kept = hole[..., border : hole.shape[-2] - border, border : hole.shape[-1] - border]
     pixels = kept.flatten(1).sum(dim=1)
     if not bool((pixels > 0).all()):
-        raise DataError(f"{who}: region='hole' needs a non-empty hole mask")
+        raise DataError(f"{who}: region='hole' needs a non-empty hole mask" if region == "hole" else
+                        f"{who}: region='outside' needs pixels outside the mask; it covers the whole image")
     hole = hole if pred.dim() == 4 else hole[0]
     return torch.where(hole, pred, target.to(pred.device)), pixels.double().cpu()
 
 
 def _hole_values(full: torch.Tensor, pixels: torch.Tensor, shape: tuple[int, ...], p: dict[str, Any]) -> torch.Tensor:
-    """Whole-image PSNR of a `hole_composite` → PSNR over the hole: MSE over the hole's values only."""
+    """Whole-image PSNR of a `hole_composite` → PSNR over its region: MSE over the region's values only."""
     border = p["crop_border"]
     area = (shape[-2] - 2 * border) * (shape[-1] - 2 * border)
     return full - 10.0 * torch.log10(area / pixels.to(full.device))
@@ -450,15 +462,16 @@ def _hole_values(full: torch.Tensor, pixels: torch.Tensor, shape: tuple[int, ...
 
 def psnr(
     pred: torch.Tensor, target: torch.Tensor, *, convention: str = "matlab", mask: torch.Tensor | None = None,
-    **params: Any,
+    region: str = "hole", **params: Any,
 ) -> torch.Tensor:
     """Per-image PSNR in dB (functional twin of the ``psnr`` metric; see the module docstring).
 
-    With ``mask`` ((1,H,W) or (N,1,H,W), 1 inside an inpainting hole) the MSE is taken over the hole only."""
+    With ``mask`` ((1,H,W) or (N,1,H,W), 1 inside an inpainting hole or dropped box) the MSE is taken
+    over the mask's ``region`` only: ``hole`` (mask 1) or ``outside`` (mask 0)."""
     p = resolve_params("psnr", convention, **params)
     if mask is not None:
         check_pair(pred, target, "psnr")
-        composite, pixels = hole_composite(pred, target, mask, p, "psnr")
+        composite, pixels = hole_composite(pred, target, mask, p, "psnr", region)
         values = psnr(composite, target, convention=convention, **params)
         return _hole_values(values.reshape(-1), pixels, tuple(pred.shape), p).reshape(values.shape)
     values = torch.cat([_psnr_from(*_psnr_parts(x, y, p)) for x, y in _prepared(pred, target, p, "psnr")])
@@ -627,8 +640,8 @@ def _options(metric: str) -> tuple[Option, ...]:
         return common + (
             Option("aggregation", "per-image-mean", "per-image-mean (papers) or pooled-mse (PSNR of the "
                    "MSE pooled over all pixels, torchmetrics)", choices=AGGREGATIONS),
-            Option("region", "full", "full: the whole image; hole: only the inpainting hole (sample 'mask')",
-                   choices=REGIONS),
+            Option("region", "full", "full: the whole image; hole: only where the sample's 'mask' is 1 (the "
+                   "inpainting hole, a dropped box); outside: only where it is 0", choices=REGIONS),
         )
     return common + (
         Option("kernel", None, "SSIM window weights: gaussian or uniform", type=str, choices=KERNELS),
@@ -741,9 +754,11 @@ class PSNR(_ImageSimilarity):
         for prediction, sample in zip(predictions, samples, strict=True):
             who = f"{self.name}: sample {sample.get('id')!r}"
             if sample.get("mask") is None:
-                raise UsageError(f"{who}: region='hole' needs samples with an inpainting 'mask'")
+                raise UsageError(f"{who}: region={self.config['region']!r} needs samples with a 'mask' "
+                                 "(inpainting hole or dropped box)")
             check_pair(prediction, self.target(sample), who)
-            composite, count = hole_composite(prediction, self.target(sample), sample["mask"], self.params, who)
+            composite, count = hole_composite(prediction, self.target(sample), sample["mask"], self.params, who,
+                                              self.config["region"])
             composites.append(composite)
             pixels.append(count)
         start, count_before = len(self._values), self._count

@@ -1,12 +1,16 @@
 """mask-SSIM (Def-GAN protocol) over 100 Market-size (128×64) pairs: harness `mask_ssim` vs the reference
 pipeline (Def-GAN's: the body mask, then scikit-image `structural_similarity` on the masked uint8 arrays).
 
-Run with ``pytest tests/benchmarks/test_bench_pose_masked.py --benchmark-only``; both tests are in the
-group ``mask-ssim``. The reference runs with scikit-image's current Gaussian truncation (3.5 σ), so the
+Run with ``pytest tests/benchmarks/test_bench_pose_masked.py --benchmark-only -s``; all tests are in the
+group ``mask-ssim``; `test_bench_mask_ssim_interleaved_ratio` alternates both round by round and prints
+the per-round ratios (the number to quote on a machine whose load drifts). The reference runs with scikit-image's current Gaussian truncation (3.5 σ), so the
 harness is timed with ``truncate=3.5`` too; the first test checks both give the same values.
 """
 
 from __future__ import annotations
+
+import statistics
+import time
 
 import numpy as np
 import pytest
@@ -61,3 +65,21 @@ def test_bench_mask_ssim_harness(benchmark, pairs) -> None:
 def test_bench_mask_ssim_skimage_reference(benchmark, pairs) -> None:
     benchmark.group = "mask-ssim"
     benchmark.pedantic(_reference, args=(pairs,), rounds=5, warmup_rounds=1)
+
+
+def test_bench_mask_ssim_interleaved_ratio(benchmark, pairs) -> None:
+    times: dict[str, list[float]] = {"harness": [], "reference": []}
+
+    def both() -> None:
+        for name, run in (("harness", _harness), ("reference", _reference)):
+            start = time.perf_counter()
+            run(pairs)
+            times[name].append(time.perf_counter() - start)
+
+    benchmark.group = "mask-ssim"
+    benchmark.pedantic(both, rounds=7, warmup_rounds=1)
+    ratios = [reference / ours for ours, reference in zip(times["harness"][1:], times["reference"][1:])]
+    benchmark.extra_info.update(ratios=ratios, harness_s=times["harness"][1:], reference_s=times["reference"][1:])
+    print(f"\nmask-SSIM interleaved: harness median {statistics.median(times['harness'][1:]):.3f} s, reference "
+          f"median {statistics.median(times['reference'][1:]):.3f} s, per-round ratio median {statistics.median(ratios):.2f}x "
+          f"(min {min(ratios):.2f}x, max {max(ratios):.2f}x)")
