@@ -14,8 +14,8 @@ a dozen full-size float64 arrays through memory, twice (for PSNR and for SSIM). 
   x²+y², xy) of one input row into a ring of ``len(weights)`` rows, the vertical pass of one output
   row from the ring, the SSIM of that row, its sum. Only 'valid' positions are computed, both passes
   fold the symmetric kernel (w·(a+b): half the multiplies), every buffer is a few rows (L1/L2), and
-  the inner loops run over contiguous columns with no reductions, so LLVM vectorises them. Measured
-  on 100 luma pairs of 481×321: 0.46 s against 2.7 s for scikit-image in the same process.
+  the inner loops run over contiguous columns with no reductions, so LLVM vectorises them (AVX2:
+  four float64 per instruction).
 
 Both release the GIL (``nogil``), so `psnr_ssim` runs images on a thread pool. Summation orders
 differ from scikit-image's (per-row sums, then their sum), which moves SSIM by ~1e-15; the tests
@@ -84,16 +84,23 @@ def scored_levels(source: np.ndarray, out: np.ndarray, quantize: int, weights: n
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def _correlate_row(out: np.ndarray, row: np.ndarray, weights: np.ndarray) -> None:
-    """'valid' correlation of one row with the symmetric kernel: w_c·row[j+R] + Σ_k w_k·(row[j+k] + row[j+L−1−k])."""
+    """'valid' correlation of one row with the symmetric kernel: w_c·row[j+R] + Σ_k w_k·(row[j+k] + row[j+L−1−k]).
+
+    The shifted rows are sliced views indexed by the loop counter alone: indexing ``row[j + k]`` made
+    numba check for negative (wrap-around) indices, which kept LLVM from vectorising the loop (measured
+    2.3× slower)."""
     taps = weights.shape[0]
     radius = taps // 2
+    size = out.shape[0]
+    middle = row[radius : radius + size]
     centre = weights[radius]
-    for j in range(out.shape[0]):
-        out[j] = centre * row[j + radius]
+    for j in range(size):
+        out[j] = centre * middle[j]
     for k in range(radius):
-        w, e = weights[k], taps - 1 - k
-        for j in range(out.shape[0]):
-            out[j] += w * (row[j + k] + row[j + e])
+        w = weights[k]
+        a, b = row[k : k + size], row[taps - 1 - k : taps - 1 - k + size]
+        for j in range(size):
+            out[j] += w * (a[j] + b[j])
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
