@@ -361,10 +361,9 @@ def _scored_cpu(source: torch.Tensor, p: dict[str, Any], scratch: _Scratch, role
     """`_scored` of a CPU tensor: one compiled pass per pixel (see `psnr_ssim_cpu`), as numpy."""
     from .psnr_ssim_cpu import QUANTIZE_CODES, scored_levels
 
-    array = source.numpy()
-    if array.dtype not in (np.float32, np.float64):
-        array = array.astype(np.float32)  # half precision: exact in float32, where quantisation starts
-    array = np.ascontiguousarray(array)
+    if source.dtype not in (torch.float32, torch.float64):
+        source = source.float()  # half precision (bfloat16 has no numpy twin): exact in float32, where quantisation starts
+    array = np.ascontiguousarray(source.numpy())
     channels = 3 if p["color"] == "rgb" else 1
     out = scratch.buffer(role + "scored", (array.shape[0], channels, *array.shape[2:]), "float64", array)
     weights, denominator, offset = LUMA.get(p["color"], ((0, 0, 0), 1, 0))
