@@ -7,8 +7,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from skimage.measure import grid_points_in_poly
-
 from harness_plugins.methods import pose_maps
 from harness_plugins.methods.pose_maps import (
     deform,
@@ -17,6 +15,7 @@ from harness_plugins.methods.pose_maps import (
     part_affines,
     scale_keypoints,
 )
+from skimage.measure import grid_points_in_poly
 
 
 def skeleton() -> torch.Tensor:
@@ -133,8 +132,22 @@ def test_part_affine_maps_target_points_to_source_points() -> None:
     source = skeleton()
     target = source.clone()
     target[:, 0] = target[:, 0] * 0.5 + 4  # squashed vertically and moved down
-    theta, valid = part_affines(source, target, (64, 32))
-    to_norm = lambda p: torch.stack([(2 * p[:, 1] + 1) / 32 - 1, (2 * p[:, 0] + 1) / 64 - 1], 1)  # noqa: E731
+    theta, _valid = part_affines(source, target, (64, 32))
+    to_norm = lambda p: torch.stack([(2 * p[:, 1] + 1) / 32 - 1, (2 * p[:, 0] + 1) / 64 - 1], 1)
     torso = list(pose_maps.TORSO)
     mapped = to_norm(target[torso]) @ theta[0, :, :2].T + theta[0, :, 2]
     torch.testing.assert_close(mapped, to_norm(source[torso]), atol=1e-5, rtol=0)
+
+
+def test_keypoint_discs_match_skimage_disk() -> None:
+    from skimage.draw import disk
+
+    keypoints = torch.full((18, 2), -1.0)
+    keypoints[0] = torch.tensor([5.0, 6.0])
+    keypoints[7] = torch.tensor([0.0, 11.0])  # at the border: clipped
+    maps = pose_maps.keypoint_discs(keypoints, (16, 12))
+    for k in (0, 7):
+        expected = np.zeros((16, 12), dtype=bool)
+        expected[disk(tuple(keypoints[k].tolist()), 4, shape=(16, 12))] = True
+        assert np.array_equal(maps[k].numpy().astype(bool), expected)
+    assert maps[[i for i in range(18) if i not in (0, 7)]].sum() == 0

@@ -33,11 +33,11 @@ from typing import Any
 import numpy as np
 import skimage
 import torch
+from harness_plugins.methods.pose_maps import COCO18_LIMBS, MISSING
 from skimage.draw import disk, polygon
 from skimage.morphology import dilation, erosion
 
 from harness import DataError, Metric, Option, Sample, UsageError, hookimpl
-from harness_plugins.methods.pose_maps import COCO18_LIMBS, MISSING
 
 from .inception import InceptionScore
 from .psnr_ssim import CONVENTIONS, ssim

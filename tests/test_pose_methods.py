@@ -1,0 +1,161 @@
+"""copy-source, PG² and Def-GAN: architectures at the papers' resolutions, losses, and the CLI round trip
+(train → run with the checkpoint) on a tiny in-test pose dataset (`tests/pose_plugins/tiny_pose.py`)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from harness_plugins.methods.def_gan import (
+    DefGANDiscriminator,
+    DefGANGenerator,
+    WholeNorm,
+    nn_loss,
+)
+from harness_plugins.methods.pg2 import G1, G2, DCGANDiscriminator
+
+from harness import count_parameters
+
+PLUGINS = Path(__file__).parent / "pose_plugins"
+
+
+def conv(cin: int, cout: int, k: int, bias: bool = True) -> int:
+    return cin * cout * k * k + (cout if bias else 0)
+
+
+def test_def_gan_parameter_counts_at_the_papers_resolutions() -> None:
+    # Market 128x64: encoders 64,128,256,512,512,512; 2-parameter norms on all but the first and last level.
+    widths = (64, 128, 256, 512, 512, 512)
+    downs = sum(conv(a, b, 4, bias=False) for a, b in itertools.pairwise(widths)) + 2 * 4
+    encoders = conv(21, 64, 3) + conv(18, 64, 3) + 2 * downs
+    skips = [2 * w for w in reversed(widths)]  # 1024, 1024, 1024, 512, 256, 128
+    decoder, channels = 0, skips[0]
+    for index, out in enumerate((512, 512, 512, 256, 128)):
+        decoder += conv(channels, out, 4, bias=False) + 2
+        channels = out + skips[index + 1]
+    decoder += conv(channels, 3, 3)
+    assert encoders + decoder == 61_109_085
+    assert count_parameters(DefGANGenerator((128, 64), 64)).params == 61_109_085
+    # DeepFashion 256x256: one more 512 level in each encoder and in the decoder.
+    assert count_parameters(DefGANGenerator((256, 256), 64)).params == 82_080_611
+    disc = conv(42, 64, 4) + conv(64, 128, 4, False) + conv(128, 256, 4, False) + conv(256, 512, 4, False) + 3 * 2 + conv(512, 1, 4, False)
+    assert count_parameters(DefGANDiscriminator(64)).params == disc == 2_803_782
+    assert DefGANDiscriminator(64)(*(torch.zeros(1, c, 128, 64) for c in (3, 18, 3, 18))).shape == (1, 3)  # 3x1 patches
+
+
+def test_pg2_parameter_counts_at_market_resolution() -> None:
+    n, repeats = 128, 5
+    g1 = conv(21, n, 3) + sum(2 * conv(n * (i + 1), n * (i + 1), 3) for i in range(repeats))
+    g1 += sum(conv(n * (i + 1), n * (i + 2), 3) for i in range(repeats - 1))
+    g1 += (8 * 4 * n * repeats + 1) * 64 + (64 + 1) * 8 * 4 * n  # FC to z = 64 and back to 8x4xn
+    channels = n
+    for i in range(repeats):
+        channels += n * (repeats - i)
+        g1 += 2 * conv(channels, channels, 3)
+        if i < repeats - 1:
+            g1 += conv(channels, n * (repeats - i - 1), 1)
+            channels = n * (repeats - i - 1)
+    g1 += conv(channels, 3, 3)
+    assert count_parameters(G1((128, 64), n)).params == g1 == 70_795_075
+    g2 = conv(6, n, 3) + conv(n, n, 3) + conv(n, n, 3) + conv(n, 2 * n, 3) + conv(2 * n, 2 * n, 3) + conv(2 * n, 3 * n, 3) \
+        + conv(3 * n, 3 * n, 3) + conv(n, n, 3, True) + conv(2 * n, 2 * n, 3)  # stem, 3 levels, 2 stride-2 convs
+    g2 += conv(6 * n, n, 3) + conv(n, n, 3) + conv(3 * n, n, 3) + conv(n, n, 3) + 2 * conv(n, n, 3) + conv(n, 3, 3)
+    assert count_parameters(G2((128, 64), n)).params == g2 == 6_058_883
+    d = conv(6, 64, 5) + conv(64, 128, 5) + conv(128, 256, 5) + conv(256, 512, 5) + 2 * (128 + 256 + 512) + 512 * 8 * 4 + 1
+    assert count_parameters(DCGANDiscriminator((128, 64))).params == d == 4_329_537
+
+
+def test_nearest_neighbour_loss_against_brute_force() -> None:
+    torch.manual_seed(0)
+    reference, generated = torch.randn(2, 4, 6, 5), torch.randn(2, 4, 6, 5)
+    expected = torch.zeros(2, 6, 5)
+    for y in range(6):
+        for x in range(5):
+            best = torch.full((2,), float("inf"))
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    if 0 <= y + dy < 6 and 0 <= x + dx < 5:
+                        best = torch.minimum(best, (reference[:, :, y + dy, x + dx] - generated[:, :, y, x]).abs().sum(1))
+            expected[:, y, x] = best
+    torch.testing.assert_close(nn_loss(reference, generated, 3), expected.mean())
+    shifted = torch.roll(reference, 1, dims=-1)  # a one-pixel shift costs nothing inside the image
+    assert nn_loss(reference, shifted, 3) < nn_loss(reference, shifted, 1)
+
+
+def test_whole_norm_normalises_each_sample_over_all_channels() -> None:
+    x = torch.randn(3, 5, 4, 4) * 3 + 2
+    y = WholeNorm()(x)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    var = x.var(dim=(1, 2, 3), keepdim=True, unbiased=False)
+    torch.testing.assert_close(y, (x - mean) / torch.sqrt(var + 1e-3))
+
+
+def run_json(cli, *args: str) -> dict:
+    code, out, err = cli("run", "--plugins-dir", PLUGINS, "--dataset", "tiny-pose", "--metric", "mask-ssim,ssim", "--json", *args)
+    assert code == 0, err
+    return json.loads(out)
+
+
+def score(record: dict, name: str) -> float:
+    return record["metrics"][name]["values"][name]
+
+
+def test_copy_source_returns_the_source(cli) -> None:
+    from harness_plugins.methods.copy_source import CopySource
+
+    sample = {"id": "a", "source": torch.rand(3, 8, 4), "source_pose": torch.zeros(18, 2), "target_pose": torch.zeros(18, 2)}
+    assert CopySource().predict([sample])[0] is sample["source"]
+    record = run_json(cli, "--method", "copy-source")
+    assert record["samples"] == 3 and 0 < score(record, "mask-ssim") < 1
+
+
+@pytest.mark.parametrize("method, options", [
+    ("def-gan", ("width=4", "nn_features=pixels")),
+    ("pg2", ("width=4", "d_width=4", "stage1_steps=1")),
+])
+def test_train_then_run_round_trip(cli, tmp_path, method, options) -> None:
+    out = tmp_path / method
+    flags = [part for option in options for part in ("--option", option)]
+    code, _, err = cli("train", "--plugins-dir", PLUGINS, "--method", method, "--dataset", "tiny-pose", "--steps", "2",
+                       "--batch-size", "2", *flags, "--out", out)
+    assert code == 0, err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["recipe"]["train_pairs"] == 8
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    if method == "pg2":  # step 0 trains G1 alone, step 1 G2 against D
+        assert manifest["recipe"]["stages"] == {"g1": 1, "g2+d": 1}
+        assert set(log[0]["losses"]) == {"g1_pose_mask_l1"} and {"d", "g2_adversarial", "g2_l1"} <= set(log[-1]["losses"])
+    else:
+        assert {"d", "g_adversarial", "nn"} <= set(log[-1]["losses"])
+    record = run_json(cli, "--method", method, "--checkpoint", out, *flags)
+    assert record["samples"] == 3 and 0 <= score(record, "mask-ssim") <= 1
+    # A checkpoint trained at one width is refused at another (model_options).
+    code, _, err = cli("run", "--plugins-dir", PLUGINS, "--method", method, "--dataset", "tiny-pose", "--checkpoint", out,
+                       "--option", "width=8", "--metric", "ssim")
+    assert code == 2 and "width" in err
+
+
+def test_def_gan_nn_loss_on_vgg19_conv1_2(cli, tmp_path, isolated_env) -> None:
+    import torchvision
+
+    wrapper = torch.nn.Module()
+    wrapper.features = torchvision.models.vgg19(weights=None).features[:4]
+    (isolated_env / "torch" / "hub" / "checkpoints").mkdir(parents=True, exist_ok=True)
+    torch.save(wrapper.state_dict(), isolated_env / "torch" / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth")
+    out = tmp_path / "vgg"
+    code, _, err = cli("train", "--plugins-dir", PLUGINS, "--method", "def-gan", "--dataset", "tiny-pose", "--steps", "1",
+                       "--batch-size", "1", "--option", "width=4", "--out", out)
+    assert code == 0, err
+    assert "VGG-19 conv1_2" in json.loads((out / "manifest.json").read_text())["recipe"]["loss"]
+
+
+def test_bad_size_option_is_a_usage_error(cli) -> None:
+    code, _, err = cli("train", "--plugins-dir", PLUGINS, "--method", "def-gan", "--dataset", "tiny-pose", "--steps", "1",
+                       "--option", "size=128by64")
+    assert code == 2 and "HEIGHTxWIDTH" in err
+    code, _, err = cli("train", "--plugins-dir", PLUGINS, "--method", "def-gan", "--dataset", "tiny-pose", "--steps", "1",
+                       "--option", "size=100x64")
+    assert code == 2 and "divisible by 32" in err
