@@ -80,6 +80,7 @@ LIP_TO_MERGED = np.array([
 ], dtype=np.int64)
 """LIP label -> merged label. SPT merges LIP into 10 classes but publishes no table; this is ours."""
 PARSING_LABELS = ("lip", "merged")
+DEFAULT_PARSING_FOLDER = "parsing"
 
 Pose = np.ndarray
 """float32 (18, 2) of (y, x), -1 in both coordinates where missing."""
@@ -241,11 +242,12 @@ class PoseDataset(Dataset):
     test_pairs: ClassVar[int] = DEFGAN_TEST_PAIRS
     """How many test pairs ``pairs=build`` samples (Def-GAN: 12,000)."""
     parsing_option_help = (
-        "folder of parsing-map PNGs (<folder>/<split>/<image stem>.png or <folder>/<image stem>.png), relative to "
-        "the data root or absolute; needed by methods that use semantic maps (SPT)"
+        f"folder of parsing-map PNGs (<folder>/<split>/<image stem>.png or <folder>/<image stem>.png), relative to the "
+        f"data root or absolute; the default {DEFAULT_PARSING_FOLDER!r} is used when it exists. Methods that use semantic "
+        "maps (SPT) and the pose-parsing task need them"
     )
     options: ClassVar[tuple[Option, ...]] = (
-        Option("parsing", None, parsing_option_help, type=str),
+        Option("parsing", DEFAULT_PARSING_FOLDER, parsing_option_help, type=str),
         Option("parsing_labels", "lip", "labels of the parsing PNGs: lip (20 LIP labels, merged by "
                "pose_common.LIP_TO_MERGED) or merged (already the 10 merged classes)", choices=PARSING_LABELS),
     )
@@ -304,11 +306,31 @@ class PoseDataset(Dataset):
 
     # -- parsing maps
     def parsing_folder(self) -> Path | None:
+        """The parsing-map folder, or None when none is given and the default folder does not exist."""
         folder = self.config["parsing"]
         if folder is None:
             return None
         path = Path(folder).expanduser()
-        return path if path.is_absolute() else self.root / path
+        path = path if path.is_absolute() else self.root / path
+        if not path.is_dir():
+            if folder == DEFAULT_PARSING_FOLDER:
+                return None
+            raise DataError(f"{self.name}: parsing-map folder {path} (option parsing={folder!r}) does not exist")
+        return path
+
+    def require_parsing(self) -> Path:
+        """The parsing-map folder for a method or task that cannot work without maps; a `DataError` naming
+        the expected folder and the option when there is none."""
+        self.prepare()
+        folder = self.parsing_folder()
+        if folder is None:
+            expected = self.root / (self.config["parsing"] or DEFAULT_PARSING_FOLDER)
+            raise DataError(
+                f"{self.name}: semantic parsing maps are needed but {expected} does not exist. Put one label PNG per "
+                f"image there (<folder>/<split>/<image stem>.png; LIP parser labels, or the 10 merged classes with "
+                f"--dataset-option parsing_labels=merged), or name another folder with --dataset-option parsing=FOLDER"
+            )
+        return folder
 
     def parsing_path(self, split: str, name: str) -> Path | None:
         folder = self.parsing_folder()
@@ -409,3 +431,24 @@ class PoseDataset(Dataset):
         return {"image_size": list(self.image_size), "parsing": self.config["parsing"],
                 "parsing_labels": self.config["parsing_labels"]}
 
+
+
+class PoseParsingDataset(PoseDataset):
+    """The `pose-parsing` view of a pose dataset: the same pairs, scored on the predicted target map.
+
+    Subclass it together with a pose dataset (``class X(PoseParsingDataset, SomePoseDataset)``); it
+    refuses to run without parsing maps instead of yielding samples that lack the target."""
+
+    task = "pose-parsing"
+    default_metrics = {"parsing-accuracy": {}, "parsing-miou": {}}
+
+    def verify(self, split: str) -> None:
+        self.require_parsing()
+        super().verify(split)
+
+    def index(self, split: str) -> list[Sample]:
+        self.require_parsing()
+        return super().index(split)
+
+    def reference(self, split: str) -> None:  # type: ignore[override]
+        return None
