@@ -195,3 +195,15 @@ def test_market_pose_data_check_shows_pairs_and_release_counts(cli, tmp_path):
     code, out, err = cli("data", "check", "market1501-pose", "--data-root", root, "--dataset-option", "strict=false")
     assert code == 2  # a 30-pair fixture is not the 12,000-pair release
     assert "test pairs" in out and "12000" in out and "bounding_box_train" in out and "12936" in out
+
+
+@pytest.mark.parametrize("board", ["spt-person-generation", "spt-parsing"])
+def test_spt_leaderboards_name_registered_datasets_of_their_task(board):
+    """Measured cells land only where a leaderboard's dataset name is a registered dataset of its task."""
+    import harness_leaderboards
+    import yaml
+
+    definition = yaml.safe_load((Path(harness_leaderboards.__file__).parent / f"{board}.yaml").read_text())
+    plugins = harness.get_plugins()
+    for entry in definition["datasets"]:
+        assert plugins.datasets.get(entry["name"]).task == definition["task"]
