@@ -38,15 +38,8 @@ from PIL import Image, UnidentifiedImageError
 from harness import DataError, Dataset, Option, Reference, Sample
 from harness.data import digest_files, read_image, to_tensor
 
-KEYPOINTS = 18
-MISSING = -1
-COCO18 = (
-    "nose", "neck", "Rsho", "Relb", "Rwri", "Lsho", "Lelb", "Lwri", "Rhip", "Rkne", "Rank",
-    "Lhip", "Lkne", "Lank", "Leye", "Reye", "Lear", "Rear",
-)
-"""OpenPose COCO-18 joint names as pose-gan's ``pose_utils.LABELS`` spells them."""
-TORSO = (COCO18.index("Rhip"), COCO18.index("Lhip"), COCO18.index("Lsho"), COCO18.index("Rsho"))
-"""The joints Def-GAN's ``check_valid`` requires: an image without all four never enters a pair."""
+from ..methods.pose_maps import MISSING, NUM_KEYPOINTS, TORSO
+
 DISTRACTOR_PREFIXES = ("-1", "0000")
 DEFGAN_TEST_PAIRS = 12000
 PAIR_SEED = 0
@@ -91,9 +84,9 @@ def parse_keypoint_list(text: str, where: str) -> list[int]:
     try:
         values = json.loads(text)
     except ValueError:
-        raise DataError(f"{where}: {text.strip()!r} is not a JSON list of {KEYPOINTS} integers") from None
-    if not isinstance(values, list) or len(values) != KEYPOINTS or not all(isinstance(v, (int, float)) for v in values):
-        raise DataError(f"{where}: expected a list of {KEYPOINTS} numbers (-1 for missing), got {text.strip()!r}")
+        raise DataError(f"{where}: {text.strip()!r} is not a JSON list of {NUM_KEYPOINTS} integers") from None
+    if not isinstance(values, list) or len(values) != NUM_KEYPOINTS or not all(isinstance(v, (int, float)) for v in values):
+        raise DataError(f"{where}: expected a list of {NUM_KEYPOINTS} numbers (-1 for missing), got {text.strip()!r}")
     return values
 
 
@@ -160,7 +153,7 @@ def format_pairs(pairs: Iterable[tuple[str, str]]) -> str:
 
 # -- Def-GAN pair construction ---------------------------------------------------------------------
 def is_valid_pose(pose: Pose) -> bool:
-    """Def-GAN ``check_valid``: both shoulders and both hips annotated."""
+    """Def-GAN ``check_valid``: both shoulders and both hips (`pose_maps.TORSO`) annotated."""
     return bool((pose[list(TORSO)] != MISSING).all())
 
 

@@ -39,9 +39,10 @@ from scipy import ndimage
 
 from harness import Option, hookimpl
 
+from ..methods.pose_maps import COCO18_NAMES
 from . import bundled
 from .pose_common import (
-    COCO18, DEFAULT_PARSING_FOLDER, MISSING, PARSING_LABELS, PoseDataset, PoseParsingDataset, build_pairs, format_annotations, format_pairs, read_annotations,
+    DEFAULT_PARSING_FOLDER, MISSING, PARSING_LABELS, PoseDataset, PoseParsingDataset, build_pairs, format_annotations, format_pairs, read_annotations,
 )
 
 GENERATOR = "harness pose-synth"
@@ -57,7 +58,7 @@ BACKGROUNDS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry
 TEXTURES = ("brick", "grass", "gravel")
 PATTERNS = ("plain", "stripes", "checks", "texture")
 LOWER = ("pants", "shorts", "skirt")
-J = {name: index for index, name in enumerate(COCO18)}
+J = {name: index for index, name in enumerate(COCO18_NAMES)}
 
 # merged parsing labels (pose_common.MERGED_CLASSES)
 BACKGROUND, HAIR, FACE, UPPER, PANTS, SKIRT, ARM, LEG, SHOES, HAT = range(10)
