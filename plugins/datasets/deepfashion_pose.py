@@ -97,6 +97,7 @@ class DeepFashionPose(PoseDataset):
     def __init__(self, root: Path, **options: Any) -> None:
         super().__init__(root, **options)
         self._inshop: dict[str, Path] | None = None
+        self._listing: dict[str, dict[str, Path]] = {}
         counts = RELEASE_COUNTS[self.config["release"]] if self.config["pairs"] == "release" else {}
         self.official_counts = dict(counts)  # the chosen pair list's size (cf. regdb's per-trial counts)
 
@@ -114,12 +115,16 @@ class DeepFashionPose(PoseDataset):
         return inshop_key(name.rsplit("_", 1)[0])
 
     def image_path(self, split: str, name: str) -> Path:
-        for folder in IMAGE_FOLDERS:
-            path = self.root / folder / split / name
-            if path.is_file():
-                return path
-        found = self._inshop_index().get(inshop_key(name))
-        return found if found is not None else self.root / IMAGE_FOLDERS[0] / split / name
+        if split not in self._listing:  # one directory listing per split instead of a stat per pair
+            found: dict[str, Path] = {}
+            for folder in IMAGE_FOLDERS:
+                directory = self.root / folder / split
+                if directory.is_dir():
+                    for path in sorted(directory.iterdir()):
+                        found.setdefault(path.name, path)
+            self._listing[split] = found
+        path = self._listing[split].get(name) or self._inshop_index().get(inshop_key(name))
+        return path if path is not None else self.root / IMAGE_FOLDERS[0] / split / name
 
     def _inshop_index(self) -> dict[str, Path]:
         """In-shop files by their name key, read once (an empty map when there is no ``img/`` tree)."""

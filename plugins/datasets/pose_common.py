@@ -223,8 +223,9 @@ class PoseDataset(Dataset):
     ``index(split)`` rows are *pairs* (what paired training and evaluation iterate); ``images(split)``
     rows are the single images of the split that may enter pairs, for unpaired methods that sample
     images and target poses freely; ``load_image(row)`` decodes one. Subclasses say where the
-    annotations, pair lists, images and parsing maps of a split are (`annotation_path`,
-    `pair_source`, `image_path`, `parsing_path`) and whose person a name is (`person`).
+    annotations, pair lists and images of a split are (`annotation_path`, `pair_source`,
+    `image_path`) and whose person a name is (`person`); parsing maps come from the ``parsing``
+    option's folder (`parsing_folder`, `require_parsing`).
     """
 
     task = "pose-transfer"
@@ -325,16 +326,21 @@ class PoseDataset(Dataset):
             )
         return folder
 
-    def parsing_path(self, split: str, name: str) -> Path | None:
-        folder = self.parsing_folder()
-        if folder is None:
-            return None
+    def parsing_path(self, split: str, name: str, folder: Path) -> Path:
+        """The parsing map of image ``name`` in ``folder`` (`parsing_folder`); a `DataError` when it has none."""
         stem = Path(name).stem
         for candidate in (folder / split / f"{stem}.png", folder / f"{stem}.png"):
             if candidate.is_file():
                 return candidate
         raise DataError(f"{self.name}: no parsing map for {name!r}: expected {folder / split / (stem + '.png')} "
                         f"or {folder / (stem + '.png')} (option parsing={self.config['parsing']!r})")
+
+    def parsing_maps(self, split: str, names: Iterable[str]) -> dict[str, Path] | None:
+        """`parsing_path` of every name (each looked up once), or None without a parsing folder."""
+        folder = self.parsing_folder()
+        if folder is None:
+            return None
+        return {name: self.parsing_path(split, name, folder) for name in dict.fromkeys(names)}
 
     def parsing_labels(self) -> str:
         return self.config["parsing_labels"]
@@ -358,8 +364,7 @@ class PoseDataset(Dataset):
         source = self.pair_source(split)
         if source is not None:
             paths.append(source)
-        if self.parsing_folder() is not None:
-            paths.extend(path for name in names if (path := self.parsing_path(split, name)) is not None)
+        paths.extend((self.parsing_maps(split, names) or {}).values())
         return paths
 
     def count(self, split: str) -> int:
@@ -368,11 +373,12 @@ class PoseDataset(Dataset):
     def index(self, split: str) -> list[Sample]:
         """One row per pair, in the pair list's order: id ``source___target``, the person, the paths."""
         rows = []
-        for source, target in self.pairs(split):
+        pairs = self.pairs(split)
+        maps = self.parsing_maps(split, (name for pair in pairs for name in pair))
+        for source, target in pairs:
             paths = {"source": self.image_path(split, source), "target": self.image_path(split, target)}
-            if self.parsing_folder() is not None:
-                paths["source_parsing"] = self.parsing_path(split, source)
-                paths["target_parsing"] = self.parsing_path(split, target)
+            if maps is not None:
+                paths["source_parsing"], paths["target_parsing"] = maps[source], maps[target]
             rows.append({"id": f"{source}___{target}", "pid": self.person(source), "split": split,
                          "names": (source, target), "paths": paths})
         return rows
@@ -392,10 +398,12 @@ class PoseDataset(Dataset):
         """Single-image rows (id = image name, pid, paths) of every image Def-GAN would pair (valid
         torso, no junk/distractor), in annotation order."""
         rows = []
-        for name in pairable(self.poses(split)):
+        names = pairable(self.poses(split))
+        maps = self.parsing_maps(split, names)
+        for name in names:
             paths = {"image": self.image_path(split, name)}
-            if self.parsing_folder() is not None:
-                paths["parsing"] = self.parsing_path(split, name)
+            if maps is not None:
+                paths["parsing"] = maps[name]
             rows.append({"id": name, "pid": self.person(name), "split": split, "paths": paths})
         return rows
 
