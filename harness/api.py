@@ -77,8 +77,8 @@ class Task:
     """What a sample of this task holds and what a method must return for it.
 
     ``inputs`` are the sample fields a method sees; ``target`` (if any) is the field a prediction is
-    compared with; ``output`` names the kind of prediction (``"image"`` or ``"embedding"``);
-    ``fields`` documents every field a dataset of this task provides. ``paired`` says whether the
+    compared with; ``output`` names the kind of prediction (``"image"``, ``"embedding"`` or
+    ``"label-map"``: an int64 (H, W) tensor of class labels); ``fields`` documents every field a dataset of this task provides. ``paired`` says whether the
     target is the ground truth *of this sample* (deraining, inpainting) or only an unpaired example of
     the target domain (unpaired translation): metrics that compare pixel by pixel need the former.
     """

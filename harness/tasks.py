@@ -56,6 +56,21 @@ POSE_TRANSFER = Task(
     },
 )
 
+POSE_PARSING = Task(
+    name="pose-parsing",
+    description="Predict the semantic parsing map of a person in a target pose from a source image, its map and both poses.",
+    inputs=("source", "source_parsing", "source_pose", "target_pose"),
+    target="target_parsing",
+    output="label-map",
+    fields={
+        "source": IMAGE,
+        "source_parsing": "int64 tensor (H, W) of class labels (the dataset documents its classes)",
+        "source_pose": "float32 tensor (K, 2) of (y, x) keypoints, -1 where missing",
+        "target_pose": "float32 tensor (K, 2) of (y, x) keypoints, -1 where missing",
+        "target_parsing": "int64 tensor (H, W): the labels of the same person in the target pose",
+    },
+)
+
 REIDENTIFICATION = Task(
     name="reidentification",
     description="Retrieve images of the same person across cameras (and modalities): image in, embedding out.",
@@ -85,7 +100,9 @@ DESCRIPTOR_INVERSION = Task(
     },
 )
 
-BUILTIN_TASKS = (DERAINING, INPAINTING, UNPAIRED_TRANSLATION, POSE_TRANSFER, REIDENTIFICATION, DESCRIPTOR_INVERSION)
+BUILTIN_TASKS = (
+    DERAINING, INPAINTING, UNPAIRED_TRANSLATION, POSE_TRANSFER, POSE_PARSING, REIDENTIFICATION, DESCRIPTOR_INVERSION,
+)
 
 
 @hookimpl

@@ -38,15 +38,8 @@ from PIL import Image, UnidentifiedImageError
 from harness import DataError, Dataset, Option, Reference, Sample
 from harness.data import digest_files, read_image, to_tensor
 
-KEYPOINTS = 18
-MISSING = -1
-COCO18 = (
-    "nose", "neck", "Rsho", "Relb", "Rwri", "Lsho", "Lelb", "Lwri", "Rhip", "Rkne", "Rank",
-    "Lhip", "Lkne", "Lank", "Leye", "Reye", "Lear", "Rear",
-)
-"""OpenPose COCO-18 joint names as pose-gan's ``pose_utils.LABELS`` spells them."""
-TORSO = (COCO18.index("Rhip"), COCO18.index("Lhip"), COCO18.index("Lsho"), COCO18.index("Rsho"))
-"""The joints Def-GAN's ``check_valid`` requires: an image without all four never enters a pair."""
+from ..methods.pose_maps import MISSING, NUM_KEYPOINTS, TORSO
+
 DISTRACTOR_PREFIXES = ("-1", "0000")
 DEFGAN_TEST_PAIRS = 12000
 PAIR_SEED = 0
@@ -80,6 +73,7 @@ LIP_TO_MERGED = np.array([
 ], dtype=np.int64)
 """LIP label -> merged label. SPT merges LIP into 10 classes but publishes no table; this is ours."""
 PARSING_LABELS = ("lip", "merged")
+DEFAULT_PARSING_FOLDER = "parsing"
 
 Pose = np.ndarray
 """float32 (18, 2) of (y, x), -1 in both coordinates where missing."""
@@ -90,9 +84,9 @@ def parse_keypoint_list(text: str, where: str) -> list[int]:
     try:
         values = json.loads(text)
     except ValueError:
-        raise DataError(f"{where}: {text.strip()!r} is not a JSON list of {KEYPOINTS} integers") from None
-    if not isinstance(values, list) or len(values) != KEYPOINTS or not all(isinstance(v, (int, float)) for v in values):
-        raise DataError(f"{where}: expected a list of {KEYPOINTS} numbers (-1 for missing), got {text.strip()!r}")
+        raise DataError(f"{where}: {text.strip()!r} is not a JSON list of {NUM_KEYPOINTS} integers") from None
+    if not isinstance(values, list) or len(values) != NUM_KEYPOINTS or not all(isinstance(v, (int, float)) for v in values):
+        raise DataError(f"{where}: expected a list of {NUM_KEYPOINTS} numbers (-1 for missing), got {text.strip()!r}")
     return values
 
 
@@ -159,7 +153,7 @@ def format_pairs(pairs: Iterable[tuple[str, str]]) -> str:
 
 # -- Def-GAN pair construction ---------------------------------------------------------------------
 def is_valid_pose(pose: Pose) -> bool:
-    """Def-GAN ``check_valid``: both shoulders and both hips annotated."""
+    """Def-GAN ``check_valid``: both shoulders and both hips (`pose_maps.TORSO`) annotated."""
     return bool((pose[list(TORSO)] != MISSING).all())
 
 
@@ -229,8 +223,9 @@ class PoseDataset(Dataset):
     ``index(split)`` rows are *pairs* (what paired training and evaluation iterate); ``images(split)``
     rows are the single images of the split that may enter pairs, for unpaired methods that sample
     images and target poses freely; ``load_image(row)`` decodes one. Subclasses say where the
-    annotations, pair lists, images and parsing maps of a split are (`annotation_path`,
-    `pair_source`, `image_path`, `parsing_path`) and whose person a name is (`person`).
+    annotations, pair lists and images of a split are (`annotation_path`, `pair_source`,
+    `image_path`) and whose person a name is (`person`); parsing maps come from the ``parsing``
+    option's folder (`parsing_folder`, `require_parsing`).
     """
 
     task = "pose-transfer"
@@ -241,11 +236,12 @@ class PoseDataset(Dataset):
     test_pairs: ClassVar[int] = DEFGAN_TEST_PAIRS
     """How many test pairs ``pairs=build`` samples (Def-GAN: 12,000)."""
     parsing_option_help = (
-        "folder of parsing-map PNGs (<folder>/<split>/<image stem>.png or <folder>/<image stem>.png), relative to "
-        "the data root or absolute; needed by methods that use semantic maps (SPT)"
+        f"folder of parsing-map PNGs (<folder>/<split>/<image stem>.png or <folder>/<image stem>.png), relative to the "
+        f"data root or absolute; the default {DEFAULT_PARSING_FOLDER!r} is used when it exists. Methods that use semantic "
+        "maps (SPT) and the pose-parsing task need them"
     )
     options: ClassVar[tuple[Option, ...]] = (
-        Option("parsing", None, parsing_option_help, type=str),
+        Option("parsing", DEFAULT_PARSING_FOLDER, parsing_option_help, type=str),
         Option("parsing_labels", "lip", "labels of the parsing PNGs: lip (20 LIP labels, merged by "
                "pose_common.LIP_TO_MERGED) or merged (already the 10 merged classes)", choices=PARSING_LABELS),
     )
@@ -304,22 +300,47 @@ class PoseDataset(Dataset):
 
     # -- parsing maps
     def parsing_folder(self) -> Path | None:
+        """The parsing-map folder, or None when none is given and the default folder does not exist."""
         folder = self.config["parsing"]
         if folder is None:
             return None
         path = Path(folder).expanduser()
-        return path if path.is_absolute() else self.root / path
+        path = path if path.is_absolute() else self.root / path
+        if not path.is_dir():
+            if folder == DEFAULT_PARSING_FOLDER:
+                return None
+            raise DataError(f"{self.name}: parsing-map folder {path} (option parsing={folder!r}) does not exist")
+        return path
 
-    def parsing_path(self, split: str, name: str) -> Path | None:
+    def require_parsing(self) -> Path:
+        """The parsing-map folder for a method or task that cannot work without maps; a `DataError` naming
+        the expected folder and the option when there is none."""
+        self.prepare()
         folder = self.parsing_folder()
         if folder is None:
-            return None
+            expected = self.root / (self.config["parsing"] or DEFAULT_PARSING_FOLDER)
+            raise DataError(
+                f"{self.name}: semantic parsing maps are needed but {expected} does not exist. Put one label PNG per "
+                f"image there (<folder>/<split>/<image stem>.png; LIP parser labels, or the 10 merged classes with "
+                f"--dataset-option parsing_labels=merged), or name another folder with --dataset-option parsing=FOLDER"
+            )
+        return folder
+
+    def parsing_path(self, split: str, name: str, folder: Path) -> Path:
+        """The parsing map of image ``name`` in ``folder`` (`parsing_folder`); a `DataError` when it has none."""
         stem = Path(name).stem
         for candidate in (folder / split / f"{stem}.png", folder / f"{stem}.png"):
             if candidate.is_file():
                 return candidate
         raise DataError(f"{self.name}: no parsing map for {name!r}: expected {folder / split / (stem + '.png')} "
                         f"or {folder / (stem + '.png')} (option parsing={self.config['parsing']!r})")
+
+    def parsing_maps(self, split: str, names: Iterable[str]) -> dict[str, Path] | None:
+        """`parsing_path` of every name (each looked up once), or None without a parsing folder."""
+        folder = self.parsing_folder()
+        if folder is None:
+            return None
+        return {name: self.parsing_path(split, name, folder) for name in dict.fromkeys(names)}
 
     def parsing_labels(self) -> str:
         return self.config["parsing_labels"]
@@ -343,8 +364,7 @@ class PoseDataset(Dataset):
         source = self.pair_source(split)
         if source is not None:
             paths.append(source)
-        if self.parsing_folder() is not None:
-            paths.extend(path for name in names if (path := self.parsing_path(split, name)) is not None)
+        paths.extend((self.parsing_maps(split, names) or {}).values())
         return paths
 
     def count(self, split: str) -> int:
@@ -353,11 +373,12 @@ class PoseDataset(Dataset):
     def index(self, split: str) -> list[Sample]:
         """One row per pair, in the pair list's order: id ``source___target``, the person, the paths."""
         rows = []
-        for source, target in self.pairs(split):
+        pairs = self.pairs(split)
+        maps = self.parsing_maps(split, (name for pair in pairs for name in pair))
+        for source, target in pairs:
             paths = {"source": self.image_path(split, source), "target": self.image_path(split, target)}
-            if self.parsing_folder() is not None:
-                paths["source_parsing"] = self.parsing_path(split, source)
-                paths["target_parsing"] = self.parsing_path(split, target)
+            if maps is not None:
+                paths["source_parsing"], paths["target_parsing"] = maps[source], maps[target]
             rows.append({"id": f"{source}___{target}", "pid": self.person(source), "split": split,
                          "names": (source, target), "paths": paths})
         return rows
@@ -377,10 +398,12 @@ class PoseDataset(Dataset):
         """Single-image rows (id = image name, pid, paths) of every image Def-GAN would pair (valid
         torso, no junk/distractor), in annotation order."""
         rows = []
-        for name in pairable(self.poses(split)):
+        names = pairable(self.poses(split))
+        maps = self.parsing_maps(split, names)
+        for name in names:
             paths = {"image": self.image_path(split, name)}
-            if self.parsing_folder() is not None:
-                paths["parsing"] = self.parsing_path(split, name)
+            if maps is not None:
+                paths["parsing"] = maps[name]
             rows.append({"id": name, "pid": self.person(name), "split": split, "paths": paths})
         return rows
 
@@ -409,3 +432,24 @@ class PoseDataset(Dataset):
         return {"image_size": list(self.image_size), "parsing": self.config["parsing"],
                 "parsing_labels": self.config["parsing_labels"]}
 
+
+
+class PoseParsingDataset(PoseDataset):
+    """The `pose-parsing` view of a pose dataset: the same pairs, scored on the predicted target map.
+
+    Subclass it together with a pose dataset (``class X(PoseParsingDataset, SomePoseDataset)``); it
+    refuses to run without parsing maps instead of yielding samples that lack the target."""
+
+    task = "pose-parsing"
+    default_metrics = {"parsing-accuracy": {}, "parsing-miou": {}}
+
+    def verify(self, split: str) -> None:
+        self.require_parsing()
+        super().verify(split)
+
+    def index(self, split: str) -> list[Sample]:
+        self.require_parsing()
+        return super().index(split)
+
+    def reference(self, split: str) -> None:  # type: ignore[override]
+        return None

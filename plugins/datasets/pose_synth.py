@@ -39,9 +39,10 @@ from scipy import ndimage
 
 from harness import Option, hookimpl
 
+from ..methods.pose_maps import COCO18_NAMES
 from . import bundled
 from .pose_common import (
-    COCO18, MISSING, PARSING_LABELS, PoseDataset, build_pairs, format_annotations, format_pairs, read_annotations,
+    DEFAULT_PARSING_FOLDER, MISSING, PARSING_LABELS, PoseDataset, PoseParsingDataset, build_pairs, format_annotations, format_pairs, read_annotations,
 )
 
 GENERATOR = "harness pose-synth"
@@ -57,7 +58,7 @@ BACKGROUNDS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry
 TEXTURES = ("brick", "grass", "gravel")
 PATTERNS = ("plain", "stripes", "checks", "texture")
 LOWER = ("pants", "shorts", "skirt")
-J = {name: index for index, name in enumerate(COCO18)}
+J = {name: index for index, name in enumerate(COCO18_NAMES)}
 
 # merged parsing labels (pose_common.MERGED_CLASSES)
 BACKGROUND, HAIR, FACE, UPPER, PANTS, SKIRT, ARM, LEG, SHOES, HAT = range(10)
@@ -204,7 +205,7 @@ def render(person: Person, sources: Sources, rng: np.random.Generator, size: tup
     canvas = _background(person, sources, rng, (height, width))
     labels = np.zeros((height, width), dtype=np.uint8)
 
-    def paint(mask: np.ndarray, colour: np.ndarray | np.ndarray, label: int) -> None:
+    def paint(mask: np.ndarray, colour: np.ndarray, label: int) -> None:
         canvas[mask] = colour if np.ndim(colour) == 1 else colour[mask]
         labels[mask] = label
 
@@ -347,7 +348,7 @@ class PoseSynth(PoseDataset):
         "test pairs": TEST_PAIRS,
     }
     options = (
-        Option("parsing", "parsing", PoseDataset.parsing_option_help, type=str),
+        Option("parsing", DEFAULT_PARSING_FOLDER, PoseDataset.parsing_option_help, type=str),
         Option("parsing_labels", "merged", "labels of the parsing PNGs (the bundled maps are already merged)",
                choices=PARSING_LABELS),
     )
@@ -372,6 +373,14 @@ class PoseSynth(PoseDataset):
         return {**super().describe(), "generator": {"version": GENERATOR_VERSION, "seed": SEED}}
 
 
+class PoseSynthParsing(PoseParsingDataset, PoseSynth):
+    """pose-synth for the pose-parsing task: predict the target picture's parsing map."""
+
+    name = "pose-synth-parsing"
+    description = "Bundled pose-synth pairs for the pose-parsing task (predict the target pose's 10-class parsing map)."
+
+
 @hookimpl
 def harness_register_datasets(register: Callable[[type], None]) -> None:
     register(PoseSynth)
+    register(PoseSynthParsing)
