@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -59,8 +60,10 @@ def build_suite(args: argparse.Namespace, plugins: Plugins) -> tuple[Suite, bool
         if args.checkpoint:
             raise UsageError("--checkpoint METHOD=PATH is for grids without --suite; a suite names its checkpoints")
         suite = load_suite(args.suite)
-        return (suite if metrics is None else Suite(suite.name, suite.description, suite.methods, suite.datasets,
-                                                    metrics, suite.source)), False
+        if metrics is None:
+            return suite, False
+        datasets = tuple(dataclasses.replace(entry, metrics=None) for entry in suite.datasets)  # --metric wins
+        return Suite(suite.name, suite.description, suite.methods, datasets, metrics, suite.source), False
     checkpoints = {plugins.methods.canonical(k): Path(v).expanduser()
                    for k, v in parse_key_values(args.checkpoint, "--checkpoint").items()}
     return suite_from_plugins(plugins, checkpoints, metrics), True

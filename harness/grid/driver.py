@@ -86,7 +86,6 @@ class GridPlan:
 # -- planning ------------------------------------------------------------------------------------
 def plan_grid(request: GridRequest, plugins: Plugins, store: ResultStore) -> GridPlan:
     """Validate every cell (usage errors raise before anything runs) and classify it against the store."""
-    names, params = cells.metric_choices(request.suite.metrics)
     past = cells.PastRuns(store)
     trains: dict[str, TrainStep] = {}
     planned: list[PlannedCell] = []
@@ -95,6 +94,7 @@ def plan_grid(request: GridRequest, plugins: Plugins, store: ResultStore) -> Gri
         train = _train_step(pair, request, plugins) if pair.method.train is not None else None
         if train is not None:
             trains.setdefault(train.id, train)
+        names, params = cells.metric_choices(pair.metrics)
         spec = _spec(pair, request, plugins, names, params, train)
         label = f"{plugins.methods.canonical(pair.method.name)} × {plugins.datasets.canonical(pair.dataset.name)}"
         cell = PlannedCell("cell-" + canonical_digest(spec_to_json(spec))[:12], label, spec, train.id if train else None)

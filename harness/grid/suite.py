@@ -11,12 +11,15 @@ datasets (with split, options, limit) and metrics (with parameters and labels)::
       - {name: dsen, checkpoint: ~/weights/dsen.safetensors, options: {aggregation: maxpool}}
     datasets:
       - {name: rain-synth, split: test}
+      - {name: translate-synth, metrics: [pixel-accuracy]}   # this dataset's cells only
     metrics:                       # optional: default is each dataset's protocol metrics
       - psnr
       - ssim
       - {label: ssim@official, params: {convention: sdsen-official}}
 
-Every (method, dataset) pair whose task matches becomes a cell. Suites shipped with the harness
+Every (method, dataset) pair whose task matches becomes a cell. A dataset's own ``metrics`` replace the
+suite's for its cells (e.g. a protocol metric that needs weights a bundled-only suite cannot assume);
+``--metric`` on the command line replaces both. Suites shipped with the harness
 live in ``harness/grid/suites/*.yaml`` and are addressed by their file stem (`harness suites`).
 """
 
@@ -69,6 +72,8 @@ class DatasetEntry:
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     limit: int | None = None
     data_root: Path | None = None
+    metrics: tuple[MetricEntry, ...] | None = None
+    """This dataset's metrics, instead of the suite's (None: the suite's, else the dataset's protocol)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,13 +205,16 @@ def _method(item: Any, where: str) -> MethodEntry:
 def _dataset(item: Any, where: str) -> DatasetEntry:
     if isinstance(item, str):
         return DatasetEntry(item)
-    table = _mapping(item, where, {"name", "split", "options", "limit", "data_root"})
+    table = _mapping(item, where, {"name", "split", "options", "limit", "data_root", "metrics"})
     if "name" not in table:
         raise UsageError(f"{where}: needs a 'name'")
     limit = _positive(table["limit"], f"{where}.limit") if table.get("limit") is not None else None
     root = Path(os.path.expanduser(str(table["data_root"]))) if table.get("data_root") else None
+    metrics = None
+    if table.get("metrics") is not None:
+        metrics = tuple(_metric(m, f"{where}.metrics[{i}]") for i, m in enumerate(_list(table, "metrics", where)))
     return DatasetEntry(str(table["name"]), table.get("split"), _options(table.get("options"), f"{where}.options"),
-                        limit, root)
+                        limit, root, metrics)
 
 
 def _metric(item: Any, where: str) -> MetricEntry:
@@ -274,7 +282,7 @@ def pairings(
         for dataset in chosen_datasets:
             task = plugins.datasets.get(dataset.name).task
             if task in method_cls.tasks and (not task_names or task in task_names):
-                pairs.append(Pairing(method, dataset, suite.metrics))
+                pairs.append(Pairing(method, dataset, dataset.metrics if dataset.metrics is not None else suite.metrics))
     if not pairs:
         filters = ", ".join(f"{flag} {value}" for flag, value in
                             (("--method", methods), ("--dataset", datasets), ("--task", tasks)) if value)

@@ -29,6 +29,9 @@ class DatasetSpec:
     name: str
     split: str
     title: str
+    mean_over: str | None = None
+    """A dataset option (e.g. RegDB's ``trial``) whose values are separate experiments of one
+    configuration: a measured cell is the mean over them, with each value's result kept."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,10 +170,12 @@ def parse(data: Any, path: Path) -> Leaderboard:
     datasets = []
     for i, item in enumerate(c.sequence(top["datasets"], "datasets", nonempty=True)):
         where = f"datasets[{i}]"
-        entry = c.mapping(item, where, required=("name",), optional=("split", "title"))
+        entry = c.mapping(item, where, required=("name",), optional=("split", "title", "mean_over"))
         dataset_name = c.name(entry["name"], f"{where}.name")
+        mean_over = entry.get("mean_over")
         datasets.append(DatasetSpec(dataset_name, c.text(entry.get("split", "test"), f"{where}.split"),
-                                    c.text(entry.get("title", dataset_name), f"{where}.title")))
+                                    c.text(entry.get("title", dataset_name), f"{where}.title"),
+                                    None if mean_over is None else c.name(mean_over, f"{where}.mean_over")))
     c.unique([d.name for d in datasets], "datasets", "name")
     dataset_names = {d.name for d in datasets}
 

@@ -22,6 +22,8 @@ def _cell(cell: Cell | None, precision: int) -> str:
         text = f"**{text}**"
     if cell.ci:
         text += f" [{cell.ci.low:.{precision}f}, {cell.ci.high:.{precision}f}]"
+    if cell.parts is not None:
+        text += f" (mean of {len(cell.parts)} × {cell.over})"
     if cell.delta is not None:
         text += f" (Δ {cell.delta:+.{precision}f})"
     if not cell.comparable:

@@ -37,6 +37,10 @@ class Cell:
     p_value: float | None = None
     label: str = ""
     n: int | None = None
+    over: str | None = None
+    """The dataset option this cell averages over (the leaderboard dataset's ``mean_over``), if any."""
+    parts: dict[str, float] | None = None
+    """Option value → that experiment's value, for a cell that is their mean."""
 
     def as_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -55,14 +59,18 @@ class Row:
     matched: ReportedRow | None = None
     """The paper row a measured row reproduces (its Δ is taken against it)."""
     badges: list[str] = dataclasses.field(default_factory=list)
+    over: str | None = None
+    """The dataset option a ``mean_over`` row averages over; `parts` holds one run per value."""
+    parts: dict[str, Run] = dataclasses.field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"kind": self.kind, "method": self.method, "badges": self.badges,
                                 "cells": {key: cell.as_dict() for key, cell in self.cells.items()}}
         if self.run:
-            data["run"] = {"run_id": self.run.run_id, "created": self.run.created, "status": self.run.status,
-                           "options": self.run.record["method"].get("options", {}),
-                           "checkpoint_sha256": self.run.checkpoint_sha256}
+            data["run"] = _run_summary(self.run)
+        if self.over:
+            data["mean_over"] = {"option": self.over, "found": len(self.parts),
+                                 "runs": {value: _run_summary(run) for value, run in self.parts.items()}}
         if self.reported:
             data["source"] = dataclasses.asdict(self.reported.source)
             data["note"] = self.reported.note
@@ -112,6 +120,11 @@ class Board:
         }
 
 
+def _run_summary(run: Run) -> dict[str, Any]:
+    return {"run_id": run.run_id, "created": run.created, "status": run.status,
+            "options": run.record["method"].get("options", {}), "checkpoint_sha256": run.checkpoint_sha256}
+
+
 # -- conventions -----------------------------------------------------------------------------------
 def lookup(measured: Measured, path: str) -> Any:
     """A dotted path into a measured value: ``params.X``, ``convention.X``, ``metric``, ``version``, ``label``."""
@@ -150,10 +163,14 @@ def build(board: Leaderboard, runs: list[Run], versions: Versions | None = None)
     tables = []
     for dataset in board.datasets:
         columns = list(board.metrics)
-        measured_runs = _latest_per_configuration([r for r in runs if r.dataset == dataset.name and r.split == dataset.split])
+        candidates = [r for r in runs if r.dataset == dataset.name and r.split == dataset.split]
         rows = [_reported_row(board, reported, dataset.name, columns)
                 for reported in board.reported if dataset.name in reported.values]
-        rows += [_measured_row(board, run, dataset.name, columns, versions) for run in measured_runs]
+        if dataset.mean_over is None:
+            rows += [_measured_row(board, run, dataset.name, columns, versions) for run in _latest_per_configuration(candidates)]
+        else:
+            rows += [_mean_row(board, group, dataset.mean_over, dataset.name, columns, versions)
+                     for group in _experiments(candidates, dataset.mean_over)]
         _mark_best(rows, columns)
         if rows:
             tables.append(Table(dataset.name, dataset.split, dataset.title, columns, rows))
@@ -162,15 +179,40 @@ def build(board: Leaderboard, runs: list[Run], versions: Versions | None = None)
     return Board(board, tables, charts, used)
 
 
+def _configuration(run: Run, without: str | None = None) -> str:
+    """What makes two runs the same row: method, its options, checkpoint, dataset options, limit and the
+    metric configurations. ``without`` names a dataset option left out, and with it the checkpoint:
+    its values are separate experiments, each with its own trained model."""
+    method, dataset = run.record["method"], run.record["dataset"]
+    options = {k: v for k, v in (dataset.get("options") or {}).items() if k != without}
+    return json.dumps([run.method, method.get("options"), None if without else run.checkpoint_sha256, options,
+                       dataset.get("limit"), sorted({(m.label, m.protocol_digest) for m in run.values})],
+                      sort_keys=True, default=str)
+
+
 def _latest_per_configuration(runs: list[Run]) -> list[Run]:
     """One row per method configuration and checkpoint: its latest run (runs come oldest first)."""
-    latest: dict[str, Run] = {}
-    for run in runs:
-        method = run.record["method"]
-        key = json.dumps([run.method, method.get("options"), run.checkpoint_sha256, run.record["dataset"].get("limit"),
-                          sorted({(m.label, m.protocol_digest) for m in run.values})], sort_keys=True, default=str)
-        latest[key] = run
+    latest: dict[str, Run] = {run_key: run for run_key, run in ((_configuration(run), run) for run in runs)}
     return sorted(latest.values(), key=lambda run: run.created)
+
+
+def _experiments(runs: list[Run], option: str) -> list[dict[str, Run]]:
+    """Runs grouped by configuration apart from the dataset ``option``: per group, option value → the
+    latest run with that value. Values missing from the record count as the option's recorded absence."""
+    groups: dict[str, dict[str, Run]] = {}
+    for run in runs:
+        value = str((run.record["dataset"].get("options") or {}).get(option))
+        groups.setdefault(_configuration(run, without=option), {})[value] = run
+    ordered = [dict(sorted(group.items(), key=lambda item: _natural(item[0]))) for group in groups.values()]
+    return sorted(ordered, key=lambda group: max(run.created for run in group.values()))
+
+
+def _natural(value: str) -> tuple[int, float, str]:
+    """Numeric option values (trial 2 before trial 10) first, in numeric order; others by text."""
+    try:
+        return (0, float(value), value)
+    except ValueError:
+        return (1, 0.0, value)
 
 
 def _reported_row(board: Leaderboard, reported: ReportedRow, dataset: str, columns: list[MetricSpec]) -> Row:
@@ -198,34 +240,81 @@ def _reported_row(board: Leaderboard, reported: ReportedRow, dataset: str, colum
 def _measured_row(board: Leaderboard, run: Run, dataset: str, columns: list[MetricSpec], versions: Versions) -> Row:
     matched = _paper_row(board, run, dataset)
     row = Row("measured", _display_name(run), {}, run=run, matched=matched)
-    if run.failed:
-        row.badges.append("failed")
-    if versions.get(("method", run.method), run.method_version) != run.method_version:
-        row.badges.append("stale")
+    _badges(row, [run], columns, versions)
     for spec in columns:
-        candidates = [m for m in run.values if m.metric == spec.metric and m.key == spec.key]
-        if not candidates:
+        cell = _measured_cell(board, run, dataset, spec, columns)
+        if cell is None:
             continue
-        named = [(m, convention_of(board, m, dataset)) for m in candidates]
-        chosen = next(((m, c) for m, c in named if spec.convention is None or c == spec.convention), None)
-        if chosen is None:
-            if any(spec is other for other in _home_columns(columns, spec, named)):
-                measured, convention = named[0]
-                row.cells[spec.column] = Cell(
-                    value=measured.value, convention=convention, comparable=False, label=measured.label, n=measured.n,
-                    reason=f"computed with {convention or 'an unnamed convention'}, this column ranks {spec.convention}",
-                )
-            continue
-        measured, convention = chosen
-        cell = Cell(value=measured.value, convention=convention, label=measured.label, n=measured.n)
-        if measured.per_sample:
-            cell.ci = stats.bootstrap_ci(list(measured.per_sample.values()))
-        if versions.get(("metric", measured.metric), measured.version) != measured.version and "stale" not in row.badges:
-            row.badges.append("stale")
-        if matched is not None:
+        if cell.comparable and matched is not None:
             _delta(cell, spec, matched, dataset)
         row.cells[spec.column] = cell
     return row
+
+
+def _mean_row(board: Leaderboard, parts: dict[str, Run], option: str, dataset: str, columns: list[MetricSpec],
+              versions: Versions) -> Row:
+    """One configuration run once per value of ``option`` (e.g. RegDB's ten trials, each its own model):
+    each cell is the mean of the experiments' values, with the per-experiment values kept. Its interval
+    bootstraps over the experiments (the samples of different trials are different people)."""
+    latest = max(parts.values(), key=lambda run: run.created)
+    matched = _paper_row(board, latest, dataset)
+    row = Row("measured", f"{latest.method} (mean over {len(parts)} × {option})", {}, run=latest, matched=matched,
+              over=option, parts=parts)
+    _badges(row, list(parts.values()), columns, versions)
+    for spec in columns:
+        found = {value: _measured_cell(board, run, dataset, spec, columns) for value, run in parts.items()}
+        cells = {value: cell for value, cell in found.items() if cell is not None and cell.value is not None}
+        if not cells:
+            continue
+        comparable = [cell for cell in cells.values() if cell.comparable]
+        if comparable and len(comparable) != len(cells):
+            cells = {value: cell for value, cell in cells.items() if cell.comparable}
+        first = next(iter(cells.values()))
+        values = {value: float(cell.value) for value, cell in cells.items()}
+        cell = Cell(value=sum(values.values()) / len(values), convention=first.convention, comparable=first.comparable,
+                    reason=first.reason, label=first.label, over=option, parts=values)
+        if len(values) >= 2:
+            cell.ci = stats.bootstrap_ci(list(values.values()))
+        if cell.comparable and matched is not None:
+            _delta(cell, spec, matched, dataset)
+        row.cells[spec.column] = cell
+    return row
+
+
+def _badges(row: Row, runs: list[Run], columns: list[MetricSpec], versions: Versions) -> None:
+    """"failed" when a run failed; "stale" when a run's method, or a metric plugin of a column, has
+    another version installed now than the record."""
+    if any(run.failed for run in runs):
+        row.badges.append("failed")
+    shown = {spec.metric for spec in columns}
+    stale = any(versions.get(("method", run.method), run.method_version) != run.method_version for run in runs)
+    stale = stale or any(versions.get(("metric", m.metric), m.version) != m.version
+                         for run in runs for m in run.values if m.metric in shown)
+    if stale:
+        row.badges.append("stale")
+
+
+def _measured_cell(board: Leaderboard, run: Run, dataset: str, spec: MetricSpec, columns: list[MetricSpec]) -> Cell | None:
+    """The run's value for a column: of the column's convention (with its bootstrap interval over the
+    samples), or marked incomparable in the first column of its key when no column admits it."""
+    candidates = [m for m in run.values if m.metric == spec.metric and m.key == spec.key]
+    if not candidates:
+        return None
+    named = [(m, convention_of(board, m, dataset)) for m in candidates]
+    chosen = next(((m, c) for m, c in named if spec.convention is None or c == spec.convention), None)
+    if chosen is None:
+        if any(spec is other for other in _home_columns(columns, spec, named)):
+            measured, convention = named[0]
+            return Cell(
+                value=measured.value, convention=convention, comparable=False, label=measured.label, n=measured.n,
+                reason=f"computed with {convention or 'an unnamed convention'}, this column ranks {spec.convention}",
+            )
+        return None
+    measured, convention = chosen
+    cell = Cell(value=measured.value, convention=convention, label=measured.label, n=measured.n)
+    if measured.per_sample:
+        cell.ci = stats.bootstrap_ci(list(measured.per_sample.values()))
+    return cell
 
 
 def _home_columns(columns: list[MetricSpec], spec: MetricSpec, named: list[tuple[Measured, str | None]]) -> list[MetricSpec]:
@@ -289,15 +378,24 @@ def _mark_best(rows: list[Row], columns: list[MetricSpec]) -> None:
         if len(measured) < 2:
             continue
         leader_row, leader = max(measured, key=lambda pair: sign * pair[1].value)
-        leader_values = leader_row.run.value(leader.label, spec.key).per_sample if leader_row.run else None
+        leader_values = _paired_values(leader_row, leader, spec)
         for row, cell in measured:
             if row is leader_row or not leader_values:
                 continue
-            other = row.run.value(cell.label, spec.key)
-            differences = stats.paired_differences(leader_values, other.per_sample or {}) if other else []
+            other = _paired_values(row, cell, spec)
+            differences = stats.paired_differences(leader_values, other) if other else []
             if len(differences) >= 2:
                 cell.p_value = stats.sign_flip_test(differences).p_value
                 cell.tied = cell.p_value >= ALPHA
+
+
+def _paired_values(row: Row, cell: Cell, spec: MetricSpec) -> dict[str, float] | None:
+    """What the significance test pairs: per-experiment values of a mean cell (trial with trial),
+    else the run's per-sample values."""
+    if cell.parts is not None:
+        return cell.parts
+    measured = row.run.value(cell.label, spec.key) if row.run else None
+    return measured.per_sample if measured else None
 
 
 def _chart_points(spec: ChartSpec, runs: list[Run]) -> list[tuple[float, float, str, str]]:
