@@ -141,3 +141,13 @@ def test_corrupt_image_names_the_file(tmp_path):
 def test_registered_as_a_plugin(tmp_path):
     dataset = harness.create_dataset("market1501", root=make_market1501(tmp_path), strict="false")
     assert isinstance(dataset, Market1501) and dataset.config == {"strict": False}
+
+
+def test_data_check_prints_the_official_counts(tmp_path, cli):
+    code, out, err = cli("data", "check", "market1501", "--data-root", make_market1501(tmp_path), "--dataset-option", "strict=false")
+    assert code == 2 and "count(s) differ from the official release" in err  # a 4-person fixture
+    lines = [line.removesuffix("✗").rstrip() for line in out.splitlines()[2:]]
+    rows = {line.rsplit(None, 2)[0].strip(): line.split()[-2:] for line in lines}
+    assert rows["train images"] == ["4", "12936"] and rows["train ids"] == ["3", "751"]
+    assert rows["query images"] == ["4", "3368"] and rows["test ids"] == ["4", "750"]
+    assert rows["gallery images (incl. distractors and junk)"] == ["14", "19732"]

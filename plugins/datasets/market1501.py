@@ -55,6 +55,15 @@ class Market1501(Dataset):
         "  bounding_box_test/   19,732 images  (gallery; PPPP = -1 junk, 0000 distractors)\n"
         "  query/                3,368 images  (queries)"
     )
+    official_counts = {
+        "train images": OFFICIAL_COUNTS["bounding_box_train"],
+        "train ids": 751,
+        "query images": OFFICIAL_COUNTS["query"],
+        "gallery images (incl. distractors and junk)": OFFICIAL_COUNTS["bounding_box_test"],
+        "test ids": 750,
+    }
+    """Zheng et al. 2015: 751 training and 750 test identities; the test ids are those of the queries
+    (the gallery adds distractors, person 0000, and junk, person -1)."""
     options = (Option("strict", True, "require the official image counts (12,936 / 3,368 / 19,732)"),)
 
     def __init__(self, root: Path, **options: Any) -> None:
@@ -110,6 +119,20 @@ class Market1501(Dataset):
         return {
             "base": str(self.base.relative_to(self.root)) if self.base != self.root else ".",
             "images": {folder: len(self._files(folder)) for folder in OFFICIAL_COUNTS if (self.base / folder).is_dir()},
+        }
+
+    def counts(self) -> dict[str, int]:
+        """Images per folder and identities of the train split and of the queries (0 for a missing folder)."""
+        def listing(folder: str) -> list[tuple[Path, dict[str, int]]]:
+            return self._files(folder) if (self.base / folder).is_dir() else []
+
+        train, query = listing("bounding_box_train"), listing("query")
+        return {
+            "train images": len(train),
+            "train ids": len({fields["pid"] for _, fields in train}),
+            "query images": len(query),
+            "gallery images (incl. distractors and junk)": len(listing("bounding_box_test")),
+            "test ids": len({fields["pid"] for _, fields in query}),
         }
 
     def _files(self, folder: str) -> list[tuple[Path, dict[str, int]]]:
