@@ -103,12 +103,24 @@ datasets: [demo-pairs]
         ("methods: [{name: flaky, options: {speed: 3}}]\ndatasets: [demo-pairs]\n", "unknown option(s) speed"),
         ("methods: [flaky]\ndatasets: [{name: demo-pairs, limit: -1}]\n", "expected a positive integer"),
         ("methods: [identity]\ndatasets: [market1501]\n", "no compatible method × dataset pair"),
+        ("methods: [flaky]\ndatasets: [{name: demo-pairs, metrics: []}]\n", "'metrics' must be a non-empty list"),
     ],
 )
 def test_suite_usage_errors_exit_2_before_anything_runs(cli, env, tmp_path, text, message):
     code, out, err = grid(cli, "--suite", suite(tmp_path, text), "--workers", "0")
     assert code == 2 and message in err
     assert not (env["results"] / "grid").exists() and not (env["results"] / "runs").exists()
+
+
+def test_dataset_metrics_replace_the_suites_and_metric_replaces_both(cli, env, tmp_path):
+    path = suite(tmp_path, "methods: [flaky]\nmetrics: [demo-mae]\n"
+                           "datasets: [{name: demo-pairs, metrics: [{label: demo-mae@double, params: {scale: 2}}]}]\n")
+    code, out, err = grid(cli, "--suite", path, "--workers", "0")
+    assert code == 0, err
+    code, out, err = grid(cli, "--suite", path, "--workers", "0", "--metric", "demo-mae@plain")
+    assert code == 0, err
+    labels = [sorted(r["metrics"]) for r in ResultStore(env["results"]).records()]
+    assert labels == [["demo-mae@double"], ["demo-mae@plain"]]
 
 
 def test_all_pairs_grid_filters_and_skips_methods_without_weights(cli, env):
