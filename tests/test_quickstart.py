@@ -40,13 +40,16 @@ def check_translation(table: dict[tuple[str, str], dict[str, float]]) -> None:
 
 
 def check_reidentification(table: dict[tuple[str, str], dict[str, float]]) -> None:
-    """The learned two-stream model beats both hand-crafted features on rank-1 and mAP; all beat chance."""
+    """All three above chance; the learned two-stream model above both hand-crafted features on mAP (by
+    a wide margin: 26–29 % against HOG's 18.7 % over training seeds 0–2) and above LOMO on rank-1. Its
+    rank-1 against HOG's 18.9 % is not asserted: at this budget it spreads over 18.4–21.1 % with the seed."""
     learned = table[("two-stream", "vireid-synth")]
-    handcrafted = [table[(method, "vireid-synth")] for method in ("hog", "lomo")]
-    for values in (learned, *handcrafted):
+    hog, lomo = table[("hog", "vireid-synth")], table[("lomo", "vireid-synth")]
+    for values in (learned, hog, lomo):
         assert values["cmc:rank-1"] > CHANCE_VIREID and values["map:mAP"] > CHANCE_MAP_VIREID, values
-    for values in handcrafted:
-        assert learned["cmc:rank-1"] > values["cmc:rank-1"] and learned["map:mAP"] > values["map:mAP"], (learned, values)
+    for values in (hog, lomo):
+        assert learned["map:mAP"] > values["map:mAP"] + 5.0, (learned, values)
+    assert learned["cmc:rank-1"] > lomo["cmc:rank-1"], (learned, lomo)
 
 
 def test_quickstart_holds_the_bundled_cells_of_every_task():
