@@ -67,7 +67,7 @@ def test_quickstart_holds_the_bundled_cells_of_every_task():
 
 def test_quickstart_descriptor_inversion_orders_from_the_grid(cli, isolated_env):
     """The fast check: the quickstart's sift-synth cells (short sift-cgan training) through `harness grid`."""
-    code, out, err = cli("grid", "--suite", "quickstart", "--dataset", "sift-synth", "--workers", "0")
+    code, _, err = cli("grid", "--suite", "quickstart", "--dataset", "sift-synth", "--workers", "0")
     assert code == 0, err
     check_descriptor_inversion(scores(isolated_env / "results"))
 
@@ -75,7 +75,7 @@ def test_quickstart_descriptor_inversion_orders_from_the_grid(cli, isolated_env)
 @pytest.mark.slow
 def test_quickstart_orders_every_bundled_task(cli, isolated_env):
     """The whole demo suite as `harness demo` trains and scores it (minutes on a CPU)."""
-    code, out, err = cli("grid", "--suite", "quickstart", "--workers", "0")
+    code, _, err = cli("grid", "--suite", "quickstart", "--workers", "0")
     assert code == 0, err
     table = scores(isolated_env / "results")
     check_reidentification(table)
