@@ -1,0 +1,466 @@
+"""`spt`: Song, Zhang, Liu, Guo, Mei, "Unpaired Person Image Generation With Semantic Parsing
+Transformation" (TPAMI 2020; CVPR 2019 without the background network).
+
+Pose transfer from unpaired data in two modules (networks: `spt_networks`; parts and pseudo-labels:
+`spt_parts`):
+
+* H_S predicts the target-pose semantic map from the source map, the source pose and the target pose
+  (heat maps + PG² pose masks); it is pretrained on *pseudo pairs*: for each source map, the training
+  map of the same clothing type and a different pose that matches it best part by part after per-part
+  affine alignment (Eqs. 1–2), searched among N random training images (N = 500 in the paper).
+* H_A renders the image: a foreground U-Net with Def-GAN deformable skips conditioned on the predicted
+  map, a background inpainting U-Net on the person-free source, composed by the predicted map (Eq. 6).
+
+One training recipe runs the paper's schedule as stages of one step count (option ``stages``):
+
+1. H_S and D_S on pseudo pairs: L_S = L_adv + λ_ce·L_ce (Eqs. 3–5, λ_ce = 100); alongside, the pose
+   detector P used by H_A's pose loss is fitted to the training images' heat maps (MSE), then frozen.
+2. Algorithm 1 with H_S fixed: H_A (foreground) on L_A = L_adv + λ_pose·L_pose + λ_cont·L_cont +
+   λ_sty·L_sty (Eqs. 7–12) through the cycle source → target pose → source pose; D_A; then the
+   background U-Net on α·L_rec + β·L_adv (Eq. 13; α = 1, β = 10) and D_B.
+3. End to end (Algorithm 2, step 3): H_S, D_S, H_A, D_A jointly, the background network fixed.
+
+Training is unpaired: it draws single images and unrelated target poses (`PoseDataset.images` /
+`load_image`) and never sees a target image. Inference takes the source's semantic map
+(``source_parsing``, the task's optional input; the paper's input from a LIP parser).
+
+Where the paper is silent (recorded in the training manifest): GAN losses are LSGAN, as the official
+demo code (the paper writes the log form); L_ce is the per-pixel mean rather than the sum; Eq. 9's
+α_i are 1 on RGB, relu1_2 and relu2_1 (the paper's conv1_2/conv2_1; the demo: relu2_1 only); the style
+loss uses relu2_1 with per-class Gram matrices F·Fᵀ/(H·W) of every class but background and face,
+counted where the class is present in both maps (the demo's); predicted maps enter the style loss and
+E'_S as softmax probabilities, the composition as the hard foreground Ω. The face discriminator
+(DeepFashion only; omitted on Market-1501) is not implemented. Without Places2, the background
+network learns on the training images: the hole is another person's silhouette, the loss counts only
+the image's own background, and D_B sees both images with the image's own person blanked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness import DataError, Method, Option, Sample, TrainContext, TrainingRecipe, UsageError, count_parameters, hookimpl
+from harness.train.samplers import step_rng, uniform_batch
+
+from ..datasets.pose_common import PoseDataset
+from .pose_maps import limb_masks, part_affines
+from .spt_networks import DOWNSAMPLINGS, SPTGenerator, discriminator, foreground_mask, initialised, pose_detector
+from .spt_parts import CLASSES, one_hot, pose_inputs, search_pseudo_label
+from .vgg_features import VGGFeatures, gram
+
+PAPER = (
+    "Sijie Song, Wei Zhang, Jiaying Liu, Zongming Guo, Tao Mei. Unpaired Person Image Generation With Semantic "
+    "Parsing Transformation. IEEE TPAMI 2020, DOI 10.1109/TPAMI.2020.2992105 (CVPR 2019 version: arXiv:1904.03379). "
+    "Official demo code: github.com/SijieSong/person_generation_spt"
+)
+STYLE_CLASSES = (1, 3, 4, 5, 6, 7, 8, 9)
+"""Every class but background and face (the demo's style classes, in the contract's order)."""
+VGG_TAPS = (3, 6)
+"""relu1_2 and relu2_1 of torchvision's VGG-16/19 ``features`` (identical first layers)."""
+STYLE_TAP = 1
+"""Index in `VGG_TAPS` of the style layer (relu2_1, as the demo)."""
+STAGES = ("hs", "ha", "e2e")
+PSEUDO_STREAM = 91
+"""Random stream of the candidate draw of an image's pseudo-label search (a pure function of seed and image)."""
+
+
+def check_size(size: tuple[int, int], where: str) -> None:
+    step = 2**DOWNSAMPLINGS
+    if size[0] % step or size[1] % step:
+        raise DataError(f"{where}: SPT's U-Nets halve the image {DOWNSAMPLINGS} times, so its sides must be multiples "
+                        f"of {step}; got {size[0]}x{size[1]} (the paper: 128x64 Market-1501, 256x256 DeepFashion)")
+
+
+def stage_lengths(fractions: tuple[float, ...], steps: int) -> dict[str, int]:
+    """Steps of the stages H_S pretraining, H_A training and end-to-end fine-tuning."""
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or sum(fractions) <= 0:
+        raise UsageError(f"spt: option stages needs three non-negative step fractions (H_S, H_A, E2E), got {fractions}")
+    total = sum(fractions)
+    first = int(round(fractions[0] / total * steps))
+    second = int(round((fractions[0] + fractions[1]) / total * steps)) - first
+    return {"hs": first, "ha": second, "e2e": steps - first - second}
+
+
+def lsgan(score: torch.Tensor, real: bool) -> torch.Tensor:
+    return F.mse_loss(score, torch.full_like(score, 1.0 if real else 0.0))
+
+
+def d_loss(d: nn.Module, real: torch.Tensor, fakes: list[torch.Tensor]) -> torch.Tensor:
+    """LSGAN discriminator loss, halved as the demo's; several fakes share the fake half."""
+    fake = sum(lsgan(d(f.detach()), False) for f in fakes) / len(fakes)
+    return 0.5 * (lsgan(d(real), True) + fake)
+
+
+def weighted_cross_entropy(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Eq. 3: −S* ⊗ log S̃ ⊗ (1 + M), averaged over pixels (the paper's ℓ1 sum, per pixel)."""
+    log = torch.log(prediction.clamp_min(1e-8))
+    return -((target * log).sum(dim=1, keepdim=True) * (1.0 + mask)).mean()
+
+
+def presence(parsing: torch.Tensor) -> torch.Tensor:
+    """(B, 10): which classes a (one-hot or predicted) map shows, by its per-pixel most likely label."""
+    return F.one_hot(parsing.argmax(dim=1), CLASSES).flatten(1, 2).amax(dim=1).to(parsing.dtype)
+
+
+def style_loss(features_a: torch.Tensor, features_b: torch.Tensor, parsing_a: torch.Tensor, parsing_b: torch.Tensor) -> torch.Tensor:
+    """Eq. 10's L^sty: Σ over classes of ‖G(Λ(I1) ⊗ Ψ_l(S1)) − G(Λ(I2) ⊗ Ψ_l(S2))‖², Ψ_l the map of class l
+    downsampled to the features (area), G = F·Fᵀ/(H·W); a class counts where both maps show it."""
+    size = features_a.shape[-2:]
+    pooled_a = F.adaptive_avg_pool2d(parsing_a, size)
+    pooled_b = F.adaptive_avg_pool2d(parsing_b, size)
+    visible = presence(parsing_a) * presence(parsing_b)
+    channels = features_a.shape[1]
+    total = features_a.new_zeros(())
+    for label in STYLE_CLASSES:
+        gram_a = gram(features_a * pooled_a[:, label : label + 1]) * channels  # harness gram divides by C·H·W
+        gram_b = gram(features_b * pooled_b[:, label : label + 1]) * channels
+        total = total + ((gram_a - gram_b).square().mean(dim=(1, 2)) * visible[:, label]).mean()
+    return total
+
+
+class SPTRecipe(TrainingRecipe):
+    """The three stages of SPT (module docstring); exports the `SPTGenerator` (H_S + H_A)."""
+
+    def __init__(self, method: "SPT", dataset: Any, context: TrainContext) -> None:
+        if not isinstance(dataset, PoseDataset):
+            raise UsageError(f"spt trains on a pose-transfer dataset with single-image access (PoseDataset), "
+                             f"not {dataset.name!r}")
+        cfg = self.cfg = method.config
+        self.context, self.dataset = context, dataset
+        self.rows = dataset.images("train")
+        if len(self.rows) < 2:
+            raise DataError(f"{dataset.name}: SPT needs at least 2 training images, found {len(self.rows)}")
+        first = dataset.load_image(self.rows[0])
+        if "parsing" not in first:
+            raise DataError(f"{dataset.name}: SPT trains on semantic parsing maps, and the training images have none; "
+                            "give the dataset its parsing-map folder (--dataset-option parsing=FOLDER)")
+        self.size = tuple(int(v) for v in first["image"].shape[-2:])
+        check_size(self.size, dataset.name)
+        self.stages = stage_lengths(tuple(cfg["stages"]), context.steps)
+        self.maps: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.pseudo: dict[int, int | None] = {}
+        device = context.device
+        generator = initialised(SPTGenerator(cfg["width"], cfg["background"])).to(device)
+        self.vgg = None if cfg["vgg"] == "none" else VGGFeatures(cfg["vgg"], VGG_TAPS, cfg["vgg_weights"]).to(device)
+        counts = {name: count_parameters(module).params for name, module in generator.named_children()}
+        super().__init__(
+            description={
+                "stages": self.stages,
+                "parameters": counts,
+                "images": len(self.rows), "image_size": list(self.size),
+                "pseudo_labels": f"Eq. 1 search among {cfg['candidates']} random training maps of the same clothing type "
+                                 f"(labels {sorted((3, 4, 5))} present), poses at least {cfg['min_pose_distance']} of the "
+                                 "image height apart on average; none found: the image itself in its own pose",
+                "losses": {
+                    "H_S": f"LSGAN + {cfg['lambda_ce']:g} x weighted cross entropy (1 + M_t), per-pixel mean",
+                    "H_A": f"LSGAN (D_A on image + 9 parsing channels, both cycle images) + {cfg['lambda_pose']:g} x pose MSE "
+                           f"(frozen P) + {cfg['lambda_cont']:g} x content (MSE on RGB, relu1_2, relu2_1 of "
+                           f"{cfg['vgg']}, weights 1) + {cfg['lambda_sty']:g} x semantic style (relu2_1 Gram per class)",
+                    "background": f"{cfg['alpha']:g} x L_rec (MSE on the own background) + {cfg['beta']:g} x LSGAN",
+                    "P": "MSE to the training images' heat maps (stage hs), frozen afterwards",
+                },
+                "optimizer": f"Adam lr {cfg['lr']} betas ({cfg['beta1']}, 0.999) per network; gradient norm clipped "
+                             f"at {cfg['clip']:g} for the generators",
+                "pose_inputs": f"Gaussian heat maps sigma {cfg['sigma']:g}; PG² pose mask (Def-GAN body mask)",
+                "not_implemented": "face discriminator D_F (DeepFashion only); Places2 auxiliary data",
+            },
+            exported="generator",
+        )
+        self.networks.update(generator=generator, P=initialised(pose_detector(cfg["width"])).to(device))
+        self.networks["D_S"] = initialised(discriminator(CLASSES, cfg["ndf"])).to(device)
+        self.networks["D_A"] = initialised(discriminator(3 + CLASSES - 1, cfg["ndf"])).to(device)
+        if cfg["background"]:
+            self.networks["D_B"] = initialised(discriminator(3, cfg["ndf"])).to(device)
+        adam = lambda params: torch.optim.Adam(params, lr=cfg["lr"], betas=(cfg["beta1"], 0.999))  # noqa: E731
+        self.optimizers.update(H_S=adam(generator.hs.parameters()), H_A=adam(generator.fg.parameters()),
+                               P=adam(self.networks["P"].parameters()))
+        if generator.bg is not None:
+            self.optimizers["BG"] = adam(generator.bg.parameters())
+        for name in ("D_S", "D_A", "D_B"):
+            if name in self.networks:
+                self.optimizers[name] = adam(self.networks[name].parameters())
+        self.batches = context.loader(self.batch)
+
+    # -- data ---------------------------------------------------------------------------------------
+    def stage(self, step: int) -> str:
+        if step < self.stages["hs"]:
+            return "hs"
+        return "ha" if step < self.stages["hs"] + self.stages["ha"] else "e2e"
+
+    def parsing_and_pose(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """An image's map (uint8, kept in memory for the search) and pose."""
+        if index not in self.maps:
+            sample = self.dataset.load_image(self.rows[index])
+            if "parsing" not in sample:
+                raise DataError(f"{self.dataset.name}: training image {sample['id']!r} has no parsing map")
+            self.maps[index] = (sample["parsing"].to(torch.uint8), sample["pose"].float())
+        return self.maps[index]
+
+    def pseudo_label(self, index: int) -> int:
+        """The training image whose map and pose serve as the pseudo target of image ``index`` (Eqs. 1–2);
+        a pure function of (seed, index), so it is searched once per image."""
+        if index not in self.pseudo:
+            rng = np.random.default_rng([self.context.seed, index, PSEUDO_STREAM])
+            others = np.delete(np.arange(len(self.rows)), index)
+            chosen = rng.choice(others, min(self.cfg["candidates"], len(others)), replace=False).tolist()
+            parsing, pose = self.parsing_and_pose(index)
+            candidates = [(self.parsing_and_pose(i)[0].long(), self.parsing_and_pose(i)[1]) for i in chosen]
+            found = search_pseudo_label(parsing.long(), pose, candidates, self.cfg["min_pose_distance"])
+            self.pseudo[index] = index if found is None else chosen[found]
+        return self.pseudo[index]
+
+    def batch(self, step: int) -> dict[str, torch.Tensor]:
+        """Source images with maps and poses, unrelated target poses and (stages hs, e2e) pseudo targets,
+        with every pose input precomputed on the CPU; a pure function of (seed, step)."""
+        seed, size, sigma, batch = self.context.seed, self.size, self.cfg["sigma"], self.context.batch_size
+        sources = uniform_batch(len(self.rows), batch, seed, step)
+        targets = step_rng(seed, step, 1).choice(len(self.rows), batch).tolist()
+        images, parsings, poses, target_poses = [], [], [], []
+        for index, target in zip(sources, targets):
+            sample = self.dataset.load_image(self.rows[index])
+            if tuple(sample["image"].shape[-2:]) != size:
+                raise DataError(f"{self.dataset.name}: image {sample['id']!r} is {tuple(sample['image'].shape[-2:])}, "
+                                f"the first training image {size}; SPT trains on one image size")
+            images.append(sample["image"])
+            parsings.append(self.parsing_and_pose(index)[0].long())
+            poses.append(sample["pose"].float())
+            target_poses.append(self.parsing_and_pose(target)[1])
+        out = {"image": torch.stack(images), "parsing": one_hot(torch.stack(parsings))}
+        out.update(self.pose_batch("s", torch.stack(poses)))
+        out.update(self.pose_batch("t", torch.stack(target_poses)))
+        out["theta_st"], out["valid_st"] = part_affines(out["pose_s"], out["pose_t"], size)
+        out["theta_ts"], out["valid_ts"] = part_affines(out["pose_t"], out["pose_s"], size)
+        out["parts_t"], out["parts_s"] = limb_masks(out["pose_t"], size), limb_masks(out["pose_s"], size)
+        if self.stage(step) in ("hs", "e2e"):
+            pseudo = [self.parsing_and_pose(self.pseudo_label(index)) for index in sources]
+            out["parsing_p"] = one_hot(torch.stack([parsing.long() for parsing, _ in pseudo]))
+            out.update(self.pose_batch("p", torch.stack([pose for _, pose in pseudo])))
+        return out
+
+    def pose_batch(self, role: str, poses: torch.Tensor) -> dict[str, torch.Tensor]:
+        heat, mask = zip(*(pose_inputs(pose, self.size, self.cfg["sigma"]) for pose in poses))
+        return {f"pose_{role}": poses, f"heat_{role}": torch.stack(heat), f"mask_{role}": torch.stack(mask)}
+
+    # -- steps --------------------------------------------------------------------------------------
+    def train_step(self, step: int) -> dict[str, float]:
+        ctx = self.context
+        b = {key: value.to(ctx.device) for key, value in ctx.shard(self.batches(step)).items()}
+        stage = self.stage(step)
+        g = self.networks["generator"]
+        losses: dict[str, torch.Tensor] = {}
+        if stage == "hs":
+            self.update_pose_detector(b, losses)
+            generator_loss = self.hs_loss(b, losses)
+            self.update([self.optimizers["H_S"]], generator_loss, g.hs)
+            self.update_d("D_S", b["parsing_p"], [losses.pop("_S_pred")], losses)
+        else:
+            self.networks["P"].requires_grad_(False).eval()
+            e2e = stage == "e2e"
+            generator_loss = self.ha_loss(b, losses, e2e)
+            optimizers = [self.optimizers["H_A"]]
+            if e2e:
+                generator_loss = generator_loss + self.hs_loss(b, losses)
+                optimizers.append(self.optimizers["H_S"])
+            self.update(optimizers, generator_loss, g.hs if e2e else None, g.fg)
+            real = torch.cat([b["image"] * 2 - 1, b["parsing"][:, 1:]], 1)
+            self.update_d("D_A", real, [losses.pop("_A_fake_t"), losses.pop("_A_fake_s")], losses)
+            if e2e:
+                self.update_d("D_S", b["parsing_p"], [losses.pop("_S_pred")], losses)
+            elif g.bg is not None:
+                self.background_step(b, losses)
+        return {name: float(value.detach()) for name, value in losses.items()}
+
+    def update(self, optimizers: list[torch.optim.Optimizer], loss: torch.Tensor, *modules: nn.Module | None) -> None:
+        ctx = self.context
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        ctx.backward(loss)
+        if ctx.scaler is None:  # the demo clips G's gradient norm (at 100); under fp16 scaling gradients are scaled
+            for module in modules:
+                if module is not None:
+                    nn.utils.clip_grad_norm_(module.parameters(), self.cfg["clip"])
+        for optimizer in optimizers:
+            ctx.step(optimizer)
+
+    def update_d(self, name: str, real: torch.Tensor, fakes: list[torch.Tensor], losses: dict[str, torch.Tensor]) -> None:
+        d, ctx = self.networks[name], self.context
+        d.requires_grad_(True)
+        with ctx.autocast():
+            loss = d_loss(d, real, fakes)
+        self.optimizers[name].zero_grad(set_to_none=True)
+        ctx.backward(loss)
+        ctx.step(self.optimizers[name])
+        losses[name] = loss
+
+    def update_pose_detector(self, b: dict[str, torch.Tensor], losses: dict[str, torch.Tensor]) -> None:
+        p, ctx = self.networks["P"], self.context
+        with ctx.autocast():
+            loss = F.mse_loss(p(b["image"] * 2 - 1), b["heat_s"])
+        self.optimizers["P"].zero_grad(set_to_none=True)
+        ctx.backward(loss)
+        ctx.step(self.optimizers["P"])
+        losses["P"] = loss
+
+    def hs_loss(self, b: dict[str, torch.Tensor], losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        """L_S on a pseudo pair (Eq. 5); the prediction is kept for the D_S update."""
+        g, d = self.networks["generator"], self.networks["D_S"]
+        d.requires_grad_(False)
+        with self.context.autocast():
+            predicted = g.parse(b["parsing"], b["heat_s"], b["mask_s"], b["heat_p"], b["mask_p"])
+            ce = weighted_cross_entropy(predicted.float(), b["parsing_p"], b["mask_p"])
+            adversarial = lsgan(d(predicted), True)
+        losses.update(S_ce=ce, S_adv=adversarial, _S_pred=predicted)
+        return adversarial + self.cfg["lambda_ce"] * ce
+
+    def ha_loss(self, b: dict[str, torch.Tensor], losses: dict[str, torch.Tensor], e2e: bool) -> torch.Tensor:
+        """L_A (Eq. 12) through the cycle source → target pose → source pose."""
+        cfg, g, d, p = self.cfg, self.networks["generator"], self.networks["D_A"], self.networks["P"]
+        d.requires_grad_(False)
+        source = b["image"] * 2 - 1
+        with self.context.autocast():
+            with torch.set_grad_enabled(e2e):
+                parsing_t = g.parse(b["parsing"], b["heat_s"], b["mask_s"], b["heat_t"], b["mask_t"])
+                parsing_back = g.parse(parsing_t, b["heat_t"], b["mask_t"], b["heat_s"], b["mask_s"])
+            fake_t = self.render(source, b["parsing"], b["heat_s"], parsing_t, b["heat_t"], b["theta_st"], b["valid_st"], b["parts_t"])
+            fake_s = self.render(fake_t, parsing_t, b["heat_t"], parsing_back, b["heat_s"], b["theta_ts"], b["valid_ts"], b["parts_s"])
+            judged_t = torch.cat([fake_t, parsing_t[:, 1:]], 1)
+            judged_s = torch.cat([fake_s, parsing_back[:, 1:]], 1)
+            adversarial = lsgan(d(judged_t), True) + lsgan(d(judged_s), True)
+            pose = F.mse_loss(p(fake_t), b["heat_t"]) + F.mse_loss(p(fake_s), b["heat_s"])
+            content = F.mse_loss(fake_s, source)
+            style = fake_t.new_zeros(())
+            if self.vgg is not None:
+                real_features = self.vgg(b["image"])
+                features_t = self.vgg((fake_t + 1) / 2)
+                features_s = self.vgg((fake_s + 1) / 2)
+                content = content + sum(F.mse_loss(a, r) for a, r in zip(features_s, real_features))
+                style = style_loss(real_features[STYLE_TAP], features_t[STYLE_TAP], b["parsing"], parsing_t) + \
+                    style_loss(features_t[STYLE_TAP], features_s[STYLE_TAP], parsing_t, parsing_back)
+        losses.update(A_adv=adversarial, A_pose=pose, A_cont=content, A_sty=style,
+                      _A_fake_t=judged_t, _A_fake_s=judged_s)
+        return adversarial + cfg["lambda_pose"] * pose + cfg["lambda_cont"] * content + cfg["lambda_sty"] * style
+
+    def render(self, image: torch.Tensor, parsing_s: torch.Tensor, heat_s: torch.Tensor, parsing_t: torch.Tensor,
+               heat_t: torch.Tensor, theta: torch.Tensor, valid: torch.Tensor, parts: torch.Tensor) -> torch.Tensor:
+        """Ĩ_t (Eq. 6); the background stream learns only from its own losses, so it runs without gradients."""
+        g = self.networks["generator"]
+        foreground = g.foreground(image, parsing_s, heat_s, parsing_t, heat_t, theta, valid, parts)
+        background = None
+        if g.bg is not None:
+            with torch.no_grad():
+                background = g.background(image.detach(), foreground_mask(parsing_s))
+        return g.compose(foreground, background, parsing_t)
+
+    def background_step(self, b: dict[str, torch.Tensor], losses: dict[str, torch.Tensor]) -> None:
+        """Algorithm 1, steps 4–6: inpaint another person's silhouette cut out of a training image."""
+        cfg, g, d, ctx = self.cfg, self.networks["generator"], self.networks["D_B"], self.context
+        image = b["image"] * 2 - 1
+        own = foreground_mask(b["parsing"])
+        hole = torch.maximum(own, own.roll(1, dims=0))
+        keep = 1 - own
+        d.requires_grad_(False)
+        with ctx.autocast():
+            filled = g.background(image, hole)
+            reconstruction = ((filled - image).square() * keep).sum() / (3 * keep.sum()).clamp_min(1.0)
+            composite = (filled * hole + image * (1 - hole)) * keep
+            adversarial = lsgan(d(composite), True)
+        self.update([self.optimizers["BG"]], cfg["alpha"] * reconstruction + cfg["beta"] * adversarial, g.bg)
+        self.update_d("D_B", image * keep, [composite], losses)
+        losses.update(B_rec=reconstruction, B_adv=adversarial)
+
+
+class SPT(Method):
+    """SPT: H_S predicts the target semantic map, H_A renders foreground and background (Song et al. 2020)."""
+
+    name = "spt"
+    description = "SPT (Song et al., TPAMI 2020): semantic parsing transformation + appearance generation, unpaired."
+    paper = PAPER
+    tasks = frozenset({"pose-transfer"})
+    needs_checkpoint = True
+    batch_size = 8
+    default_batch_size = 16  # the paper's Market-1501 batch (DeepFashion: 4)
+    default_steps = 50_000  # the paper gives wall-clock time only (< 1 day on 4 P40 for Market-1501)
+    model_options = ("width", "background")
+    options = (
+        Option("width", 64, "channels of the first encoder layer (demo: 64; every layer scales with it); 8 trains "
+               "on a CPU in a minute (quick start)", int),
+        Option("background", True, "background inpainting stream composed by the predicted map (journal version, "
+               "DeepFashion); false: the foreground generator paints the whole image (CVPR version; the paper "
+               "trains no explicit background network on Market-1501)", bool),
+        Option("sigma", 6.0, "standard deviation in pixels of the keypoint heat maps (Def-GAN/demo: 6)", float),
+        Option("stages", (0.3, 0.4, 0.3), "training: step fractions of H_S pretraining (with P), H_A training and "
+               "end-to-end fine-tuning (the paper gives no lengths)", tuple),
+        Option("candidates", 500, "training: N, random training maps searched for each pseudo-label (paper: 500)", int),
+        Option("min_pose_distance", 0.05, "training: pseudo targets must differ in pose by at least this mean joint "
+               "displacement, as a fraction of the image height (the paper excludes very similar poses without a threshold)",
+               float),
+        Option("lambda_ce", 100.0, "training: λ_ce of H_S's cross entropy (paper: 10^2)", float),
+        Option("lambda_pose", 700.0, "training: λ_pose (paper: 700 DeepFashion, 1 Market-1501)", float),
+        Option("lambda_cont", 0.03, "training: λ_cont (paper: 0.03 DeepFashion, 0.003 Market-1501)", float),
+        Option("lambda_sty", 1.0, "training: λ_sty (paper: 1)", float),
+        Option("alpha", 1.0, "training: weight of the background reconstruction loss (paper: 1)", float),
+        Option("beta", 10.0, "training: weight of the background adversarial loss (paper: 10)", float),
+        Option("vgg", "vgg16", "training: VGG of the content and style losses, torchvision weights from "
+               "$TORCH_HOME/hub/checkpoints (paper: VGG-16); none: content on RGB only and no style loss, for "
+               "training without the weights file (e.g. on pose-synth)", str, ("vgg16", "vgg19", "none")),
+        Option("vgg_weights", None, "training: path of the VGG weights file (default: torchvision's file name in "
+               "$TORCH_HOME/hub/checkpoints)", str),
+        Option("ndf", 64, "training: discriminator base width (demo PatchGAN: 64)", int),
+        Option("lr", 2e-4, "training: Adam learning rate (paper: 0.0002)", float),
+        Option("beta1", 0.5, "training: Adam β1 (paper: 0.5)", float),
+        Option("clip", 100.0, "training: gradient-norm clipping of the generators (demo: 100)", float),
+    )
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        cfg = self.config
+        if cfg["width"] < 1 or cfg["ndf"] < 1 or cfg["candidates"] < 1 or cfg["sigma"] <= 0:
+            raise UsageError(f"{self.name}: options width, ndf and candidates must be at least 1 and sigma positive")
+
+    def build(self) -> SPTGenerator:
+        return initialised(SPTGenerator(self.config["width"], self.config["background"]))
+
+    def training_recipe(self, dataset: Any, context: TrainContext) -> TrainingRecipe:
+        return SPTRecipe(self, dataset, context)
+
+    def predict(self, samples: list[Sample]) -> list[Any]:
+        if self.model is None:
+            raise UsageError(f"{self.name}: call load() before predict()")
+        return [self.transfer(sample) for sample in samples]
+
+    def transfer(self, sample: Sample) -> torch.Tensor:
+        """One source image in the target pose: S̃_t = H_S(...), then H_A composed by S̃_t."""
+        if "source_parsing" not in sample:
+            raise DataError(
+                f"{self.name}: sample {sample['id']!r} has no source_parsing; SPT takes the source's semantic parsing map "
+                "as an input (as the paper, from a LIP parser): give the dataset its parsing-map folder "
+                "(--dataset-option parsing=FOLDER)"
+            )
+        image = sample["source"]
+        size = tuple(int(v) for v in image.shape[-2:])
+        check_size(size, f"sample {sample['id']!r}")
+        g, device, sigma = self._model, self._device, self.config["sigma"]
+        heat_s, mask_s = pose_inputs(sample["source_pose"].float(), size, sigma)
+        heat_t, mask_t = pose_inputs(sample["target_pose"].float(), size, sigma)
+        theta, valid = part_affines(sample["source_pose"].float(), sample["target_pose"].float(), size)
+        parts = limb_masks(sample["target_pose"].float(), size)
+        batch = [t[None].to(device) for t in (image * 2 - 1, one_hot(sample["source_parsing"]), heat_s, mask_s,
+                                              heat_t, mask_t, theta, valid, parts)]
+        source, parsing_s, heat_s, mask_s, heat_t, mask_t, theta, valid, parts = batch
+        with torch.inference_mode():
+            parsing_t = g.parse(parsing_s, heat_s, mask_s, heat_t, mask_t)
+            foreground = g.foreground(source, parsing_s, heat_s, parsing_t, heat_t, theta, valid, parts)
+            background = g.background(source, foreground_mask(parsing_s)) if g.bg is not None else None
+            result = g.compose(foreground, background, parsing_t)
+        return ((result[0] + 1) / 2).clamp(0, 1).float().cpu()
+
+
+@hookimpl
+def harness_register_methods(register: Callable[[type], None]) -> None:
+    register(SPT)
