@@ -3,6 +3,8 @@ pseudo-label search on hand-built maps, the loss weights, stages, and clear erro
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -212,5 +214,52 @@ def test_inference_needs_the_source_parsing_map_and_a_size_multiple_of_32():
         method.predict([inputs])
     [image] = method.predict([{**inputs, "source_parsing": sample["parsing"]}])
     assert image.shape == sample["image"].shape and 0 <= image.min() and image.max() <= 1
+    other = {**inputs, "target_pose": torch.from_numpy(pose_of(7)), "source_parsing": sample["parsing"]}
+    together = method.predict([{**inputs, "source_parsing": sample["parsing"]}, other])  # one batch through the networks
+    torch.testing.assert_close(together[0], image, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(together[1], method.predict([other])[0], rtol=1e-5, atol=1e-5)
     with pytest.raises(DataError, match="multiples of 32"):
         method.predict([{**inputs, "source": sample["image"][:, :48], "source_parsing": sample["parsing"][:48]}])
+
+
+# -- end to end ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory):
+    from harness_plugins.datasets.pose_synth import PoseSynth
+
+    root = tmp_path_factory.mktemp("data") / "pose-synth"
+    PoseSynth(root).prepare()
+    return root
+
+
+def small_vgg16(torch_home) -> None:
+    """torchvision's VGG-16 layers up to relu2_1 with random weights, under the file name SPT looks up."""
+    import torchvision
+
+    wrapper = torch.nn.Module()
+    wrapper.features = torchvision.models.vgg16(weights=None).features[:7]
+    (torch_home / "hub" / "checkpoints").mkdir(parents=True, exist_ok=True)
+    torch.save(wrapper.state_dict(), torch_home / "hub" / "checkpoints" / "vgg16-397923af.pth")
+
+
+TINY = ("--option", "width=4", "--option", "ndf=8", "--option", "candidates=6", "--option", "stages=1,1,1")
+
+
+def test_spt_trains_its_stages_on_pose_synth_and_its_weights_run(cli, tmp_path, isolated_env, synth_root):
+    small_vgg16(isolated_env / "torch")
+    out = tmp_path / "spt"
+    code, _, err = cli("train", "--method", "spt", "--dataset", "pose-synth", "--data-root", synth_root, "--steps", "3",
+                       "--batch-size", "2", *TINY, "--out", out)
+    assert code == 0, err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["recipe"]["stages"] == {"hs": 1, "ha": 1, "e2e": 1}
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert {"S_ce", "P"} <= set(log[0]["losses"]) and {"A_sty", "B_rec", "D_B"} <= set(log[1]["losses"])
+    assert log[1]["losses"]["A_sty"] > 0  # the VGG style loss ran
+    code, out_text, err = cli("run", "--method", "spt", "--dataset", "pose-synth", "--data-root", synth_root,
+                              "--checkpoint", out, "--option", "width=4", "--limit", "4", "--metric", "mask-ssim")
+    assert code == 0, err
+    assert "mask-ssim" in out_text
+    code, _, err = cli("run", "--method", "spt", "--dataset", "pose-synth", "--data-root", synth_root,
+                       "--checkpoint", out, "--limit", "1", "--metric", "mask-ssim")
+    assert code == 2 and "width" in err  # a checkpoint of another width is refused

@@ -77,8 +77,12 @@ def check_size(size: tuple[int, int], where: str) -> None:
                         f"of {step}; got {size[0]}x{size[1]} (the paper: 128x64 Market-1501, 256x256 DeepFashion)")
 
 
-def stage_lengths(fractions: tuple[float, ...], steps: int) -> dict[str, int]:
+def stage_lengths(given: tuple[float | str, ...], steps: int) -> dict[str, int]:
     """Steps of the stages H_S pretraining, H_A training and end-to-end fine-tuning."""
+    try:
+        fractions = tuple(float(f) for f in given)
+    except ValueError:
+        raise UsageError(f"spt: option stages needs three numbers (step fractions of H_S, H_A, E2E), got {given}") from None
     if len(fractions) != 3 or any(f < 0 for f in fractions) or sum(fractions) <= 0:
         raise UsageError(f"spt: option stages needs three non-negative step fractions (H_S, H_A, E2E), got {fractions}")
     total = sum(fractions)
@@ -432,10 +436,21 @@ class SPT(Method):
     def predict(self, samples: list[Sample]) -> list[Any]:
         if self.model is None:
             raise UsageError(f"{self.name}: call load() before predict()")
-        return [self.transfer(sample) for sample in samples]
+        inputs = [self.inputs(sample) for sample in samples]
+        results: list[torch.Tensor] = []
+        start = 0
+        while start < len(inputs):  # runs of equally sized samples go through the networks together
+            end = start + 1
+            while end < len(inputs) and inputs[end][0].shape == inputs[start][0].shape:
+                end += 1
+            batch = [torch.stack(parts).to(self._device) for parts in zip(*inputs[start:end])]
+            results.extend(self.transfer(*batch).cpu())
+            start = end
+        return results
 
-    def transfer(self, sample: Sample) -> torch.Tensor:
-        """One source image in the target pose: S̃_t = H_S(...), then H_A composed by S̃_t."""
+    def inputs(self, sample: Sample) -> tuple[torch.Tensor, ...]:
+        """One sample's network inputs: source in [-1, 1], its one-hot map, heat maps and pose masks of both
+        poses, the part affines (target → source) and the target's part masks."""
         if "source_parsing" not in sample:
             raise DataError(
                 f"{self.name}: sample {sample['id']!r} has no source_parsing; SPT takes the source's semantic parsing map "
@@ -445,20 +460,24 @@ class SPT(Method):
         image = sample["source"]
         size = tuple(int(v) for v in image.shape[-2:])
         check_size(size, f"sample {sample['id']!r}")
-        g, device, sigma = self._model, self._device, self.config["sigma"]
-        heat_s, mask_s = pose_inputs(sample["source_pose"].float(), size, sigma)
-        heat_t, mask_t = pose_inputs(sample["target_pose"].float(), size, sigma)
-        theta, valid = part_affines(sample["source_pose"].float(), sample["target_pose"].float(), size)
-        parts = limb_masks(sample["target_pose"].float(), size)
-        batch = [t[None].to(device) for t in (image * 2 - 1, one_hot(sample["source_parsing"]), heat_s, mask_s,
-                                              heat_t, mask_t, theta, valid, parts)]
-        source, parsing_s, heat_s, mask_s, heat_t, mask_t, theta, valid, parts = batch
+        source_pose, target_pose = sample["source_pose"].float(), sample["target_pose"].float()
+        heat_s, mask_s = pose_inputs(source_pose, size, self.config["sigma"])
+        heat_t, mask_t = pose_inputs(target_pose, size, self.config["sigma"])
+        theta, valid = part_affines(source_pose, target_pose, size)
+        return (image * 2 - 1, one_hot(sample["source_parsing"]), heat_s, mask_s, heat_t, mask_t, theta, valid,
+                limb_masks(target_pose, size))
+
+    def transfer(self, source: torch.Tensor, parsing_s: torch.Tensor, heat_s: torch.Tensor, mask_s: torch.Tensor,
+                 heat_t: torch.Tensor, mask_t: torch.Tensor, theta: torch.Tensor, valid: torch.Tensor,
+                 parts: torch.Tensor) -> torch.Tensor:
+        """Sources in the target poses: S̃_t = H_S(S_s, p_s, M_s; p_t, M_t), then H_A composed by S̃_t; [0, 1]."""
+        g = self._model
         with torch.inference_mode():
             parsing_t = g.parse(parsing_s, heat_s, mask_s, heat_t, mask_t)
             foreground = g.foreground(source, parsing_s, heat_s, parsing_t, heat_t, theta, valid, parts)
             background = g.background(source, foreground_mask(parsing_s)) if g.bg is not None else None
             result = g.compose(foreground, background, parsing_t)
-        return ((result[0] + 1) / 2).clamp(0, 1).float().cpu()
+        return ((result + 1) / 2).clamp(0, 1).float()
 
 
 @hookimpl
