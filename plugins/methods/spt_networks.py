@@ -49,9 +49,8 @@ class JointNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        var = x.var(dim=(1, 2, 3), keepdim=True, unbiased=False)
-        return (x - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
+        # layer_norm over (C, H, W) without its own affine is exactly InstanceNorm3d(1)'s statistics
+        return F.layer_norm(x, x.shape[1:], eps=self.eps) * self.weight + self.bias
 
 
 def encoder_widths(width: int) -> tuple[int, ...]:
