@@ -222,7 +222,7 @@ class SPTRecipe(TrainingRecipe):
     def batch(self, step: int) -> dict[str, torch.Tensor]:
         """Source images with maps and poses, unrelated target poses and (stages hs, e2e) pseudo targets,
         with every pose input precomputed on the CPU; a pure function of (seed, step)."""
-        seed, size, sigma, batch = self.context.seed, self.size, self.cfg["sigma"], self.context.batch_size
+        seed, size, batch = self.context.seed, self.size, self.context.batch_size
         sources = uniform_batch(len(self.rows), batch, seed, step)
         targets = step_rng(seed, step, 1).choice(len(self.rows), batch).tolist()
         images, parsings, poses, target_poses = [], [], [], []

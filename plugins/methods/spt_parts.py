@@ -100,24 +100,6 @@ def _part_errors(
     warped = F.grid_sample(masked, grid, mode="nearest", padding_mode="zeros", align_corners=False)
     errors = (reference[None] - warped.view(n, parts, CLASSES, *size)).square().sum(dim=(2, 3, 4))
     return errors / own.sum(dim=(1, 2)).clamp_min(1.0)[None], valid
-    poses = torch.stack([pose for _, pose in candidates]).float()
-    maps = one_hot(torch.stack([parsing for parsing, _ in candidates]))  # (N, 10, H, W)
-    source = source_pose.float().expand_as(poses)
-    theta, valid = part_affines(poses, source, size)  # source-pose pixel -> candidate pixel, (N, 10, 2, 3)
-    own = limb_masks(source_pose.float(), size)  # B_s (10, H, W)
-    theirs = limb_masks(poses, size)  # B_c (N, 10, H, W)
-    valid = valid & (own.flatten(1).amax(1) > 0)[None] & (theirs.flatten(2).amax(2) > 0)
-    n, parts = valid.shape
-    masked = (maps[:, None] * theirs[:, :, None]).reshape(n * parts, CLASSES, *size)
-    grid = F.affine_grid(theta.reshape(n * parts, 2, 3), [n * parts, CLASSES, *size], align_corners=False)
-    warped = F.grid_sample(masked, grid, mode="nearest", padding_mode="zeros", align_corners=False)
-    reference = one_hot(source_parsing)[None] * own[:, None]  # (10 parts, 10 classes, H, W)
-    errors = (reference[None] - warped.view(n, parts, CLASSES, *size)).square().sum(dim=(2, 3, 4))
-    errors = errors / own.sum(dim=(1, 2)).clamp_min(1.0)[None]
-    count = valid.sum(dim=1)
-    shared = count > 0
-    scores[shared] = (errors * valid).sum(dim=1)[shared] / count[shared]
-    return scores
 
 
 def search_pseudo_label(
