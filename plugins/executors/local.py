@@ -18,7 +18,7 @@ import os
 from collections import deque
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from harness import Option, hookimpl
 from harness.api import Executor, Job, JobResult
