@@ -79,6 +79,12 @@ def test_quickstart_descriptor_inversion_orders_from_the_grid(cli, isolated_env)
     code, _, err = cli("grid", "--suite", "quickstart", "--dataset", "sift-synth", "--workers", "0")
     assert code == 0, err
     check_descriptor_inversion(scores(isolated_env / "results"))
+    # the demo then publishes its site: the gallery shows the predictions of a task whose input is not a
+    # picture (keypoints and descriptors) without trying to draw that input
+    code, _, err = cli("publish", "--results", str(isolated_env / "results"), "--out", str(isolated_env / "site"))
+    assert code == 0, err
+    pictures = {path.name.rsplit(".", 2)[1] for path in (isolated_env / "site" / "images").rglob("*.png")}
+    assert pictures == {"output", "target"}, pictures
 
 
 @pytest.mark.slow

@@ -130,13 +130,23 @@ def _gallery_loader(plugins: Plugins):
         for sample in dataset.samples(run.split):
             stem = _safe_name(str(sample["id"]))
             if stem in wanted:
-                found[stem] = {"input": sample.get(task.inputs[0]) if task.inputs else None,
-                               "target": sample.get(task.target) if task.target else None}
+                found[stem] = {"input": _picture(sample.get(task.inputs[0]) if task.inputs else None),
+                               "target": _picture(sample.get(task.target) if task.target else None)}
                 if len(found) == len(wanted):
                     break
         return found
 
     return load
+
+
+def _picture(value: Any) -> Any:
+    """``value`` if it is an image tensor (C, H, W) with 1 or 3 channels, else ``None``: a task's first input
+    may be keypoints or descriptors (descriptor inversion), which the gallery cannot show."""
+    import torch
+
+    if isinstance(value, torch.Tensor) and value.dim() == 3 and value.shape[0] in (1, 3):
+        return value
+    return None
 
 
 def cmd_gate(args: argparse.Namespace, plugins: Plugins) -> int:
