@@ -13,10 +13,10 @@ from harness_plugins.datasets.pose_synth import PoseSynth
 from harness_plugins.methods.def_gan import (
     DefGANDiscriminator,
     DefGANGenerator,
-    WholeNorm,
     nn_loss,
 )
 from harness_plugins.methods.pg2 import G1, G2, DCGANDiscriminator
+from harness_plugins.methods.pose_transfer_common import SampleNorm
 
 from harness import count_parameters
 
@@ -109,7 +109,7 @@ def test_nearest_neighbour_loss_against_brute_force() -> None:
 
 def test_whole_norm_normalises_each_sample_over_all_channels() -> None:
     x = torch.randn(3, 5, 4, 4) * 3 + 2
-    y = WholeNorm()(x)
+    y = SampleNorm(1e-3)(x)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     var = x.var(dim=(1, 2, 3), keepdim=True, unbiased=False)
     torch.testing.assert_close(y, (x - mean) / torch.sqrt(var + 1e-3))

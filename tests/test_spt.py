@@ -12,7 +12,8 @@ import torch
 from harness import DataError, UsageError, count_parameters
 from harness.train.context import TrainContext
 from harness_plugins.methods.spt import SPT, lsgan, stage_lengths, style_loss, weighted_cross_entropy
-from harness_plugins.methods.spt_networks import JointNorm, SPTGenerator, discriminator, pose_detector
+from harness_plugins.methods.pose_transfer_common import SampleNorm
+from harness_plugins.methods.spt_networks import SPTGenerator, discriminator, pose_detector
 from harness_plugins.methods.spt_parts import one_hot, search_pseudo_label, search_scores
 from fixtures_spt import TinyPoses, parsing_of, pose_of
 
@@ -70,7 +71,7 @@ def test_generators_keep_the_size_and_hs_outputs_a_distribution():
 
 def test_joint_norm_is_the_demos_instance_norm_3d_on_an_unsqueezed_tensor():
     x = torch.randn(3, 8, 5, 4)
-    ours, reference = JointNorm(), torch.nn.InstanceNorm3d(1, affine=True)
+    ours, reference = SampleNorm(), torch.nn.InstanceNorm3d(1, affine=True)
     with torch.no_grad():
         for norm in (ours, reference):
             norm.weight.fill_(1.7)

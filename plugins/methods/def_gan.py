@@ -12,7 +12,7 @@ target-pose features; deeper levels are concatenated unwarped. Decoder widths 51
 (+512 at 256×256): ReLU → 4×4 stride-2 transposed convolution (no bias) → normalisation, dropout 0.5
 on the first three; last a ReLU → 3×3 convolution → tanh. The normalisation is keras-contrib's
 ``InstanceNormalization()`` with its default ``axis=None``: mean and variance over (C, H, W) of each
-sample, one scalar scale and offset (`WholeNorm`).
+sample, one scalar scale and offset (`pose_transfer_common.SampleNorm` with keras' eps 1e-3).
 
 Discriminator (``disc_type call``): source image, source heatmaps, image, target heatmaps
 concatenated (42 channels) → 4×4 stride-2 convolution (valid padding) 64 → three blocks 128, 256, 512
@@ -57,7 +57,7 @@ from .pose_maps import (
     limb_masks,
     part_affines,
 )
-from .pose_transfer_common import PairBatches, generate, parse_size
+from .pose_transfer_common import PairBatches, SampleNorm, generate, parse_size
 
 PAPER = (
     "Aliaksandr Siarohin, Enver Sangineto, Stéphane Lathuilière, Nicu Sebe. Deformable GANs for Pose-based "
@@ -68,19 +68,7 @@ DROPOUT_LEVELS = 3
 VGG_SCALE = 255 * 0.226  # torchvision VGG sees (x - mean) / std, Keras' caffe VGG sees 255·x - mean
 VGG_CONV1_2 = 3  # torchvision vgg19().features index of relu after conv1_2 (Keras block1_conv2 has the ReLU built in)
 MARKET_TRAIN_PAIRS = 263_632
-
-
-class WholeNorm(nn.Module):
-    """keras-contrib ``InstanceNormalization(axis=None)``: normalise each sample over (C, H, W), one scalar gain and bias."""
-
-    def __init__(self, eps: float = 1e-3) -> None:
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(1))
-        self.bias = nn.Parameter(torch.zeros(1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.group_norm(x, 1, eps=self.eps) * self.weight + self.bias
+KERAS_EPS = 1e-3  # keras-contrib InstanceNormalization's default epsilon
 
 
 def levels_for(size: tuple[int, int]) -> int:
@@ -90,11 +78,11 @@ def levels_for(size: tuple[int, int]) -> int:
 
 def down(in_ch: int, out_ch: int, norm: bool = True) -> nn.Sequential:
     layers: list[nn.Module] = [nn.LeakyReLU(0.2), nn.Conv2d(in_ch, out_ch, 4, 2, 1, bias=False)]
-    return nn.Sequential(*layers, WholeNorm()) if norm else nn.Sequential(*layers)
+    return nn.Sequential(*layers, SampleNorm(KERAS_EPS)) if norm else nn.Sequential(*layers)
 
 
 def up(in_ch: int, out_ch: int, dropout: bool) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.ReLU(), nn.ConvTranspose2d(in_ch, out_ch, 4, 2, 1, bias=False), WholeNorm()]
+    layers: list[nn.Module] = [nn.ReLU(), nn.ConvTranspose2d(in_ch, out_ch, 4, 2, 1, bias=False), SampleNorm(KERAS_EPS)]
     return nn.Sequential(*layers, nn.Dropout(0.5)) if dropout else nn.Sequential(*layers)
 
 

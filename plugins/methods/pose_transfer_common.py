@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from harness import DataError, Sample, UsageError
 from harness.train.samplers import uniform_batch
@@ -21,6 +22,21 @@ from harness.train.samplers import uniform_batch
 from .pose_maps import scale_keypoints
 
 PAIR_FIELDS = ("source", "source_pose", "target", "target_pose")
+
+
+class SampleNorm(nn.Module):
+    """Normalise each sample over all of (C, H, W) with one learnt scalar scale and shift: keras-contrib's
+    ``InstanceNormalization(axis=None)`` (Def-GAN, eps 1e-3) and SPT's ``InstanceNorm3d(1)`` on an
+    unsqueezed tensor (eps 1e-5) are both this layer."""
+
+    def __init__(self, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(1))
+        self.bias = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.group_norm(x, 1, eps=self.eps) * self.weight + self.bias  # one group: statistics over (C, H, W)
 
 
 def parse_size(value: str, owner: str) -> tuple[int, int]:

@@ -7,7 +7,8 @@ Every generator is the same U-Net family, built from the official demo's foregro
 * each input stream has an encoder of widths (w, 2w, 4w, 8w, 8w, 8w): a 3×3 stride-1 convolution,
   then blocks LeakyReLU(0.2) → 4×4 stride-2 convolution (no bias) → norm, the last block without
   norm (so with a bias). The norm is the demo's ``InstanceNorm3d(1, affine)`` on an unsqueezed
-  tensor: one mean and variance over (C, H, W) per sample and a scalar affine pair (`JointNorm`);
+  tensor: one mean and variance over (C, H, W) per sample and a scalar affine pair
+  (`pose_transfer_common.SampleNorm`);
 * one decoder of widths (8w, 8w, 8w, 4w, 2w): ReLU → 4×4 stride-2 transposed convolution → norm,
   dropout 0.5 in the first three blocks; then ReLU → 3×3 convolution to the output. Before every
   decoder block the features of every stream at that level are concatenated (U-Net skips); the
@@ -27,30 +28,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .cyclegan import PatchDiscriminator, init_weights
 from .pose_maps import deform
+from .pose_transfer_common import SampleNorm
 from .spt_parts import CLASSES
 
 HEATMAPS = 18
 DOWNSAMPLINGS = 5
 """Encoder blocks after the first convolution: images must be multiples of 2**5 = 32 on each side."""
-
-
-class JointNorm(nn.Module):
-    """Normalise over (C, H, W) per sample with one learnt scale and shift (the demo's InstanceNorm3d(1))."""
-
-    def __init__(self, eps: float = 1e-5) -> None:
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(1))
-        self.bias = nn.Parameter(torch.zeros(1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # layer_norm over (C, H, W) without its own affine is exactly InstanceNorm3d(1)'s statistics
-        return F.layer_norm(x, x.shape[1:], eps=self.eps) * self.weight + self.bias
 
 
 def encoder_widths(width: int) -> tuple[int, ...]:
@@ -71,7 +58,7 @@ class Encoder(nn.Module):
                 nn.Conv2d(widths[index - 1], widths[index], 4, stride=2, padding=1, bias=last),
             ]
             if not last:
-                layers.append(JointNorm())
+                layers.append(SampleNorm())
             blocks.append(nn.Sequential(*layers))
         self.blocks = nn.ModuleList(blocks)
 
@@ -95,7 +82,7 @@ class Decoder(nn.Module):
             layers: list[nn.Module] = [
                 nn.ReLU(),
                 nn.ConvTranspose2d(channels + levels[index], nf, 4, stride=2, padding=1, bias=False),
-                JointNorm(),
+                SampleNorm(),
             ]
             if index < 3:
                 layers.append(nn.Dropout(0.5))
