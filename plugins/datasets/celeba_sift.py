@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -99,11 +99,6 @@ class SiftDataset(Dataset):
             sample["mask"] = mask
         sample["keypoints"], sample["descriptors"] = keypoints, descriptors
         return sample
-
-    def samples(self, split: str) -> Iterator[Sample]:
-        self.verify(split)
-        for row in self.index(split):
-            yield self.load(row)
 
     def count(self, split: str) -> int | None:
         try:

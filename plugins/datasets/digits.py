@@ -22,7 +22,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -161,11 +161,6 @@ class DigitPair(UnpairedDomains):
         item = images[row["item"]]
         image = to_tensor(read_image(item)) if isinstance(item, Path) else gray_to_rgb(item)
         return {"id": row["id"], "image": image, "label": row["label"]}
-
-    def samples(self, split: str) -> Iterator[Sample]:
-        self.verify(split)
-        for row in self.index(split):
-            yield self.load(row)
 
     def count(self, split: str) -> int | None:
         try:

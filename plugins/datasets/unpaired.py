@@ -21,7 +21,7 @@ test``, "thesis-leaky"); the default ``train`` reads the training maps (the clea
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -143,11 +143,6 @@ class UnpairedFolders(UnpairedDomains):
 
     def load(self, row: Sample) -> Sample:
         return {"id": row["id"], **{field: to_tensor(read_image(path)) for field, path in row["paths"].items()}}
-
-    def samples(self, split: str) -> Iterator[Sample]:
-        self.verify(split)
-        for row in self.index(split):
-            yield self.load(row)
 
     def count(self, split: str) -> int | None:
         try:
