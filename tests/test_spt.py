@@ -146,6 +146,19 @@ def test_style_loss_counts_classes_visible_in_both_maps_only():
     assert float(style_loss(features, other, no_pants, maps)) == pytest.approx(expected_upper, rel=1e-5)
 
 
+def test_pixel_style_loss_follows_the_clothing_to_its_new_place():
+    """vgg=none: the style loss on RGB compares each class's colours wherever the two maps put the class."""
+    left, right = torch.zeros(8, 8, dtype=torch.long), torch.zeros(8, 8, dtype=torch.long)
+    left[:, :4], right[:, 4:] = 3, 3
+    maps_left, maps_right = one_hot(left)[None], one_hot(right)[None]
+    colour = torch.tensor([0.2, 0.7, 0.4]).view(1, 3, 1, 1)
+    source = colour * maps_left[:, 3:4]
+    moved = colour * maps_right[:, 3:4] + 0.5 * maps_right[:, :1]  # background differs and does not count
+    assert float(style_loss(source, moved, maps_left, maps_right)) == pytest.approx(0.0, abs=1e-12)
+    recoloured = torch.tensor([0.7, 0.2, 0.4]).view(1, 3, 1, 1) * maps_right[:, 3:4]
+    assert float(style_loss(source, recoloured, maps_left, maps_right)) > 1e-3
+
+
 def recipe(steps: int = 3, **options) -> object:
     method = SPT(width=4, ndf=8, candidates=4, vgg="none", **options)
     return method.training_recipe(TinyPoses(count=6), TrainContext(batch_size=2, steps=steps, seed=0))
@@ -165,6 +178,7 @@ def test_losses_combine_with_the_papers_weights(weights):
     expected = losses["A_adv"] + cfg["lambda_pose"] * losses["A_pose"] + cfg["lambda_cont"] * losses["A_cont"] + \
         cfg["lambda_sty"] * losses["A_sty"]
     assert float(total) == pytest.approx(float(expected), rel=1e-6)
+    assert float(losses["A_sty"]) > 0  # without VGG weights the style loss compares the pixels' colours per class
     if not weights:
         assert (cfg["lambda_ce"], cfg["lambda_pose"], cfg["lambda_cont"], cfg["lambda_sty"]) == (100, 700, 0.03, 1)
         assert (cfg["alpha"], cfg["beta"], cfg["lr"], cfg["beta1"], cfg["candidates"]) == (1, 10, 2e-4, 0.5, 4)

@@ -28,7 +28,9 @@ Where the paper is silent (recorded in the training manifest): GAN losses are LS
 demo code (the paper writes the log form); L_ce is the per-pixel mean rather than the sum; Eq. 9's
 α_i are 1 on RGB, relu1_2 and relu2_1 (the paper's conv1_2/conv2_1; the demo: relu2_1 only); the style
 loss uses relu2_1 with per-class Gram matrices F·Fᵀ/(H·W) of every class but background and face,
-counted where the class is present in both maps (the demo's); predicted maps enter the style loss and
+counted where the class is present in both maps (the demo's; without VGG weights, ``vgg=none``, both
+losses use the pixels only: content Eq. 9's RGB term, style per-class colour Gram matrices, which carry
+the source's clothing colours to the target pose); predicted maps enter the style loss and
 E'_S as softmax probabilities, the composition as the hard foreground Ω. The face discriminator
 (DeepFashion only; omitted on Market-1501) is not implemented. Without Places2, the background
 network learns on the training images: the hole is another person's silhouette, the loss counts only
@@ -153,6 +155,10 @@ class SPTRecipe(TrainingRecipe):
         generator = initialised(SPTGenerator(cfg["width"], cfg["background"])).to(device)
         self.vgg = None if cfg["vgg"] == "none" else VGGFeatures(cfg["vgg"], VGG_TAPS, cfg["vgg_weights"]).to(device)
         counts = {name: count_parameters(module).params for name, module in generator.named_children()}
+        if self.vgg is None:
+            content_layers, style_layer = "MSE on RGB only, no VGG", "RGB"
+        else:
+            content_layers, style_layer = f"MSE on RGB, relu1_2, relu2_1 of {cfg['vgg']}", "relu2_1"
         super().__init__(
             description={
                 "stages": self.stages,
@@ -164,8 +170,8 @@ class SPTRecipe(TrainingRecipe):
                 "losses": {
                     "H_S": f"LSGAN + {cfg['lambda_ce']:g} x weighted cross entropy (1 + M_t), per-pixel mean",
                     "H_A": f"LSGAN (D_A on image + 9 parsing channels, both cycle images) + {cfg['lambda_pose']:g} x pose MSE "
-                           f"(frozen P) + {cfg['lambda_cont']:g} x content (MSE on RGB, relu1_2, relu2_1 of "
-                           f"{cfg['vgg']}, weights 1) + {cfg['lambda_sty']:g} x semantic style (relu2_1 Gram per class)",
+                           f"(frozen P) + {cfg['lambda_cont']:g} x content ({content_layers}, weights 1) + "
+                           f"{cfg['lambda_sty']:g} x semantic style ({style_layer} Gram per class)",
                     "background": f"{cfg['alpha']:g} x L_rec (MSE on the own background) + {cfg['beta']:g} x LSGAN",
                     "P": "MSE to the training images' heat maps (stage hs), frozen afterwards",
                 },
@@ -338,14 +344,16 @@ class SPTRecipe(TrainingRecipe):
             adversarial = lsgan(d(judged_t), True) + lsgan(d(judged_s), True)
             pose = F.mse_loss(p(fake_t), b["heat_t"]) + F.mse_loss(p(fake_s), b["heat_s"])
             content = F.mse_loss(fake_s, source)
-            style = fake_t.new_zeros(())
-            if self.vgg is not None:
+            if self.vgg is None:  # Λ is the RGB image itself (Eq. 9's layer 0): per-class colour statistics
+                real_style, style_t, style_s = b["image"], (fake_t + 1) / 2, (fake_s + 1) / 2
+            else:
                 real_features = self.vgg(b["image"])
                 features_t = self.vgg((fake_t + 1) / 2)
                 features_s = self.vgg((fake_s + 1) / 2)
                 content = content + sum(F.mse_loss(a, r) for a, r in zip(features_s, real_features))
-                style = style_loss(real_features[STYLE_TAP], features_t[STYLE_TAP], b["parsing"], parsing_t) + \
-                    style_loss(features_t[STYLE_TAP], features_s[STYLE_TAP], parsing_t, parsing_back)
+                real_style, style_t, style_s = (f[STYLE_TAP] for f in (real_features, features_t, features_s))
+            style = style_loss(real_style, style_t, b["parsing"], parsing_t) + \
+                style_loss(style_t, style_s, parsing_t, parsing_back)
         losses.update(A_adv=adversarial, A_pose=pose, A_cont=content, A_sty=style,
                       _A_fake_t=judged_t, _A_fake_s=judged_s)
         return adversarial + cfg["lambda_pose"] * pose + cfg["lambda_cont"] * content + cfg["lambda_sty"] * style
@@ -411,8 +419,8 @@ class SPT(Method):
         Option("alpha", 1.0, "training: weight of the background reconstruction loss (paper: 1)", float),
         Option("beta", 10.0, "training: weight of the background adversarial loss (paper: 10)", float),
         Option("vgg", "vgg16", "training: VGG of the content and style losses, torchvision weights from "
-               "$TORCH_HOME/hub/checkpoints (paper: VGG-16); none: content on RGB only and no style loss, for "
-               "training without the weights file (e.g. on pose-synth)", str, ("vgg16", "vgg19", "none")),
+               "$TORCH_HOME/hub/checkpoints (paper: VGG-16); none: content and style on the RGB pixels only "
+               "(style: per-class colour Gram matrices), for training without the weights file (e.g. on pose-synth)", str, ("vgg16", "vgg19", "none")),
         Option("vgg_weights", None, "training: path of the VGG weights file (default: torchvision's file name in "
                "$TORCH_HOME/hub/checkpoints)", str),
         Option("ndf", 64, "training: discriminator base width (demo PatchGAN: 64)", int),
