@@ -164,7 +164,8 @@ def recipe(steps: int = 3, **options) -> object:
     return method.training_recipe(TinyPoses(count=6), TrainContext(batch_size=2, steps=steps, seed=0))
 
 
-@pytest.mark.parametrize("weights", [{}, {"lambda_pose": 3.0, "lambda_cont": 0.5, "lambda_sty": 2.0, "lambda_ce": 7.0}])
+@pytest.mark.parametrize("weights", [{}, {"lambda_pose": 3.0, "lambda_cont": 0.5, "lambda_sty": 2.0, "lambda_ce": 7.0,
+                                            "face": False}])
 @torch.no_grad()  # only the values are compared
 def test_losses_combine_with_the_papers_weights(weights):
     r = recipe(**weights)
@@ -177,11 +178,17 @@ def test_losses_combine_with_the_papers_weights(weights):
     total = r.ha_loss(batch, losses, e2e=False)
     expected = losses["A_adv"] + cfg["lambda_pose"] * losses["A_pose"] + cfg["lambda_cont"] * losses["A_cont"] + \
         cfg["lambda_sty"] * losses["A_sty"]
+    if cfg["face"]:  # Eq. 12: L_A^face with weight 1 (DeepFashion's default)
+        expected = expected + losses["A_face"]
+        assert float(losses["A_face"]) > 0
+    else:
+        assert "A_face" not in losses
     assert float(total) == pytest.approx(float(expected), rel=1e-6)
     assert float(losses["A_sty"]) > 0  # without VGG weights the style loss compares the pixels' colours per class
     if not weights:
         assert (cfg["lambda_ce"], cfg["lambda_pose"], cfg["lambda_cont"], cfg["lambda_sty"]) == (100, 700, 0.03, 1)
         assert (cfg["alpha"], cfg["beta"], cfg["lr"], cfg["beta1"], cfg["candidates"]) == (1, 10, 2e-4, 0.5, 4)
+        assert cfg["face"] is True and cfg["aux_backgrounds"] is None
 
 
 def test_lsgan_targets():
@@ -196,17 +203,18 @@ def test_stages_split_the_steps_and_train_what_the_paper_trains():
     r = recipe(steps=3, stages=(1, 1, 1))
     before = {name: [p.detach().clone() for p in module.parameters()] for name, module in
               (("hs", r.networks["generator"].hs), ("fg", r.networks["generator"].fg), ("bg", r.networks["generator"].bg),
-               ("P", r.networks["P"]))}
+               ("P", r.networks["P"]), ("D_F", r.networks["D_F"]))}
     changed = []
     for step in range(3):
         logged = r.train_step(step)
         now = {name: [p.detach().clone() for p in module.parameters()] for name, module in
                (("hs", r.networks["generator"].hs), ("fg", r.networks["generator"].fg),
-                ("bg", r.networks["generator"].bg), ("P", r.networks["P"]))}
+                ("bg", r.networks["generator"].bg), ("P", r.networks["P"]), ("D_F", r.networks["D_F"]))}
         changed.append({n for n in now if any(not torch.equal(a, b) for a, b in zip(before[n], now[n]))})
         before = now
         assert all(np.isfinite(v) for v in logged.values())
-    assert changed == [{"hs", "P"}, {"fg", "bg"}, {"hs", "fg"}]
+    # D_F learns alongside D_A in Algorithm 1 (stage ha) and in the end-to-end stage, not in H_S pretraining
+    assert changed == [{"hs", "P"}, {"fg", "bg", "D_F"}, {"hs", "fg", "D_F"}]
 
 
 # -- errors ----------------------------------------------------------------------------------------
@@ -269,7 +277,9 @@ def test_spt_trains_its_stages_on_pose_synth_and_its_weights_run(cli, tmp_path, 
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["recipe"]["stages"] == {"hs": 1, "ha": 1, "e2e": 1}
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
-    assert {"S_ce", "P"} <= set(log[0]["losses"]) and {"A_sty", "B_rec", "D_B"} <= set(log[1]["losses"])
+    assert {"S_ce", "P"} <= set(log[0]["losses"]) and {"A_sty", "B_rec", "D_B", "A_face", "D_F"} <= set(log[1]["losses"])
+    assert {"A_face", "D_F"} <= set(log[2]["losses"])
+    assert "face" in manifest["recipe"]["losses"] and "face" not in manifest["recipe"]["not_implemented"]
     assert log[1]["losses"]["A_sty"] > 0  # the VGG style loss ran
     code, out_text, err = cli("run", "--method", "spt", "--dataset", "pose-synth", "--data-root", synth_root,
                               "--checkpoint", out, "--option", "width=4", "--limit", "4", "--metric", "mask-ssim")

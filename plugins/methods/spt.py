@@ -51,6 +51,8 @@ from harness import DataError, Method, Option, Sample, TrainContext, TrainingRec
 from harness.train.samplers import step_rng, uniform_batch
 
 from ..datasets.pose_common import PoseDataset
+from .background_data import aux_images, load_background
+from .face_crops import MIN_KEYPOINTS, crop_faces, crop_side, face_transforms
 from .pose_maps import limb_masks, part_affines
 from .spt_networks import DOWNSAMPLINGS, SPTGenerator, discriminator, foreground_mask, initialised, pose_detector
 from .spt_parts import CLASSES, one_hot, pose_inputs, search_pseudo_label
@@ -70,6 +72,8 @@ STYLE_TAP = 1
 STAGES = ("hs", "ha", "e2e")
 PSEUDO_STREAM = 91
 """Random stream of the candidate draw of an image's pseudo-label search (a pure function of seed and image)."""
+AUX_STREAM = 92
+"""Random stream (with seed and step) of the auxiliary background images of a step's batch."""
 
 
 def check_size(size: tuple[int, int], where: str) -> None:
@@ -93,14 +97,23 @@ def stage_lengths(given: tuple[float | str, ...], steps: int) -> dict[str, int]:
     return {"hs": first, "ha": second, "e2e": steps - first - second}
 
 
-def lsgan(score: torch.Tensor, real: bool) -> torch.Tensor:
-    return F.mse_loss(score, torch.full_like(score, 1.0 if real else 0.0))
+def lsgan(score: torch.Tensor, real: bool, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """LSGAN: mean squared distance of the patch scores to 1 (real) or 0 (fake). With ``valid`` (B,) bool,
+    the mean over the valid samples only (all valid: the plain mean); none valid: 0."""
+    if valid is None:
+        return F.mse_loss(score, torch.full_like(score, 1.0 if real else 0.0))
+    per_sample = (score - (1.0 if real else 0.0)).square().flatten(1).mean(dim=1)
+    weights = valid.to(per_sample.dtype)
+    return (per_sample * weights).sum() / weights.sum().clamp_min(1.0)
 
 
-def d_loss(d: nn.Module, real: torch.Tensor, fakes: list[torch.Tensor]) -> torch.Tensor:
-    """LSGAN discriminator loss, halved as the demo's; several fakes share the fake half."""
-    fake = sum(lsgan(d(f.detach()), False) for f in fakes) / len(fakes)
-    return 0.5 * (lsgan(d(real), True) + fake)
+def d_loss(d: nn.Module, real: torch.Tensor, fakes: list[torch.Tensor],
+           valid: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """LSGAN discriminator loss, halved as the demo's; several fakes share the fake half. ``valid``: per-sample
+    masks of the real and of each fake (face crops of faces that cannot be cropped do not count)."""
+    masks: list[torch.Tensor | None] = list(valid) if valid is not None else [None] * (len(fakes) + 1)
+    fake = sum(lsgan(d(f.detach()), False, m) for f, m in zip(fakes, masks[1:], strict=True)) / len(fakes)
+    return 0.5 * (lsgan(d(real), True, masks[0]) + fake)
 
 
 def weighted_cross_entropy(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -149,6 +162,10 @@ class SPTRecipe(TrainingRecipe):
         self.size = tuple(int(v) for v in first["image"].shape[-2:])
         check_size(self.size, dataset.name)
         self.stages = stage_lengths(tuple(cfg["stages"]), context.steps)
+        if cfg["aux_backgrounds"] is not None and not cfg["background"]:
+            raise UsageError("spt: option aux_backgrounds trains the background network, which background=false removes")
+        self.aux = aux_images(cfg["aux_backgrounds"]) if cfg["aux_backgrounds"] is not None else None
+        self.face_side = crop_side(self.size[0])
         self.maps: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.pseudo: dict[int, int | None] = {}
         device = context.device
@@ -172,13 +189,17 @@ class SPTRecipe(TrainingRecipe):
                     "H_A": f"LSGAN (D_A on image + 9 parsing channels, both cycle images) + {cfg['lambda_pose']:g} x pose MSE "
                            f"(frozen P) + {cfg['lambda_cont']:g} x content ({content_layers}, weights 1) + "
                            f"{cfg['lambda_sty']:g} x semantic style ({style_layer} Gram per class)",
-                    "background": f"{cfg['alpha']:g} x L_rec (MSE on the own background) + {cfg['beta']:g} x LSGAN",
+                    "background": self.background_description(),
+                    "face": (f"LSGAN of D_F (PatchGAN on {self.face_side}x{self.face_side} face crops: least-squares "
+                             f"similarity of the visible nose/eyes/ears, at least {MIN_KEYPOINTS}, to a canonical "
+                             "template; other faces masked) on both cycle images, weight 1, added to L_A; D_F: real "
+                             "crops of the source by its pose") if cfg["face"] else "off (the paper's Market-1501 setting)",
                     "P": "MSE to the training images' heat maps (stage hs), frozen afterwards",
                 },
                 "optimizer": f"Adam lr {cfg['lr']} betas ({cfg['beta1']}, 0.999) per network; gradient norm clipped "
                              f"at {cfg['clip']:g} for the generators",
                 "pose_inputs": f"Gaussian heat maps sigma {cfg['sigma']:g}; PG² pose mask (Def-GAN body mask)",
-                "not_implemented": "face discriminator D_F (DeepFashion only); Places2 auxiliary data",
+                "not_implemented": "DeepFashion's progressive 128 -> 256 growing",
             },
             exported="generator",
         )
@@ -187,15 +208,25 @@ class SPTRecipe(TrainingRecipe):
         self.networks["D_A"] = initialised(discriminator(3 + CLASSES - 1, cfg["ndf"])).to(device)
         if cfg["background"]:
             self.networks["D_B"] = initialised(discriminator(3, cfg["ndf"])).to(device)
+        if cfg["face"]:
+            self.networks["D_F"] = initialised(discriminator(3, cfg["ndf"])).to(device)
         adam = lambda params: torch.optim.Adam(params, lr=cfg["lr"], betas=(cfg["beta1"], 0.999))  # noqa: E731
         self.optimizers.update(H_S=adam(generator.hs.parameters()), H_A=adam(generator.fg.parameters()),
                                P=adam(self.networks["P"].parameters()))
         if generator.bg is not None:
             self.optimizers["BG"] = adam(generator.bg.parameters())
-        for name in ("D_S", "D_A", "D_B"):
+        for name in ("D_S", "D_A", "D_B", "D_F"):
             if name in self.networks:
                 self.optimizers[name] = adam(self.networks[name].parameters())
         self.batches = context.loader(self.batch)
+
+    def background_description(self) -> str:
+        cfg = self.cfg
+        if self.aux is None:
+            return f"{cfg['alpha']:g} x L_rec (MSE on the own background) + {cfg['beta']:g} x LSGAN"
+        return (f"{cfg['alpha']:g} x L_rec (MSE over the whole auxiliary image) + {cfg['beta']:g} x LSGAN (D_B: auxiliary "
+                f"images vs inpainted composites); {len(self.aux)} auxiliary images from {cfg['aux_backgrounds']}, "
+                "centre-cropped to the training aspect ratio and resized, holes Omega(S_ps) of the batch's parsing maps")
 
     # -- data ---------------------------------------------------------------------------------------
     def stage(self, step: int) -> str:
@@ -251,6 +282,12 @@ class SPTRecipe(TrainingRecipe):
             pseudo = [self.parsing_and_pose(self.pseudo_label(index)) for index in sources]
             out["parsing_p"] = one_hot(torch.stack([parsing.long() for parsing, _ in pseudo]))
             out.update(self.pose_batch("p", torch.stack([pose for _, pose in pseudo])))
+        if self.cfg["face"]:
+            out["face_s"], out["face_valid_s"] = face_transforms(out["pose_s"], size)
+            out["face_t"], out["face_valid_t"] = face_transforms(out["pose_t"], size)
+        if self.aux is not None and self.stage(step) == "ha":
+            drawn = step_rng(seed, step, AUX_STREAM).choice(len(self.aux), batch).tolist()
+            out["aux"] = torch.stack([load_background(self.aux[i], size) for i in drawn])
         return out
 
     def pose_batch(self, role: str, poses: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -280,6 +317,10 @@ class SPTRecipe(TrainingRecipe):
             self.update(optimizers, generator_loss, g.hs if e2e else None, g.fg)
             real = torch.cat([b["image"] * 2 - 1, b["parsing"][:, 1:]], 1)
             self.update_d("D_A", real, [losses.pop("_A_fake_t"), losses.pop("_A_fake_s")], losses)
+            if "D_F" in self.networks:  # Algorithm 1 step 3: D_F with D_A; real faces: the source's, by its pose
+                self.update_d("D_F", crop_faces(b["image"] * 2 - 1, b["face_s"], self.face_side),
+                              [losses.pop("_F_fake_t"), losses.pop("_F_fake_s")], losses,
+                              [b["face_valid_s"], b["face_valid_t"], b["face_valid_s"]])
             if e2e:
                 self.update_d("D_S", b["parsing_p"], [losses.pop("_S_pred")], losses)
             elif g.bg is not None:
@@ -298,11 +339,12 @@ class SPTRecipe(TrainingRecipe):
         for optimizer in optimizers:
             ctx.step(optimizer)
 
-    def update_d(self, name: str, real: torch.Tensor, fakes: list[torch.Tensor], losses: dict[str, torch.Tensor]) -> None:
+    def update_d(self, name: str, real: torch.Tensor, fakes: list[torch.Tensor], losses: dict[str, torch.Tensor],
+                 valid: list[torch.Tensor] | None = None) -> None:
         d, ctx = self.networks[name], self.context
         d.requires_grad_(True)
         with ctx.autocast():
-            loss = d_loss(d, real, fakes)
+            loss = d_loss(d, real, fakes, valid)
         self.optimizers[name].zero_grad(set_to_none=True)
         ctx.backward(loss)
         ctx.step(self.optimizers[name])
@@ -356,7 +398,23 @@ class SPTRecipe(TrainingRecipe):
                 style_loss(style_t, style_s, parsing_t, parsing_back)
         losses.update(A_adv=adversarial, A_pose=pose, A_cont=content, A_sty=style,
                       _A_fake_t=judged_t, _A_fake_s=judged_s)
-        return adversarial + cfg["lambda_pose"] * pose + cfg["lambda_cont"] * content + cfg["lambda_sty"] * style
+        total = adversarial + cfg["lambda_pose"] * pose + cfg["lambda_cont"] * content + cfg["lambda_sty"] * style
+        if "D_F" in self.networks:
+            total = total + self.face_loss(b, fake_t, fake_s, losses)
+        return total
+
+    def face_loss(self, b: dict[str, torch.Tensor], fake_t: torch.Tensor, fake_s: torch.Tensor,
+                  losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        """L_A^face (Eq. 11): D_F on the face crops of Ĩ_pt (by the target pose) and Ĩ_ps (by the source pose),
+        faces without enough keypoints masked; the crops are kept for the D_F update."""
+        d = self.networks["D_F"]
+        d.requires_grad_(False)
+        with self.context.autocast():
+            crop_t = crop_faces(fake_t, b["face_t"], self.face_side)
+            crop_s = crop_faces(fake_s, b["face_s"], self.face_side)
+            face = lsgan(d(crop_t), True, b["face_valid_t"]) + lsgan(d(crop_s), True, b["face_valid_s"])
+        losses.update(A_face=face, _F_fake_t=crop_t, _F_fake_s=crop_s)
+        return face
 
     def render(self, image: torch.Tensor, parsing_s: torch.Tensor, heat_s: torch.Tensor, parsing_t: torch.Tensor,
                heat_t: torch.Tensor, theta: torch.Tensor, valid: torch.Tensor, parts: torch.Tensor) -> torch.Tensor:
@@ -372,6 +430,9 @@ class SPTRecipe(TrainingRecipe):
     def background_step(self, b: dict[str, torch.Tensor], losses: dict[str, torch.Tensor]) -> None:
         """Algorithm 1, steps 4–6: inpaint another person's silhouette cut out of a training image."""
         cfg, g, d, ctx = self.cfg, self.networks["generator"], self.networks["D_B"], self.context
+        if "aux" in b:
+            self.aux_background_step(b, losses)
+            return
         image = b["image"] * 2 - 1
         own = foreground_mask(b["parsing"])
         hole = torch.maximum(own, own.roll(1, dims=0))
@@ -384,6 +445,22 @@ class SPTRecipe(TrainingRecipe):
             adversarial = lsgan(d(composite), True)
         self.update([self.optimizers["BG"]], cfg["alpha"] * reconstruction + cfg["beta"] * adversarial, g.bg)
         self.update_d("D_B", image * keep, [composite], losses)
+        losses.update(B_rec=reconstruction, B_adv=adversarial)
+
+    def aux_background_step(self, b: dict[str, torch.Tensor], losses: dict[str, torch.Tensor]) -> None:
+        """Algorithm 1, steps 4–6 with auxiliary images (Eq. 13): the person-shaped holes Ω(S_ps) of the batch's
+        real maps cut into I_aux; L_rec over the whole image; D_B sees I_aux against the composites."""
+        cfg, g, d, ctx = self.cfg, self.networks["generator"], self.networks["D_B"], self.context
+        image = b["aux"] * 2 - 1
+        hole = foreground_mask(b["parsing"])
+        d.requires_grad_(False)
+        with ctx.autocast():
+            filled = g.background(image, hole)
+            reconstruction = F.mse_loss(filled.float(), image)
+            composite = filled * hole + image * (1 - hole)
+            adversarial = lsgan(d(composite), True)
+        self.update([self.optimizers["BG"]], cfg["alpha"] * reconstruction + cfg["beta"] * adversarial, g.bg)
+        self.update_d("D_B", image, [composite], losses)
         losses.update(B_rec=reconstruction, B_adv=adversarial)
 
 
@@ -416,6 +493,12 @@ class SPT(Method):
         Option("lambda_pose", 700.0, "training: λ_pose (paper: 700 DeepFashion, 1 Market-1501)", float),
         Option("lambda_cont", 0.03, "training: λ_cont (paper: 0.03 DeepFashion, 0.003 Market-1501)", float),
         Option("lambda_sty", 1.0, "training: λ_sty (paper: 1)", float),
+        Option("face", True, "training: face discriminator D_F on face crops from the facial keypoints, its "
+               "adversarial loss added to L_A (Eq. 11; the paper's DeepFashion setting); false on Market-1501, where "
+               "the paper omits it (low resolution)", bool),
+        Option("aux_backgrounds", None, "training: folder of auxiliary background images (Eq. 13; the paper: Places2 "
+               "val, val_256/*.jpg) the background network learns to inpaint, with person-shaped holes from the "
+               "batch's parsing maps; unset: another person's silhouette cut out of the training image", str),
         Option("alpha", 1.0, "training: weight of the background reconstruction loss (paper: 1)", float),
         Option("beta", 10.0, "training: weight of the background adversarial loss (paper: 10)", float),
         Option("vgg", "vgg16", "training: VGG of the content and style losses, torchvision weights from "
