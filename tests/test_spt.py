@@ -53,6 +53,7 @@ def test_parameter_counts_at_the_papers_width():
     # the demo's PatchGAN on image + 9 parsing channels, and D_S on 10-channel maps
     assert count_parameters(discriminator(12, 64)).params == 2_773_953
     assert count_parameters(discriminator(10, 64)).params == 2_771_905
+    assert count_parameters(discriminator(3, 64)).params == 2_764_737  # D_B on images, D_F on face crops
 
 
 def test_generators_keep_the_size_and_hs_outputs_a_distribution():

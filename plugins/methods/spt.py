@@ -16,9 +16,16 @@ One training recipe runs the paper's schedule as stages of one step count (optio
 1. H_S and D_S on pseudo pairs: L_S = L_adv + λ_ce·L_ce (Eqs. 3–5, λ_ce = 100); alongside, the pose
    detector P used by H_A's pose loss is fitted to the training images' heat maps (MSE), then frozen.
 2. Algorithm 1 with H_S fixed: H_A (foreground) on L_A = L_adv + λ_pose·L_pose + λ_cont·L_cont +
-   λ_sty·L_sty (Eqs. 7–12) through the cycle source → target pose → source pose; D_A; then the
-   background U-Net on α·L_rec + β·L_adv (Eq. 13; α = 1, β = 10) and D_B.
-3. End to end (Algorithm 2, step 3): H_S, D_S, H_A, D_A jointly, the background network fixed.
+   λ_sty·L_sty + L_face (Eqs. 7–12) through the cycle source → target pose → source pose; D_A and D_F;
+   then the background U-Net on α·L_rec + β·L_adv (Eq. 13; α = 1, β = 10) and D_B.
+3. End to end (Algorithm 2, step 3): H_S, D_S, H_A, D_A, D_F jointly, the background network fixed.
+
+The face loss (option ``face``, DeepFashion's; the paper omits it on Market-1501) is D_F, the demo's
+PatchGAN, on face crops of both cycle images (Ĩ_pt by the target pose, Ĩ_ps by the source pose), real
+crops of the source by its pose; the crops are a similarity fitted from the visible nose, eyes and ears
+to a canonical template (`face_crops`), and faces with fewer than 3 of them are masked out of the loss.
+With ``aux_backgrounds`` (the paper: Places2 val), the background U-Net inpaints the batch's person
+silhouettes Ω(S_ps) cut out of auxiliary images (`background_data`), L_rec over the whole image.
 
 Training is unpaired: it draws single images and unrelated target poses (`PoseDataset.images` /
 `load_image`) and never sees a target image. Inference takes the source's semantic map
@@ -31,10 +38,11 @@ loss uses relu2_1 with per-class Gram matrices F·Fᵀ/(H·W) of every class but
 counted where the class is present in both maps (the demo's; without VGG weights, ``vgg=none``, both
 losses use the pixels only: content Eq. 9's RGB term, style per-class colour Gram matrices, which carry
 the source's clothing colours to the target pose); predicted maps enter the style loss and
-E'_S as softmax probabilities, the composition as the hard foreground Ω. The face discriminator
-(DeepFashion only; omitted on Market-1501) is not implemented. Without Places2, the background
-network learns on the training images: the hole is another person's silhouette, the loss counts only
-the image's own background, and D_B sees both images with the image's own person blanked.
+E'_S as softmax probabilities, the composition as the hard foreground Ω; the face crop's template and
+size (an eighth of the image height, at least 32: 32x32 at 256x256). Without auxiliary backgrounds the
+background network learns on the training images: the hole is another person's silhouette, the loss
+counts only the image's own background, and D_B sees both images with the image's own person blanked.
+DeepFashion's progressive 128 → 256 growing is not implemented.
 """
 
 from __future__ import annotations
