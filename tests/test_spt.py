@@ -289,3 +289,24 @@ def test_spt_trains_its_stages_on_pose_synth_and_its_weights_run(cli, tmp_path, 
     code, _, err = cli("run", "--method", "spt", "--dataset", "pose-synth", "--data-root", synth_root,
                        "--checkpoint", out, "--limit", "1", "--metric", "mask-ssim")
     assert code == 2 and "width" in err  # a checkpoint of another width is refused
+
+
+def test_spt_trains_on_an_auxiliary_background_folder_from_the_cli(cli, tmp_path, isolated_env, synth_root):
+    from PIL import Image
+
+    missing = tmp_path / "val_256"
+    args = ("train", "--method", "spt", "--dataset", "pose-synth", "--data-root", synth_root, "--steps", "3",
+            "--batch-size", "2", *TINY, "--option", "vgg=none", "--option", f"aux_backgrounds={missing}")
+    code, _, err = cli(*args, "--out", tmp_path / "missing")
+    assert code == 2 and str(missing) in err and "does not exist" in err
+    missing.mkdir()
+    for i in range(3):  # Places2's layout: a flat folder of 256x256 jpgs
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(
+            missing / f"Places365_val_{i + 1:08d}.jpg")
+    code, _, err = cli(*args, "--option", "face=false", "--out", tmp_path / "aux")
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "aux" / "manifest.json").read_text())
+    assert "3 auxiliary images" in manifest["recipe"]["losses"]["background"]
+    assert manifest["recipe"]["losses"]["face"].startswith("off")
+    log = [json.loads(line) for line in (tmp_path / "aux" / "train_log.jsonl").read_text().splitlines()]
+    assert {"B_rec", "B_adv", "D_B"} <= set(log[1]["losses"]) and "A_face" not in log[1]["losses"]
