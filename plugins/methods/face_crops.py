@@ -46,10 +46,11 @@ def crop_side(height: int) -> int:
     return max(MIN_SIDE, int(height) // 8)
 
 
-def _fit(template: torch.Tensor, points: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _fit(template: torch.Tensor, points: torch.Tensor,
+         weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Weighted least-squares similarity ζ = c·z + t (complex form, z = u + iv, ζ = x + iy) per sample.
 
-    Returns the matrix rows (B, 2, 3) in pixels, mapping (u, v, 1) to (x, y), and the residual (B,)."""
+    Returns the matrix (B, 2, 3) in pixels, mapping (u, v, 1) to (x, y), the residual (B,) and the scale |c| (B,)."""
     total = weights.sum(dim=1, keepdim=True).clamp_min(1.0)
     mean_t = (template * weights[..., None]).sum(dim=1) / total  # (B, 2)
     mean_p = (points * weights[..., None]).sum(dim=1) / total

@@ -436,11 +436,12 @@ class SPTRecipe(TrainingRecipe):
         return g.compose(foreground, background, parsing_t)
 
     def background_step(self, b: dict[str, torch.Tensor], losses: dict[str, torch.Tensor]) -> None:
-        """Algorithm 1, steps 4–6: inpaint another person's silhouette cut out of a training image."""
-        cfg, g, d, ctx = self.cfg, self.networks["generator"], self.networks["D_B"], self.context
+        """Algorithm 1, steps 4–6: inpaint another person's silhouette cut out of a training image (with
+        auxiliary images: `aux_background_step`)."""
         if "aux" in b:
             self.aux_background_step(b, losses)
             return
+        cfg, g, d, ctx = self.cfg, self.networks["generator"], self.networks["D_B"], self.context
         image = b["image"] * 2 - 1
         own = foreground_mask(b["parsing"])
         hole = torch.maximum(own, own.roll(1, dims=0))
