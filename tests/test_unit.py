@@ -194,3 +194,22 @@ def test_unit_trains_on_translate_synth_then_runs_and_scores(cli, tmp_path):
     assert record["samples"] == 12 and record["status"] == "ok"
     assert 0 <= record["metrics"]["pixel-accuracy"]["values"]["pixel-accuracy"] <= 100
     assert record["metrics"]["params"]["values"]["params"] == count(VAEGenerator(dim=4, blocks=1))  # encoder a + decoder b
+
+
+def test_crop_check_agrees_with_the_discriminator():
+    from harness import UsageError
+    from harness_plugins.methods.unit import check_crop
+
+    for crop in (16, 32, 48, 56, 64, 96):
+        try:
+            MultiScaleDiscriminator(dim=2)(torch.zeros(1, 3, crop, crop))
+            fits = True
+        except RuntimeError:
+            fits = False
+        if fits:
+            check_crop(crop, 2, 4, 3)
+        else:
+            with pytest.raises(UsageError, match="lower num_scales or dis_layers"):
+                check_crop(crop, 2, 4, 3)
+    with pytest.raises(UsageError, match="multiple of 2\\^n_downsample = 4"):
+        check_crop(66, 2, 4, 3)

@@ -138,6 +138,24 @@ def resize_shorter_side(image: torch.Tensor, size: int) -> torch.Tensor:
     return torch.from_numpy(resized.copy()).permute(2, 0, 1).float().div(255.0)
 
 
+def check_crop(crop: int, downsample: int, layers: int, scales: int) -> None:
+    """Training crops must pass the generator's stride-2 stages evenly and leave every discriminator layer
+    at least 2×2 input (reflection padding of 1) on the coarsest scale; say which options to change."""
+    if crop % 2**downsample:
+        raise UsageError(f"unit: option crop_size ({crop}) must be a multiple of 2^n_downsample = {2**downsample}")
+    size = crop
+    for scale in range(scales):
+        side = size
+        for _ in range(layers):
+            if side < 2:
+                raise UsageError(
+                    f"unit: option crop_size {crop} is too small for {scales} discriminator scales of {layers} stride-2 "
+                    f"layers (scale {scale + 1} shrinks to 1 pixel); lower num_scales or dis_layers, or crop larger"
+                )
+            side = (side - 2) // 2 + 1
+        size = (size - 1) // 2 + 1  # 3×3/2 average pooling, padding 1
+
+
 class UNITRecipe(TrainingRecipe):
     """Both VAE generators and both multi-scale discriminators, trained as the official ``UNIT_Trainer``.
 
@@ -146,6 +164,7 @@ class UNITRecipe(TrainingRecipe):
     def __init__(self, method: "UNIT", dataset: Any, context: TrainContext) -> None:
         cfg = method.config
         self.context, self.dataset, self.cfg = context, dataset, cfg
+        check_crop(cfg["crop_size"], cfg["n_downsample"], cfg["dis_layers"], cfg["num_scales"])
         self.rows = unpaired_rows(dataset)
         super().__init__(
             description={
