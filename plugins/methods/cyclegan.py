@@ -161,15 +161,17 @@ def resize_bicubic_pil(image: torch.Tensor, size: int) -> torch.Tensor:
     return torch.from_numpy(resized.copy()).permute(2, 0, 1).float().div(255.0)
 
 
-def translate(generator: nn.Module, image: torch.Tensor, resize: int, output_size: str, device: str) -> torch.Tensor:
-    """One [0, 1] image through a [-1, 1] generator with the official test preprocessing."""
+def translate(generator: nn.Module, image: torch.Tensor, resize: int, output_size: str, device: str,
+              multiple: int = 4) -> torch.Tensor:
+    """One [0, 1] image through a [-1, 1] generator with the official test preprocessing; at native size the
+    input is reflection-padded to a multiple of ``multiple`` (2^stride-2 stages) and the output cropped back."""
     height, width = image.shape[-2:]
     if resize:
         x = resize_bicubic_pil(image, resize)
         pad = (0, 0)
-    else:  # native size, reflection-padded to a multiple of 4 (two stride-2 stages)
+    else:  # native size, reflection-padded to a multiple of the generator's total stride
         x = image.float()
-        pad = (-height % 4, -width % 4)
+        pad = (-height % multiple, -width % multiple)
     x = x.to(device)[None] * 2.0 - 1.0
     if any(pad):
         x = F.pad(x, (0, pad[1], 0, pad[0]), mode="reflect")
