@@ -99,8 +99,11 @@ def test_losses_combine_with_the_official_config_weights():
     h_b = gen.b.enc(x_b)
     z_b = h_b + torch.randn_like(h_b)
     fake_a = gen.a.dec(z_b).detach()
+    fake_b = gen.b.dec(z_a).detach()
     expected_a = sum((f**2).mean() + ((r - 1) ** 2).mean() for f, r in zip(dis.a(fake_a), dis.a(x_a)))
+    expected_b = sum((f**2).mean() + ((r - 1) ** 2).mean() for f, r in zip(dis.b(fake_b), dis.b(x_b)))
     torch.testing.assert_close(d_terms["dis_a"], expected_a)
+    torch.testing.assert_close(d_terms["dis_b"], expected_b)
 
 
 OFFICIAL_KEYS = (
