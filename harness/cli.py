@@ -198,6 +198,10 @@ def format_table(record: dict[str, Any]) -> str:
         f"harness {record['versions'].get('harness')} · torch {record['versions'].get('torch')} · "
         f"{record['environment']['device']}"
     )
+    training = method.get("training")  # records written before training provenance lack the field
+    if training:
+        lines.append(f"trained {training['steps']} steps on {training['dataset']}/{training['split']} "
+                     f"(seed {training['seed']}, batch {training['batch_size']}); options in record.method.training")
     reused = record.get("reused") or {}
     if reused.get("predictions") or reused.get("scores"):
         parts = (["stored predictions (model not run)"] if reused.get("predictions") else []) + (

@@ -340,6 +340,26 @@ def test_checkpoint_trained_with_other_model_options_is_refused(cli, demo_root, 
     assert code == 2 and "bias=False (trained with True)" in err
 
 
+def test_record_says_how_a_trained_checkpoint_was_trained(cli, demo_root, tmp_path):
+    """The cell's method options are the inference ones; training-only options live in the training manifest,
+    which the record carries, and the run's summary line names."""
+    out = tmp_path / "trained"
+    code, _, err = cli("train", "--plugins-dir", FIXTURE_PLUGINS, "--method", "tiny-net", "--dataset", "demo-pairs",
+                       "--data-root", demo_root, "--steps", "3", "--batch-size", "2", "--seed", "5", "--out", out, "--quiet")
+    assert code == 0, err
+    manifest = json.loads((out / "manifest.json").read_text())
+    code, text, err = cli("run", "--plugins-dir", FIXTURE_PLUGINS, "--method", "tiny-net", "--dataset", "demo-pairs",
+                          "--data-root", demo_root, "--quiet", "--checkpoint", out)
+    assert code == 0, err
+    assert "trained 3 steps on demo-pairs/train (seed 5, batch 2)" in text
+    [record] = ResultStore().records()
+    training = record["method"]["training"]
+    assert training == json.loads(json.dumps(manifest["identity"]))
+    assert (training["steps"], training["seed"], training["dataset"]) == (3, 5, "demo-pairs")
+    assert run(cli, demo_root)[0] == 0  # weights not from `harness train`: nothing to say
+    assert [r["method"]["training"] for r in ResultStore().records()][-1] is None
+
+
 def test_results_show_differing_options_and_checkpoint(cli, demo_root):
     assert run(cli, demo_root)[0] == 0
     assert run(cli, demo_root, "--option", "nan_at=zzz")[0] == 0

@@ -108,6 +108,8 @@ class Cell:
     reference: Reference | None
     plugin_digests: dict[str, str]
     keys: CellKeys
+    training: dict[str, Any] | None = None
+    """Identity of the `harness train` run that wrote the checkpoint (its manifest), if it has one."""
 
 
 # -- planning ------------------------------------------------------------------------------------
@@ -131,17 +133,31 @@ def resolve_checkpoint(method: Method, given: Path | None, untrained: bool) -> P
     return None
 
 
-def check_training_manifest(method: Method, checkpoint: Path | None) -> None:
-    """Options that shape the model must equal those a `harness train` folder was trained with."""
-    if checkpoint is None or not method.model_options:
-        return
+def training_identity(checkpoint: Path | None) -> tuple[Path, dict[str, Any]] | None:
+    """The manifest path and identity (method and dataset options, data digest, steps, batch, seed) of the
+    `harness train` run beside a checkpoint; None for weights from elsewhere. A cell's method options are
+    the inference ones, so a record needs this to say how its weights were trained."""
+    if checkpoint is None:
+        return None
     manifest_path = checkpoint.parent / TRAINING_MANIFEST if checkpoint.is_file() else checkpoint / TRAINING_MANIFEST
     if not manifest_path.is_file():
-        return
+        return None
     try:
-        trained = json.loads(manifest_path.read_text())["identity"]["method_options"]
+        identity = json.loads(manifest_path.read_text())["identity"]
+        if not isinstance(identity, dict) or not isinstance(identity["method_options"], dict):
+            raise TypeError("identity.method_options is not a mapping")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{manifest_path}: unreadable training manifest ({exc})") from None
+    return manifest_path, identity
+
+
+def check_training_manifest(method: Method, checkpoint: Path | None) -> None:
+    """Options that shape the model must equal those a `harness train` folder was trained with."""
+    found = training_identity(checkpoint)
+    if found is None or not method.model_options:
+        return
+    manifest_path, identity = found
+    trained = identity["method_options"]
     given = json.loads(json.dumps(method.config, default=str))
     differ = [f"{name}={given.get(name)!r} (trained with {trained[name]!r})"
               for name in method.model_options if name in trained and trained[name] != given.get(name)]
@@ -248,8 +264,10 @@ def plan_cell(spec: RunSpec, plugins: Plugins) -> Cell:
                                 metric.reads(), digests[f"metric:{label}"])
         for label, metric in metrics.items()
     }
+    trained = training_identity(checkpoint)
     return Cell(spec, task, method, dataset, split, metrics, checkpoint, owners, device, batch_size, untrained,
-                data_sha256, len(files), checkpoint_sha256, reference, digests, CellKeys(prediction, scores))
+                data_sha256, len(files), checkpoint_sha256, reference, digests, CellKeys(prediction, scores),
+                trained[1] if trained else None)
 
 
 # -- executing -----------------------------------------------------------------------------------
@@ -270,6 +288,7 @@ def base_record(cell: Cell, plugins: Plugins) -> dict[str, Any]:
             "seed": spec.seed,
             "deterministic": method.deterministic,
             "batch_size": cell.batch_size,
+            "training": cell.training,
         },
         "dataset": {
             "name": dataset.name,
