@@ -211,6 +211,17 @@ def augmented(dataset: Any, rows: list[Sample], load: int, crop: int, flip: bool
     return torch.stack(images) * 2.0 - 1.0
 
 
+def unpaired_training_batch(dataset: Any, rows: tuple[list[Sample], list[Sample]], context: TrainContext, step: int,
+                            load: int, crop: int, flip: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step's (source, target) batch of the official unaligned loader, shared by the unpaired recipes:
+    independent draws from each domain (`unpaired_batch`), each image `augmented` on its own random stream."""
+    source, target = rows
+    a, b = unpaired_batch(len(source), len(target), context.batch_size, context.seed, step)
+    common = (load, crop, flip, context.seed, step)
+    return (augmented(dataset, [source[i] for i in a], *common, 0),
+            augmented(dataset, [target[i] for i in b], *common, 1))
+
+
 class CycleGANRecipe(TrainingRecipe):
     """Both generators and discriminators, LSGAN, cycle and identity losses, image pools, linear decay.
 
@@ -248,13 +259,8 @@ class CycleGANRecipe(TrainingRecipe):
         self.loader = context.loader(self.batch)
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        cfg, (source, target) = self.cfg, self.rows
-        a, b = unpaired_batch(len(source), len(target), self.context.batch_size, self.context.seed, step)
-        common = (cfg["load_size"], cfg["crop_size"], cfg["flip"], self.context.seed, step)
-        return (
-            augmented(self.dataset, [source[i] for i in a], *common, 0),
-            augmented(self.dataset, [target[i] for i in b], *common, 1),
-        )
+        cfg = self.cfg
+        return unpaired_training_batch(self.dataset, self.rows, self.context, step, cfg["load_size"], cfg["crop_size"], cfg["flip"])
 
     def train_step(self, step: int) -> dict[str, float]:
         ctx, n, cfg = self.context, self.networks, self.cfg

@@ -42,6 +42,7 @@ from harness.train.samplers import step_rng
 from harness.checkpoints import load_into
 
 from .imagenet import IMAGENET_MEAN, IMAGENET_STD, INITS, resnet50
+from .munit_blocks import LayerNorm, MultiScalePatches
 from .reid_training import TrainingSet, normalise
 
 PAPER = (
@@ -69,22 +70,6 @@ EXCLUDED_INDEX = _indices(STYLE, CHUNK)
 
 
 # -- building blocks (official attribute names: pad, conv, norm, activation, model) ----------------
-class LayerNorm(nn.Module):
-    """MUNIT's layer norm: per-sample mean and (unbiased) std over C, H, W; per-channel gamma/beta."""
-
-    def __init__(self, channels: int, eps: float = 1e-5) -> None:
-        super().__init__()
-        self.eps = eps
-        self.gamma = nn.Parameter(torch.empty(channels).uniform_())
-        self.beta = nn.Parameter(torch.zeros(channels))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(x.shape[0], -1)
-        shape = (-1,) + (1,) * (x.dim() - 1)
-        x = (x - flat.mean(1).view(shape)) / (flat.std(1).view(shape) + self.eps)
-        return x * self.gamma.view(1, -1, 1, 1) + self.beta.view(1, -1, 1, 1)
-
-
 class AdaIN(nn.Module):
     """Instance norm whose per-sample scale and bias are assigned by the decoder before each forward."""
 
@@ -239,13 +224,11 @@ class Decoder(nn.Module):
                 layer.params = None
 
 
-class Discriminator(nn.Module):
+class Discriminator(MultiScalePatches):
     """A 3-scale LSGAN patch discriminator (official ``Discriminator``, D_type 2), N(0, 0.02) init."""
 
     def __init__(self, dim: int = 32, scales: int = 3) -> None:
-        super().__init__()
-        self.downsample = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
-        self.cnns = nn.ModuleList(
+        super().__init__(
             nn.Sequential(
                 ConvBlock(3, dim, 1, 1, 0), ConvBlock(dim, dim, 3, 1, 1), ConvBlock(dim, dim, 3, 2, 1),
                 ConvBlock(dim, dim, 3, 1, 1), ConvBlock(dim, 2 * dim, 3, 2, 1),
@@ -257,13 +240,6 @@ class Discriminator(nn.Module):
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 nn.init.normal_(module.weight, 0.0, 0.02)
                 nn.init.zeros_(module.bias)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        outputs = []
-        for cnn in self.cnns:
-            outputs.append(cnn(x))
-            x = self.downsample(x)
-        return outputs
 
 
 class PrototypeBackbone(nn.Module):

@@ -23,9 +23,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from harness import ImagePool, Method, Option, Sample, TrainContext, TrainingRecipe, UsageError, hookimpl
-from harness.train.samplers import unpaired_batch
 
-from .cyclegan import PatchDiscriminator, augmented, init_weights, translate, unpaired_rows
+from .cyclegan import PatchDiscriminator, init_weights, translate, unpaired_rows, unpaired_training_batch
 from .vgg_features import VGGFeatures
 
 PAPER = (
@@ -208,11 +207,8 @@ class SATRecipe(TrainingRecipe):
         self.loader = context.loader(self.batch)
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        cfg, (source, target) = self.cfg, self.rows
-        a, b = unpaired_batch(len(source), len(target), self.context.batch_size, self.context.seed, step)
-        common = (cfg["load_size"], cfg["crop_size"], True, self.context.seed, step)
-        return (augmented(self.dataset, [source[i] for i in a], *common, 0),
-                augmented(self.dataset, [target[i] for i in b], *common, 1))
+        cfg = self.cfg
+        return unpaired_training_batch(self.dataset, self.rows, self.context, step, cfg["load_size"], cfg["crop_size"], True)
 
     def stage(self, step: int) -> str:
         names = ("G0", "A", "joint")

@@ -33,9 +33,8 @@ from torch.nn import functional as F
 
 from harness import DataError, Method, Option, Sample, TrainContext, TrainingRecipe, UsageError, hookimpl
 from harness.checkpoints import load_state_dict
-from harness.train.samplers import unpaired_batch
 
-from .cyclegan import augmented, init_weights, official_state, translate, unpaired_rows
+from .cyclegan import init_weights, official_state, translate, unpaired_rows, unpaired_training_batch
 from .unit_networks import DiscriminatorPair, GeneratorPair, Translator, init_generator
 
 PAPER = (
@@ -193,13 +192,8 @@ class UNITRecipe(TrainingRecipe):
         self.loader = context.loader(self.batch)
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        cfg, (source, target) = self.cfg, self.rows
-        a, b = unpaired_batch(len(source), len(target), self.context.batch_size, self.context.seed, step)
-        common = (cfg["load_size"], cfg["crop_size"], cfg["flip"], self.context.seed, step)
-        return (
-            augmented(self.dataset, [source[i] for i in a], *common, 0),
-            augmented(self.dataset, [target[i] for i in b], *common, 1),
-        )
+        cfg = self.cfg
+        return unpaired_training_batch(self.dataset, self.rows, self.context, step, cfg["load_size"], cfg["crop_size"], cfg["flip"])
 
     def train_step(self, step: int) -> dict[str, float]:
         ctx, cfg = self.context, self.cfg

@@ -22,23 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
-class LayerNorm(nn.Module):
-    """The official decoder's layer norm: per sample over (C, H, W), divided by (unbiased std + eps),
-    then a per-channel affine (``gamma`` initialised uniform in [0, 1), ``beta`` zero)."""
-
-    def __init__(self, channels: int, eps: float = 1e-5) -> None:
-        super().__init__()
-        self.eps = eps
-        self.gamma = nn.Parameter(torch.rand(channels))
-        self.beta = nn.Parameter(torch.zeros(channels))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.flatten(1)
-        mean = flat.mean(1).view(-1, 1, 1, 1)
-        std = flat.std(1).view(-1, 1, 1, 1)
-        x = (x - mean) / (std + self.eps)
-        return x * self.gamma.view(1, -1, 1, 1) + self.beta.view(1, -1, 1, 1)
+from .munit_blocks import LayerNorm, MultiScalePatches
 
 
 class Conv2dBlock(nn.Module):
@@ -165,14 +149,12 @@ class Translator(nn.Module):
         return self.dec(self.enc(x))
 
 
-class MultiScaleDiscriminator(nn.Module):
+class MultiScaleDiscriminator(MultiScalePatches):
     """The official ``MsImageDis``: one patch discriminator per scale; ``forward`` returns every scale's map."""
 
     def __init__(self, dim: int = 64, layers: int = 4, scales: int = 3, channels: int = 3,
                  norm: str = "none", activation: str = "lrelu", pad_type: str = "reflect") -> None:
-        super().__init__()
-        self.downsample = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
-        self.cnns = nn.ModuleList(self._scale(dim, layers, channels, norm, activation, pad_type) for _ in range(scales))
+        super().__init__(self._scale(dim, layers, channels, norm, activation, pad_type) for _ in range(scales))
 
     @staticmethod
     def _scale(dim: int, layers: int, channels: int, norm: str, activation: str, pad_type: str) -> nn.Sequential:
@@ -182,13 +164,6 @@ class MultiScaleDiscriminator(nn.Module):
             dim *= 2
         blocks.append(nn.Conv2d(dim, 1, 1, 1, 0))
         return nn.Sequential(*blocks)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        outputs = []
-        for cnn in self.cnns:
-            outputs.append(cnn(x))
-            x = self.downsample(x)
-        return outputs
 
 
 class DiscriminatorPair(nn.Module):
