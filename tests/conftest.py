@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,11 +14,22 @@ from harness.cli import main
 from harness.plugins import reset_plugins
 
 
+PHASES_PASSED = pytest.StashKey[dict]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Note on the test item whether each phase passed, so fixtures can tell at teardown."""
+    report = yield
+    item.stash.setdefault(PHASES_PASSED, {})[report.when] = report.passed
+    return report
 
 
 @pytest.fixture(autouse=True)
-def isolated_env(tmp_path_factory, monkeypatch):
-    """Every test gets its own results/data/torch-hub folders, so nothing leaks between tests."""
+def isolated_env(request, tmp_path_factory, monkeypatch):
+    """Every test gets its own results/data/torch-hub folders, so nothing leaks between tests. They are
+    removed when the test passes (like `tmp_path_retention_policy = "failed"` does for tmp_path): data sets
+    and checkpoints written by the suite add up to gigabytes."""
     home = tmp_path_factory.mktemp("env")
     monkeypatch.setenv("HARNESS_RESULTS", str(home / "results"))
     monkeypatch.setenv("HARNESS_DATA", str(home / "data"))
@@ -27,6 +39,9 @@ def isolated_env(tmp_path_factory, monkeypatch):
     reset_plugins()
     yield home
     reset_plugins()
+    passed = request.node.stash.get(PHASES_PASSED, {})
+    if passed.get("setup") and passed.get("call"):
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture
