@@ -149,6 +149,8 @@ def test_progressive_recipe_trains_half_resolution_stages_then_grows():
         changed.append({n for n in now if any(not torch.equal(a, b) for a, b in zip(before[n], now[n]))})
         alphas.append(logged.get("alpha"))
         before = now
+        if step == 3:  # frozen: no gradients of its own, none left over from stage e2e
+            assert all(p.grad is None for p in g.fg.global_net.parameters())
     assert changed == [{"hs", "P", "D_S"}, {"global", "bg", "D_A", "D_F"}, {"hs", "global", "D_A", "D_S", "D_F"},
                        {"local", "D_A", "D_F"}, {"global", "local", "D_A", "D_F"}, {"global", "local", "D_A", "D_F"}]
     assert alphas == [None, None, None, 0.5, 1.0, 1.0]

@@ -432,6 +432,7 @@ class SPTRecipe(TrainingRecipe):
         g.fg.alpha.fill_(alpha)
         frozen = index < self.fix_steps
         g.fg.global_net.requires_grad_(not frozen)
+        self.optimizers["H_A"].zero_grad(set_to_none=True)  # no stale gradients of stage e2e in the clipped norm
         self.networks["P"].requires_grad_(False).eval()
         generator_loss = self.ha_loss(b, losses, e2e=False, grow=True)
         optimizers = [self.optimizers["H_L"]] + ([] if frozen else [self.optimizers["H_A"]])
@@ -494,20 +495,18 @@ class SPTRecipe(TrainingRecipe):
             with torch.set_grad_enabled(e2e):
                 parsing_t = g.parse(b[h + "parsing"], b[h + "heat_s"], b[h + "mask_s"], b[h + "heat_t"], b[h + "mask_t"])
                 parsing_back = g.parse(parsing_t, b[h + "heat_t"], b[h + "mask_t"], b[h + "heat_s"], b[h + "mask_s"])
-            if grow:
+            half_st = None
+            if grow:  # H_S's maps at full resolution for the composition, D_A and the style loss
                 half_t, half_back = parsing_t, parsing_back
                 parsing_t, parsing_back = double(half_t), double(half_back)
-                fake_t = g.render(source, b["parsing"], b["heat_s"], parsing_t, b["heat_t"], b["theta_st"], b["valid_st"],
-                                  b["parts_t"], half=(b["half_image"] * 2 - 1, b["half_parsing"], b["half_heat_s"], half_t,
-                                                      b["half_heat_t"], b["half_theta_st"], b["half_valid_st"], b["half_parts_t"]))
-                fake_s = g.render(fake_t, parsing_t, b["heat_t"], parsing_back, b["heat_s"], b["theta_ts"], b["valid_ts"],
-                                  b["parts_s"], half=(halve(fake_t), half_t, b["half_heat_t"], half_back, b["half_heat_s"],
-                                                      b["half_theta_ts"], b["half_valid_ts"], b["half_parts_s"]))
-            else:
-                fake_t = g.render(source, b["parsing"], b["heat_s"], parsing_t, b["heat_t"], b["theta_st"], b["valid_st"],
-                                  b["parts_t"])
-                fake_s = g.render(fake_t, parsing_t, b["heat_t"], parsing_back, b["heat_s"], b["theta_ts"], b["valid_ts"],
-                                  b["parts_s"])
+                half_st = (b["half_image"] * 2 - 1, b["half_parsing"], b["half_heat_s"], half_t, b["half_heat_t"],
+                           b["half_theta_st"], b["half_valid_st"], b["half_parts_t"])
+            fake_t = g.render(source, b["parsing"], b["heat_s"], parsing_t, b["heat_t"], b["theta_st"], b["valid_st"],
+                              b["parts_t"], half=half_st)
+            half_ts = (halve(fake_t), half_t, b["half_heat_t"], half_back, b["half_heat_s"], b["half_theta_ts"],
+                       b["half_valid_ts"], b["half_parts_s"]) if grow else None
+            fake_s = g.render(fake_t, parsing_t, b["heat_t"], parsing_back, b["heat_s"], b["theta_ts"], b["valid_ts"],
+                              b["parts_s"], half=half_ts)
             judged_t = torch.cat([fake_t, parsing_t[:, 1:]], 1)
             judged_s = torch.cat([fake_s, parsing_back[:, 1:]], 1)
             adversarial = lsgan(d(judged_t), True) + lsgan(d(judged_s), True)
