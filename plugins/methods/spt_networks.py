@@ -163,7 +163,8 @@ class ProgressiveForeground(nn.Module):
       image alpha·local + (1 − alpha)·upsample(global) (nearest, as the demo's upsampling).
 
     At alpha = 0 the output is exactly the upsampled global image; at alpha = 1 the global generator's
-    first convolutions and its head no longer count (the demo's test setting).
+    first convolutions and its head no longer count (the demo's test setting). The demo applies the global
+    head to nearest-upsampled features at full size; here it runs at half size, where it was trained.
     """
 
     def __init__(self, streams: Sequence[int], width: int) -> None:
