@@ -63,9 +63,9 @@ def fakes(r, batch) -> tuple[torch.Tensor, torch.Tensor]:
     source = batch["image"] * 2 - 1
     with torch.no_grad():
         parsing_t = g.parse(batch["parsing"], batch["heat_s"], batch["mask_s"], batch["heat_t"], batch["mask_t"])
-    fake_t = r.render(source, batch["parsing"], batch["heat_s"], parsing_t, batch["heat_t"], batch["theta_st"],
+    fake_t = g.render(source, batch["parsing"], batch["heat_s"], parsing_t, batch["heat_t"], batch["theta_st"],
                       batch["valid_st"], batch["parts_t"])
-    fake_s = r.render(fake_t, parsing_t, batch["heat_t"], batch["parsing"], batch["heat_s"], batch["theta_ts"],
+    fake_s = g.render(fake_t, parsing_t, batch["heat_t"], batch["parsing"], batch["heat_s"], batch["theta_ts"],
                       batch["valid_ts"], batch["parts_s"])
     return fake_t, fake_s
 
