@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -122,3 +123,26 @@ def test_cache_commands(cli, isolated_env):
     code, out, _ = cli("cache", "prune", "--tier", "predictions")
     assert code == 0 and "removed 1 entries" in out
     assert cli("cache", "prune", "--older-than", "soon")[0] == 2
+
+
+def _open_together(root: str, barrier, index: int) -> None:
+    barrier.wait()
+    cache = Cache(Path(root))
+    cache.put_rows("features", "race", {f"key{index}": b"row"})
+    assert cache.get_rows("features", "race", [f"key{index}"]) == {f"key{index}": b"row"}
+
+
+def test_processes_opening_a_fresh_cache_together_all_succeed(tmp_path):
+    """Grid workers start together on a new cache: switching it to WAL and creating its tables must wait
+    for each other, not fail with "database is locked" (before `harness.run.database`: 5 of 30 rounds)."""
+    context = multiprocessing.get_context("fork")
+    for round_ in range(20):
+        root = tmp_path / f"cache{round_}"
+        barrier = context.Barrier(6)
+        processes = [context.Process(target=_open_together, args=(str(root), barrier, i)) for i in range(6)]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(60)
+        assert [process.exitcode for process in processes] == [0] * 6, f"round {round_}"
+        assert len(Cache(root).get_rows("features", "race", [f"key{i}" for i in range(6)])) == 6

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
 from ..errors import UsageError
+from . import database
 
 CACHE_ENV = "HARNESS_CACHE"
 CACHE_MAX_ENV = "HARNESS_CACHE_MAX"
@@ -108,10 +109,9 @@ class Cache:
     @contextlib.contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
         self.root.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.index_path, timeout=120)
+        db = database.connect(self.index_path, timeout=120)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(SCHEMA)
+            database.run_script(db, SCHEMA)
             with db:
                 yield db
         finally:

@@ -25,6 +25,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..data import save_png
+from . import database
 
 RESULTS_ENV = "HARNESS_RESULTS"
 SCHEMA_VERSION = 2
@@ -113,18 +114,15 @@ class ResultStore:
     # -- index -----------------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
         self.root.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(self.index_path, timeout=30)
-        connection.execute("PRAGMA journal_mode=WAL")
+        connection = database.connect(self.index_path, timeout=30)
         version = connection.execute("PRAGMA user_version").fetchone()[0]
         if version != SCHEMA_VERSION:
             # an index of an older layout: it is derived data, so drop it and let the caller rebuild
-            connection.executescript("DROP TABLE IF EXISTS metric_values; DROP TABLE IF EXISTS scores; "
-                                     "DROP TABLE IF EXISTS runs;")
-            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            connection.executescript(SCHEMA)
+            database.run_script(connection, "DROP TABLE IF EXISTS metric_values; DROP TABLE IF EXISTS scores; "
+                                f"DROP TABLE IF EXISTS runs; PRAGMA user_version = {SCHEMA_VERSION};\n{SCHEMA}")
             if version != 0 or self._has_runs():
                 _fill(connection, self.runs_dir)
-        connection.executescript(SCHEMA)
+        database.run_script(connection, SCHEMA)
         return connection
 
     def _has_runs(self) -> bool:
