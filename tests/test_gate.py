@@ -108,6 +108,8 @@ def test_gate_statuses_and_usage_errors(cli, tmp_path):
     code, out, _ = cli("gate", "--results", results, "--baseline", baseline)
     assert code == 0
     assert "protocol changed" in out and "metric version changed (0 → 1)" in out and "| missing | gone" in out
+    code, out, _ = cli("gate", "--results", results, "--baseline", baseline, "--require-all")
+    assert code == 1 and "| **dropped** | gone" in out and "❌ regression" in out
 
     assert cli("gate", "--results", results)[0] == 2
     code, _, err = cli("gate", "--results", results, "--baseline", tmp_path / "nowhere.json")

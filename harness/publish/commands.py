@@ -178,7 +178,8 @@ def cmd_gate(args: argparse.Namespace, plugins: Plugins) -> int:
         except ValueError:
             raise UsageError(f"--tolerance expects METRIC=NUMBER >= 0, got {pair!r}") from None
     report_only.update(args.report_only)
-    policy = gate.Policy(tolerances, report_only, args.gate_latency, args.latency_threshold, args.alpha)
+    policy = gate.Policy(tolerances, report_only, args.gate_latency, args.latency_threshold, args.alpha,
+                         args.require_all)
     findings = gate.compare(baseline, current, policy)
     text = gate.summary(findings, str(args.baseline))
     sys.stdout.write(text)
@@ -230,5 +231,9 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--latency-threshold", type=float, default=0.2, metavar="FRACTION",
                    help="relative slowdown of the median counted as a regression with --gate-latency (default 0.2)")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level of the paired test (default 0.05)")
+    p.add_argument("--require-all", action="store_true",
+                   help="fail when a baseline cell is missing from the results (status 'dropped'); without it such "
+                        "cells are listed as 'missing'. For CI on a fixed suite: a cell whose identity changed (a new "
+                        "method option, say) needs a new baseline rather than going unchecked")
     p.add_argument("--summary", type=Path, metavar="FILE", help="also append the Markdown summary to FILE")
     p.set_defaults(func=cmd_gate)

@@ -21,7 +21,8 @@ from . import stats
 from .records import Run, read_store
 
 BASELINE_FORMAT = "harness-baseline/1"
-FAILING = ("regressed", "new-failure")
+FAILING = ("regressed", "new-failure", "dropped")
+""""dropped": a baseline cell absent from the results, a failure only with ``Policy.require_all``."""
 
 
 @dataclasses.dataclass
@@ -145,6 +146,9 @@ class Policy:
     gate_timings: bool = False
     timing_threshold: float = 0.2
     alpha: float = 0.05
+    require_all: bool = False
+    """A baseline cell missing from the results fails (a CI suite whose cells changed identity, e.g. through
+    a new option, would otherwise stop being compared without anyone noticing)."""
 
     def tolerance(self, value: Value) -> float:
         for name in (value.key, value.label, value.metric):
@@ -161,7 +165,8 @@ def compare(baseline: dict[str, CellResult], current: dict[str, CellResult], pol
     for identity in sorted(baseline.keys() | current.keys(), key=lambda i: (baseline.get(i) or current[i]).name):
         base, now = baseline.get(identity), current.get(identity)
         if now is None:
-            findings.append(Finding(base.name, "*", "*", "missing", note="in the baseline, not in the current results"))
+            findings.append(Finding(base.name, "*", "*", "dropped" if policy.require_all else "missing",
+                                    note="in the baseline, not in the current results"))
             continue
         if base is None:
             findings.append(Finding(now.name, "*", "*", "new", note="not in the baseline"))
@@ -248,7 +253,7 @@ def summary(findings: list[Finding], baseline: str) -> str:
     verdict = "❌ regression" if exit_code(findings) else "✅ no regression"
     lines = [f"## harness gate: {verdict}", "", f"Baseline: `{_md(baseline)}`. " +
              ", ".join(f"{count} {status}" for status, count in sorted(counts.items())), ""]
-    order = ["new-failure", "regressed", "incomparable", "missing", "improved", "fixed", "still-failing", "new", "reported", "pass"]
+    order = ["new-failure", "regressed", "dropped", "incomparable", "missing", "improved", "fixed", "still-failing", "new", "reported", "pass"]
     lines += ["| Status | Cell | Value | Baseline | Current | Change | Tolerance | p | Note |", "|---|---|---|---|---|---|---|---|---|"]
     for finding in sorted(findings, key=lambda f: (order.index(f.status) if f.status in order else 99, f.cell, f.label)):
         status = f"**{finding.status}**" if finding.status in FAILING else finding.status
