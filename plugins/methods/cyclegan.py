@@ -154,11 +154,17 @@ def load_generator(model: nn.Module, path: Path) -> None:
         ) from None
 
 
-def resize_bicubic_pil(image: torch.Tensor, size: int) -> torch.Tensor:
-    """[0, 1] (3, H, W) → uint8 → PIL bicubic to size×size → [0, 1]: the official loader's transforms.Resize."""
+def resize_pil(image: torch.Tensor, width: int, height: int, resample: int) -> torch.Tensor:
+    """[0, 1] (3, H, W) → uint8 → PIL resize to width×height → [0, 1]: what the official loaders' torchvision
+    transforms do to the PIL images they read."""
     array = image.detach().cpu().clamp(0, 1).mul(255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    resized = np.asarray(Image.fromarray(array).resize((size, size), Image.BICUBIC))
+    resized = np.asarray(Image.fromarray(array).resize((width, height), resample))
     return torch.from_numpy(resized.copy()).permute(2, 0, 1).float().div(255.0)
+
+
+def resize_bicubic_pil(image: torch.Tensor, size: int) -> torch.Tensor:
+    """PIL bicubic to size×size: the official CycleGAN loader's transforms.Resize."""
+    return resize_pil(image, size, size, Image.BICUBIC)
 
 
 def translate(generator: nn.Module, image: torch.Tensor, resize: int, output_size: str, device: str,

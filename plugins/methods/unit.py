@@ -26,7 +26,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 from torch.nn import functional as F
@@ -34,7 +33,7 @@ from torch.nn import functional as F
 from harness import DataError, Method, Option, Sample, TrainContext, TrainingRecipe, UsageError, hookimpl
 from harness.checkpoints import load_state_dict
 
-from .cyclegan import init_weights, official_state, translate, unpaired_rows, unpaired_training_batch
+from .cyclegan import init_weights, official_state, resize_pil, translate, unpaired_rows, unpaired_training_batch
 from .unit_networks import DiscriminatorPair, GeneratorPair, Translator, init_generator
 
 PAPER = (
@@ -132,9 +131,7 @@ def resize_shorter_side(image: torch.Tensor, size: int) -> torch.Tensor:
     short, long = sorted((height, width))
     new_long = int(size * long / short)
     new_height, new_width = (size, new_long) if height <= width else (new_long, size)
-    array = image.detach().cpu().clamp(0, 1).mul(255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    resized = np.asarray(Image.fromarray(array).resize((new_width, new_height), Image.BILINEAR))
-    return torch.from_numpy(resized.copy()).permute(2, 0, 1).float().div(255.0)
+    return resize_pil(image, new_width, new_height, Image.BILINEAR)
 
 
 def check_crop(crop: int, downsample: int, layers: int, scales: int) -> None:
