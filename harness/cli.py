@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 from . import __doc__ as package_doc
 from .api import Option, Plugin
+from .cli_options import parse_key_values, parse_metric_options
 from .data import resolve_data_root
 from .errors import DataError, HarnessError, UsageError
 from .models import count_parameters
@@ -44,27 +45,6 @@ file; or --metric-option fid.weights=PATH)."""
 
 MIN_DESCRIPTION = 20
 """Characters of description `harness list` keeps on a narrow terminal (the tasks column gives way first)."""
-
-
-def parse_key_values(pairs: Sequence[str], flag: str) -> dict[str, str]:
-    parsed: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"{flag} expects key=value, got {pair!r}")
-        parsed[key.strip()] = value
-    return parsed
-
-
-def parse_metric_options(pairs: Sequence[str]) -> dict[str, dict[str, str]]:
-    """``LABEL.PARAM=VALUE`` grouped by label (a label may hold dots only after its ``@``: split at the last dot)."""
-    grouped: dict[str, dict[str, str]] = {}
-    for key, value in parse_key_values(pairs, "--metric-option").items():
-        label, dot, param = key.rpartition(".")
-        if not dot or not param or not label:
-            raise UsageError(f"--metric-option expects LABEL.PARAM=VALUE (e.g. ssim.convention=matlab), got {key}={value!r}")
-        grouped.setdefault(label, {})[param] = value
-    return grouped
 
 
 # -- listing and introspection -------------------------------------------------------------------

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..api import Executor
+from ..cli_options import parse_key_values, parse_metric_options
 from ..errors import UsageError
 from ..plugins import Plugins
 from ..run.store import ResultStore, default_results_root
@@ -35,7 +36,6 @@ def make_executor(plugins: Plugins, name: str, options: dict[str, Any]) -> Execu
 
 
 def executor_options(args: argparse.Namespace) -> dict[str, Any]:
-    from ..cli import parse_key_values
 
     options: dict[str, Any] = parse_key_values(args.executor_option, "--executor-option")
     if args.workers is not None:
@@ -47,7 +47,6 @@ def executor_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def build_suite(args: argparse.Namespace, plugins: Plugins) -> tuple[Suite, bool]:
     """The suite file, or every compatible pair of the installed plugins (then missing data is skipped)."""
-    from ..cli import parse_key_values, parse_metric_options
 
     metric_params = parse_metric_options(args.metric_option)
     metrics = None
