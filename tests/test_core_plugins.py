@@ -6,18 +6,17 @@ import json
 import textwrap
 
 import pytest
+from cli_helpers import FIXTURE_PLUGINS
 
 import harness
 from harness.errors import UsageError
 from harness.plugins import Plugins, get_plugins
 
-from cli_helpers import FIXTURE_PLUGINS
-
 
 def test_builtins_register_through_entry_points():
     plugins = Plugins()
     builtin = plugins.info["identity"]
-    assert builtin.ok and "entry point harness_plugins.methods.identity" in builtin.source
+    assert builtin.ok and "entry point harness_plugins.methods.generic.identity" in builtin.source
     assert "identity" in plugins.methods
     assert set(plugins.tasks.names()) >= {"deraining", "inpainting", "reidentification", "pose-transfer",
                                           "unpaired-translation", "descriptor-inversion"}

@@ -14,8 +14,8 @@ from harness import DataError
 from harness.checkpoints import save_weights
 from harness_plugins.datasets import sift_features
 from harness_plugins.datasets.celeba_sift import CelebASift, SiftSynth, celeba_split
-from harness_plugins.methods.descriptor_maps import descriptor_map, place, sparse_sift_map
-from harness_plugins.methods.sift_cgan import SiftCGAN
+from harness_plugins.methods.descriptor_inversion.descriptor_maps import descriptor_map, place, sparse_sift_map
+from harness_plugins.methods.descriptor_inversion.sift_cgan import SiftCGAN
 
 
 # -- placement rule ---------------------------------------------------------------------------------

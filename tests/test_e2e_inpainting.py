@@ -16,8 +16,8 @@ from test_inpainting_datasets import make_paris
 
 from harness.checkpoints import save_weights
 from harness_plugins.datasets.inpaint_synth import InpaintSynth
-from harness_plugins.methods.context_encoder import ContextEncoderG
-from harness_plugins.methods.nps import _VGG_CONFIG, VGG19_FILE
+from harness_plugins.methods.inpainting.context_encoder import ContextEncoderG
+from harness_plugins.methods.inpainting.nps import _VGG_CONFIG, VGG19_FILE
 
 
 @pytest.fixture
@@ -162,7 +162,7 @@ def test_context_encoder_l2_adv_trains_a_discriminator_at_a_tenth_of_the_rate(cl
 def lpips_weights():
     import torchvision
 
-    from harness_plugins.metrics.lpips import ALEXNET_FILE, CHANNELS, LPIPS_FILE
+    from harness_plugins.shared.lpips_net import ALEXNET_FILE, CHANNELS, LPIPS_FILE
 
     folder = Path(torch.hub.get_dir()) / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
@@ -194,7 +194,7 @@ def test_gh_bpt_block_wise_procedural_training(cli, synth_root, lpips_weights, t
 
 
 def test_bpt_schedule_blends_blocks_in_and_anneals():
-    from harness_plugins.methods.gh_bpt import BPTRecipe
+    from harness_plugins.methods.inpainting.gh_bpt import BPTRecipe
 
     recipe = BPTRecipe.__new__(BPTRecipe)
     recipe.cfg, recipe.head_steps = {"block_steps": 10, "blend_fraction": 0.5}, 100

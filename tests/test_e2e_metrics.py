@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 import torch
-from harness_plugins.metrics.inception_net import PROTOCOLS
 from inception_weights import random_inception_state
+
+from harness_plugins.shared.inception_net import PROTOCOLS
 
 
 def run_json(cli, *args):

@@ -7,8 +7,15 @@ import math
 
 import pytest
 import torch
-from harness_plugins.methods.face_crops import CANONICAL, FACE_KEYPOINTS, crop_faces, crop_side, face_transforms
-from harness_plugins.methods.spt_networks import discriminator
+
+from harness_plugins.methods.pose_transfer.face_crops import (
+    CANONICAL,
+    FACE_KEYPOINTS,
+    crop_faces,
+    crop_side,
+    face_transforms,
+)
+from harness_plugins.methods.pose_transfer.spt_networks import discriminator
 
 SIZE = (256, 256)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fixtures_rain import clean_image, make_rain100h
 from PIL import Image
 
 import harness
@@ -14,9 +15,7 @@ from harness import DataError, UsageError
 from harness.data import to_tensor
 from harness.tasks import BUILTIN_TASKS
 from harness_plugins.datasets.rain import Rain100H
-from harness_plugins.methods.from_folder import FromFolder
-
-from fixtures_rain import clean_image, make_rain100h
+from harness_plugins.methods.generic.from_folder import FromFolder
 
 
 def save(folder: Path, name: str, index: int, size: tuple[int, int] = (24, 24)) -> np.ndarray:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from skimage.feature import hog as skimage_hog
 
-from harness_plugins.methods.handcrafted_reid import (
+from harness_plugins.methods.reid.handcrafted_reid import (
     HOG,
     LOMO,
     _pool_average,

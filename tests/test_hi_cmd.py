@@ -6,8 +6,9 @@ import json
 
 import pytest
 import torch
+from fixtures_vireid import make_regdb, make_sysu
 
-from harness_plugins.methods.hi_cmd import (
+from harness_plugins.methods.reid.hi_cmd import (
     EXCLUDED_INDEX,
     ILLUMINATION_INDEX,
     POSE_INDEX,
@@ -16,8 +17,6 @@ from harness_plugins.methods.hi_cmd import (
     HiCMDNet,
     inference_modules,
 )
-
-from fixtures_vireid import make_regdb, make_sysu
 
 
 def count(module: torch.nn.Module) -> int:
@@ -120,7 +119,7 @@ def test_official_checkpoint_loads_and_runs_on_regdb_and_sysu(tmp_path, net, cli
 
 
 def test_features_follow_the_modality_and_the_official_weights(tmp_path, net):
-    from harness_plugins.methods.hi_cmd import HiCMD
+    from harness_plugins.methods.reid.hi_cmd import HiCMD
 
     _official_checkpoint(net, tmp_path / "ckpt", step="00000005")
     method = HiCMD()

@@ -14,14 +14,6 @@ import pytest
 import torch
 import torch_fidelity.metric_isc
 import torch_fidelity.metric_kid
-from harness_plugins.metrics import inception
-from harness_plugins.metrics.inception import (
-    feature_statistics,
-    frechet_distance,
-    inception_score,
-    kernel_inception_distance,
-)
-from harness_plugins.metrics.inception_net import PROTOCOLS
 from inception_weights import random_inception_state
 from pytorch_fid import fid_score
 from pytorch_fid.inception import InceptionV3
@@ -30,6 +22,14 @@ from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorIncepti
 import harness
 from harness import DataError, UsageError
 from harness.data import read_image, save_png, sha256_file, to_tensor
+from harness_plugins.metrics import inception
+from harness_plugins.metrics.inception import (
+    feature_statistics,
+    frechet_distance,
+    inception_score,
+    kernel_inception_distance,
+)
+from harness_plugins.shared.inception_net import PROTOCOLS
 
 PT_FILE = PROTOCOLS["pytorch-fid"].weights_file
 TF_FILE = PROTOCOLS["torch-fidelity"].weights_file

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from harness import DataError, UsageError
-from harness_plugins.datasets.inpainting_masks import COVERAGE, MaskGenerator, center_mask, random_mask, sample_rng
+from harness_plugins.shared.inpainting_masks import COVERAGE, MaskGenerator, center_mask, random_mask, sample_rng
 
 IDS = [f"img{i:03d}" for i in range(300)]
 
@@ -50,7 +50,7 @@ def test_same_seed_same_mask_other_seed_other_mask():
 
 def test_masks_identical_across_processes():
     code = (
-        "from harness_plugins.datasets.inpainting_masks import MaskGenerator\n"
+        "from harness_plugins.shared.inpainting_masks import MaskGenerator\n"
         f"print(MaskGenerator('random', 7).digest([f'img{{i:03d}}' for i in range(300)], 256, 256))"
     )
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from harness import DataError, UsageError
-from harness_plugins.datasets.inpainting_masks import center_mask, MaskGenerator
-from harness_plugins.methods.classical_inpainting import MeanFill, NavierStokes, PatchMatch, Telea
-from harness_plugins.methods.context_encoder import ContextEncoder
-from harness_plugins.methods.gh_bpt import GH, GHBPT, PatchDiscriminator, patch_labels
-from harness_plugins.methods.nps import NPS, VGG19_FILE, feature_patches, nearest_patches, texture_loss
+from harness_plugins.methods.inpainting.classical_inpainting import MeanFill, NavierStokes, PatchMatch, Telea
+from harness_plugins.methods.inpainting.context_encoder import ContextEncoder
+from harness_plugins.methods.inpainting.gh_bpt import GH, GHBPT, PatchDiscriminator, patch_labels
+from harness_plugins.methods.inpainting.nps import NPS, VGG19_FILE, feature_patches, nearest_patches, texture_loss
 from harness_plugins.metrics.psnr_ssim import psnr
+from harness_plugins.shared.inpainting_masks import MaskGenerator, center_mask
 
 
 def conv(cin: int, cout: int, k: int, bias: bool = True) -> int:

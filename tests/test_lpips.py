@@ -10,7 +10,8 @@ import torch
 import torchvision
 
 from harness import DataError
-from harness_plugins.metrics.lpips import ALEXNET_FILE, CHANNELS, LPIPS, LPIPS_FILE, LPIPSAlex, lpips_distance
+from harness_plugins.metrics.lpips import LPIPS, lpips_distance
+from harness_plugins.shared.lpips_net import ALEXNET_FILE, CHANNELS, LPIPS_FILE, LPIPSAlex
 
 
 @pytest.fixture

@@ -7,15 +7,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from harness_plugins.methods import pose_maps
-from harness_plugins.methods.pose_maps import (
-    deform,
-    keypoint_heatmaps,
-    limb_masks,
-    part_affines,
-    scale_keypoints,
-)
 from skimage.measure import grid_points_in_poly
+
+from harness_plugins.shared import pose_maps
+from harness_plugins.shared.pose_maps import deform, keypoint_heatmaps, limb_masks, part_affines, scale_keypoints
 
 
 def skeleton() -> torch.Tensor:

@@ -8,15 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from harness_plugins.metrics import inception
-from harness_plugins.metrics.inception_net import PROTOCOLS
-from harness_plugins.metrics.pose_masked import body_mask, draw_with_skimage, mask_ssim
 from scipy import ndimage
 from skimage.metrics import structural_similarity
 
 import harness
 from harness import DataError, UsageError
 from harness.data import to_tensor, to_uint8
+from harness_plugins.metrics import inception
+from harness_plugins.metrics.pose_masked import mask_ssim
+from harness_plugins.shared.body_mask import body_mask, draw_with_skimage
+from harness_plugins.shared.inception_net import PROTOCOLS
 
 H, W = 128, 64  # Market-1501
 

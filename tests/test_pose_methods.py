@@ -9,16 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from harness_plugins.datasets.pose_synth import PoseSynth
-from harness_plugins.methods.def_gan import (
-    DefGANDiscriminator,
-    DefGANGenerator,
-    nn_loss,
-)
-from harness_plugins.methods.pg2 import G1, G2, DCGANDiscriminator
-from harness_plugins.methods.pose_transfer_common import SampleNorm
 
 from harness import count_parameters
+from harness_plugins.datasets.pose_synth import PoseSynth
+from harness_plugins.methods.pose_transfer.def_gan import DefGANDiscriminator, DefGANGenerator, nn_loss
+from harness_plugins.methods.pose_transfer.pg2 import G1, G2, DCGANDiscriminator
+from harness_plugins.methods.pose_transfer.pose_transfer_common import SampleNorm
 
 DATA = ("--dataset", "pose-synth")
 QUICKSTART = {
@@ -126,7 +122,7 @@ def score(record: dict, name: str) -> float:
 
 
 def test_copy_source_returns_the_source(cli) -> None:
-    from harness_plugins.methods.copy_source import CopySource
+    from harness_plugins.methods.pose_transfer.copy_source import CopySource
 
     sample = {"id": "a", "source": torch.rand(3, 8, 4), "source_pose": torch.zeros(18, 2), "target_pose": torch.zeros(18, 2)}
     assert CopySource().predict([sample])[0] is sample["source"]

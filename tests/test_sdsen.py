@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from harness_plugins.methods.sdsen import DSEN, DSENCNN, SDSEN, P4ConvP4, P4ConvZ2, SDSENNet
 
 import harness
 from harness import DataError, TrainContext, UsageError
 from harness.checkpoints import save_weights
+from harness_plugins.methods.deraining.sdsen import DSEN, DSENCNN, SDSEN, P4ConvP4, P4ConvZ2, SDSENNet
 
 
 def rotate(t: torch.Tensor) -> torch.Tensor:

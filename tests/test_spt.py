@@ -8,14 +8,14 @@ import json
 import numpy as np
 import pytest
 import torch
+from fixtures_spt import TinyPoses, parsing_of, pose_of
 
 from harness import DataError, UsageError, count_parameters
 from harness.train.context import TrainContext
-from harness_plugins.methods.spt import SPT, lsgan, stage_lengths, style_loss, weighted_cross_entropy
-from harness_plugins.methods.pose_transfer_common import SampleNorm
-from harness_plugins.methods.spt_networks import SPTGenerator, discriminator, pose_detector
-from harness_plugins.methods.spt_parts import one_hot, search_pseudo_label, search_scores
-from fixtures_spt import TinyPoses, parsing_of, pose_of
+from harness_plugins.methods.pose_transfer.pose_transfer_common import SampleNorm
+from harness_plugins.methods.pose_transfer.spt import SPT, lsgan, stage_lengths, style_loss, weighted_cross_entropy
+from harness_plugins.methods.pose_transfer.spt_networks import SPTGenerator, discriminator, pose_detector
+from harness_plugins.methods.pose_transfer.spt_parts import one_hot, search_pseudo_label, search_scores
 
 
 # -- architectures ---------------------------------------------------------------------------------
@@ -112,7 +112,7 @@ def test_search_score_is_the_mean_over_shared_parts_of_the_normalised_squared_er
     damaged[40:44, :] = 0  # wipe 4 rows of the legs: only parts covering them differ
     source = (torch.from_numpy(labels), torch.from_numpy(pose))
     score = float(search_scores(*source, [(torch.from_numpy(damaged), torch.from_numpy(pose))])[0])
-    from harness_plugins.methods.pose_maps import limb_masks
+    from harness_plugins.shared.pose_maps import limb_masks
 
     parts = limb_masks(torch.from_numpy(pose), labels.shape)
     a, b = one_hot(torch.from_numpy(labels)), one_hot(torch.from_numpy(damaged))

@@ -7,13 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 from fixtures_spt import TinyPoses
-from harness_plugins.methods.background_data import aux_images, load_background
-from harness_plugins.methods.spt import SPT, d_loss, lsgan
-from harness_plugins.methods.spt_networks import foreground_mask
 from PIL import Image
 
 from harness import DataError, UsageError
 from harness.train.context import TrainContext
+from harness_plugins.methods.pose_transfer.background_data import aux_images, load_background
+from harness_plugins.methods.pose_transfer.spt import SPT, d_loss, lsgan
+from harness_plugins.methods.pose_transfer.spt_networks import foreground_mask
 
 
 def recipe(steps: int = 3, seed: int = 0, **options) -> object:

@@ -10,17 +10,16 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+from fixtures_spt import TinyPoses, pose_of
 from safetensors.torch import load_file
+from test_spt import encoder_params, unet_params
 
 from harness import DataError, UsageError, count_parameters
 from harness.train.context import TrainContext
-from harness_plugins.methods.pose_maps import limb_masks, part_affines
-from harness_plugins.methods.spt import SPT, stage_lengths
-from harness_plugins.methods.spt_networks import SPTGenerator, halve, halve_labels
-from harness_plugins.methods.spt_parts import one_hot, pose_inputs
-from fixtures_spt import TinyPoses, pose_of
-
-from test_spt import encoder_params, unet_params
+from harness_plugins.methods.pose_transfer.spt import SPT, stage_lengths
+from harness_plugins.methods.pose_transfer.spt_networks import SPTGenerator, halve, halve_labels
+from harness_plugins.methods.pose_transfer.spt_parts import one_hot, pose_inputs
+from harness_plugins.shared.pose_maps import limb_masks, part_affines
 
 
 # -- architecture ----------------------------------------------------------------------------------

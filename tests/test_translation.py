@@ -14,8 +14,8 @@ from harness import DataError
 from harness.data import read_image
 from harness_plugins.datasets import translate_synth
 from harness_plugins.datasets.translate_synth import TranslateSynth
-from harness_plugins.datasets.unpaired import MapsCycleGAN, MapsPix2Pix, RELEASES
-from harness_plugins.methods.cyclegan import PatchDiscriminator, ResnetGenerator
+from harness_plugins.datasets.unpaired import RELEASES, MapsCycleGAN, MapsPix2Pix
+from harness_plugins.methods.translation.cyclegan import PatchDiscriminator, ResnetGenerator
 from harness_plugins.metrics.pixel_accuracy import pixel_accuracy
 
 
@@ -76,7 +76,7 @@ def test_cyclegan_runs_official_weights_on_horse2zebra_layout(cli, tmp_path):
 
 
 def test_cyclegan_output_follows_the_official_test_pipeline(tmp_path):
-    from harness_plugins.methods.cyclegan import CycleGAN
+    from harness_plugins.methods.translation.cyclegan import CycleGAN
 
     weights = tmp_path / "g.pth"
     official_checkpoint(weights, seed=3)
@@ -226,7 +226,7 @@ def test_pixel_accuracy_refuses_an_unpaired_set(cli, tmp_path):
 
 # -- SAT --------------------------------------------------------------------------------------------
 def test_sat_output_is_the_attention_composite():
-    from harness_plugins.methods.sat import SATGenerator
+    from harness_plugins.methods.translation.sat import SATGenerator
 
     torch.manual_seed(0)
     net = SATGenerator(ngf=8, blocks=1, attention=True).eval()
@@ -246,7 +246,7 @@ TINY = ["--option", "ngf=4", "--option", "blocks=1"]
 
 
 def test_linear_decay_is_the_official_rule():
-    from harness_plugins.methods.cyclegan import linear_decay
+    from harness_plugins.methods.translation.cyclegan import linear_decay
 
     rule = linear_decay(steps=10, decay_from=5)
     assert [rule(s) for s in (0, 5)] == [1.0, 1.0]
@@ -293,7 +293,7 @@ def test_sat_trains_its_three_stages(cli, tmp_path, isolated_env):
 
 
 def test_adaptive_weight_rises_until_the_adversarial_loss_falls_below_the_threshold():
-    from harness_plugins.methods.sat import AdaptiveWeight
+    from harness_plugins.methods.translation.sat import AdaptiveWeight
 
     weight = AdaptiveWeight(increment=0.5, threshold=1.0)
     assert [weight.update(loss) for loss in (2.0, 2.0)] == [0.5, 1.0]

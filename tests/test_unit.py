@@ -11,13 +11,13 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
-from harness_plugins.methods.unit import (
-    UNIT,
-    discriminator_terms,
-    generator_terms,
-    weighted_total,
+from harness_plugins.methods.translation.unit import UNIT, discriminator_terms, generator_terms, weighted_total
+from harness_plugins.methods.translation.unit_networks import (
+    DiscriminatorPair,
+    GeneratorPair,
+    MultiScaleDiscriminator,
+    VAEGenerator,
 )
-from harness_plugins.methods.unit_networks import DiscriminatorPair, GeneratorPair, MultiScaleDiscriminator, VAEGenerator
 
 
 def count(module: torch.nn.Module) -> int:
@@ -201,7 +201,7 @@ def test_unit_trains_on_translate_synth_then_runs_and_scores(cli, tmp_path):
 
 def test_crop_check_agrees_with_the_discriminator():
     from harness import UsageError
-    from harness_plugins.methods.unit import check_crop
+    from harness_plugins.methods.translation.unit import check_crop
 
     for crop in (16, 32, 48, 56, 64, 96):
         try:

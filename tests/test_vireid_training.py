@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import harness
-from harness_plugins.methods.hi_cmd import (
+from harness_plugins.methods.reid.hi_cmd import (
     EXCLUDED_INDEX,
     STYLE_INDEX,
     Discriminator,
@@ -18,7 +18,7 @@ from harness_plugins.methods.hi_cmd import (
     lsgan_d,
     swap_excluded,
 )
-from harness_plugins.methods.reid_training import TrainingSet, weighted_regularized_triplet
+from harness_plugins.methods.reid.reid_training import TrainingSet, weighted_regularized_triplet
 
 TINY = ("--dataset-option", "identities=8", "--dataset-option", "images=2", "--dataset-option", "height=64", "--dataset-option", "width=32",
         "--option", "backbone=small", "--option", "init=scratch", "--option", "height=32", "--option", "width=16")
@@ -52,6 +52,7 @@ def test_imagenet_weights_come_only_from_local_files(tmp_path, cli):
     assert code == 2 and "resnet18-f37072fd.pth" in err and "init=scratch" in err
     # the real file name in the hub cache is used (random weights saved under it stand in for ImageNet's)
     import torchvision
+
     from harness.checkpoints import hub_checkpoint_dir
 
     hub_checkpoint_dir().mkdir(parents=True, exist_ok=True)

@@ -31,8 +31,7 @@ import torch
 
 from harness import DataError, Sample, UsageError, hookimpl
 from harness.data import read_image, to_tensor
-
-from .unpaired import SIDES, UnpairedDomains
+from harness_plugins.shared.unpaired import SIDES, UnpairedDomains
 
 MNIST_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),

@@ -30,8 +30,7 @@ from PIL import Image
 
 from harness import DataError, Dataset, Option, Sample, UsageError, hookimpl
 from harness.data import IMAGE_SUFFIXES, list_images, read_image, to_tensor
-
-from .inpainting_masks import MaskGenerator, mask_options
+from harness_plugins.shared.inpainting_masks import MaskGenerator, mask_options
 
 SUBSET_SALT = "harness-inpainting-subset-v1"
 

@@ -35,10 +35,10 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from harness import DataError, Dataset, Option, Reference, Sample
+from harness import DataError, Option, Reference, Sample
 from harness.data import digest_files, read_image, to_tensor
-
-from ..methods.pose_maps import MISSING, NUM_KEYPOINTS, TORSO
+from harness_plugins.shared.pose_images import PoseImages
+from harness_plugins.shared.pose_maps import MISSING, NUM_KEYPOINTS, TORSO
 
 DISTRACTOR_PREFIXES = ("-1", "0000")
 DEFGAN_TEST_PAIRS = 12000
@@ -217,7 +217,7 @@ def merge_lip(labels: np.ndarray) -> np.ndarray:
 
 
 # -- the base class --------------------------------------------------------------------------------
-class PoseDataset(Dataset):
+class PoseDataset(PoseImages):
     """A pose-transfer dataset: images with COCO-18 keypoints, same-person pair lists, optional parsing.
 
     ``index(split)`` rows are *pairs* (what paired training and evaluation iterate); ``images(split)``

@@ -38,11 +38,19 @@ import numpy as np
 from scipy import ndimage
 
 from harness import Option, hookimpl
+from harness_plugins.shared.pose_maps import COCO18_NAMES
 
-from ..methods.pose_maps import COCO18_NAMES
 from . import bundled
 from .pose_common import (
-    DEFAULT_PARSING_FOLDER, MISSING, PARSING_LABELS, PoseDataset, PoseParsingDataset, build_pairs, format_annotations, format_pairs, read_annotations,
+    DEFAULT_PARSING_FOLDER,
+    MISSING,
+    PARSING_LABELS,
+    PoseDataset,
+    PoseParsingDataset,
+    build_pairs,
+    format_annotations,
+    format_pairs,
+    read_annotations,
 )
 
 GENERATOR = "harness pose-synth"

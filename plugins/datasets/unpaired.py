@@ -27,11 +27,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from harness import DataError, Dataset, Option, Reference, Sample, hookimpl
+from harness import DataError, Option, Reference, Sample, hookimpl
 from harness.data import digest_files, list_images, read_image, to_tensor
+from harness_plugins.shared.unpaired import SIDES, UnpairedDomains
 
-DIRECTIONS = ("AtoB", "BtoA")
-SIDES = ("source", "target")
 DOMAIN_SUFFIX = re.compile(r"_[AB]$")
 """The CycleGAN ``maps`` release names aligned files ``12_A.jpg`` / ``12_B.jpg``: the pair key drops the suffix."""
 
@@ -51,28 +50,6 @@ CYCLEGAN_SOURCE = (
 def pair_key(stem: str) -> str:
     """The id shared by aligned files of the two domains (``12_A`` and ``12_B`` → ``12``)."""
     return DOMAIN_SUFFIX.sub("", stem)
-
-
-class UnpairedDomains(Dataset):
-    """An unpaired-translation set whose two training domains can be listed separately.
-
-    Translation recipes (CycleGAN, SAT) draw independent batches from `domain_index(split, "source")`
-    and `domain_index(split, "target")` and decode rows with `load`; the method translates `samples`."""
-
-    task = "unpaired-translation"
-    splits = ("train", "test")
-    default_split = "test"
-    options = (
-        Option("direction", "AtoB", "AtoB translates domain A into B; BtoA the reverse", str, DIRECTIONS),
-    )
-
-    def domains(self) -> tuple[str, str]:
-        """(source, target) domain names of the chosen direction."""
-        return ("A", "B") if self.config["direction"] == "AtoB" else ("B", "A")
-
-    def domain_index(self, split: str, side: str) -> list[Sample]:
-        """Rows ``{"id", "domain", ...}`` of the source or target domain of a split (see `SIDES`)."""
-        raise NotImplementedError
 
 
 class UnpairedFolders(UnpairedDomains):

@@ -48,8 +48,14 @@ from harness.checkpoints import find_weights
 from harness.data import digest_files, list_images, read_image, sha256_file, to_uint8
 from harness.run.cache import CACHE_ENV, Cache
 from harness.run.devices import resolve_device
-
-from .inception_net import FEATURE_DIM, PROTOCOLS, InceptionNetwork, Protocol, load_network, pool3_features
+from harness_plugins.shared.inception_net import (
+    FEATURE_DIM,
+    PROTOCOLS,
+    InceptionNetwork,
+    Protocol,
+    load_network,
+    pool3_features,
+)
 
 IMPLEMENTATION = "harness_plugins.metrics.inception"
 VERSION = "1"

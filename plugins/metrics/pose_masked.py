@@ -19,9 +19,8 @@ took more than half of mask-SSIM's time (issue 6), and `draw_with_skimage`, whic
 calls, is kept as the reference it is tested against bit for bit. Both versions are recorded. One difference: a zero-length limb (both ends on one pixel) divides 0 by 0 in Def-GAN and
 its NaN corners draw nothing; here it is skipped (same pixels, no warning).
 
-Functional twins::
+Functional twins (the mask itself is `harness_plugins.shared.body_mask.body_mask`)::
 
-    body_mask(keypoints, size) -> bool tensor (H, W)
     mask_ssim(pred, target, keypoints, **ssim_params) -> float64 tensor (per image)
 """
 
@@ -33,72 +32,15 @@ from typing import Any
 import numpy as np
 import skimage
 import torch
-from harness_plugins.methods.pose_maps import COCO18_LIMBS, MISSING
-from skimage.draw import disk, polygon
-from skimage.morphology import dilation, erosion
 
 from harness import DataError, Metric, Option, Sample, UsageError, hookimpl
+from harness_plugins.shared.body_mask import CLOSING, RADIUS, body_mask
+from harness_plugins.shared.pose_maps import COCO18_LIMBS
 
 from .inception import InceptionScore
 from .psnr_ssim import CONVENTIONS, ssim
 
-RADIUS = 4
-CLOSING = 5
 POSE_FIELD = "target_pose"
-
-
-def body_mask(keypoints: torch.Tensor | np.ndarray, size: tuple[int, int]) -> torch.Tensor:
-    """Def-GAN's body mask (bool, H×W) from 18 COCO-order (y, x) keypoints, −1 where missing.
-
-    The rectangle corners are computed here with numpy in Def-GAN's order of operations (the norm per
-    limb by ``np.linalg.norm``, as Def-GAN calls it); the pixels are decided by the compiled
-    `body_mask_kernels.draw_body_mask`, which repeats scikit-image's drawing and morphology arithmetic
-    (`draw_with_skimage` is the reference it is tested against)."""
-    from .body_mask_kernels import draw_body_mask
-
-    points, height, width = _checked(keypoints, size)
-    present = ~(points == MISSING).any(axis=1)
-    return torch.from_numpy(draw_body_mask(_rectangles(points, present), np.ascontiguousarray(points[present]),
-                                           height, width, float(RADIUS), CLOSING))
-
-
-def draw_with_skimage(keypoints: torch.Tensor | np.ndarray, size: tuple[int, int]) -> torch.Tensor:
-    """`body_mask` drawn by the scikit-image calls Def-GAN makes (``draw.polygon``, ``draw.disk``,
-    ``dilation``, ``erosion``): the reference the compiled drawing is tested against, ≈ 100× slower."""
-    points, height, width = _checked(keypoints, size)
-    present = ~(points == MISSING).any(axis=1)
-    mask = np.zeros((height, width), dtype=bool)
-    for corners in _rectangles(points, present):
-        rows, cols = polygon(corners[:, 0], corners[:, 1], shape=(height, width))
-        mask[rows, cols] = True
-    for y, x in points[present]:
-        rows, cols = disk((y, x), RADIUS, shape=(height, width))
-        mask[rows, cols] = True
-    square = np.ones((CLOSING, CLOSING), dtype=bool)
-    return torch.from_numpy(erosion(dilation(mask, square), square))
-
-
-def _checked(keypoints: torch.Tensor | np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, int, int]:
-    points = np.asarray(keypoints.detach().cpu() if isinstance(keypoints, torch.Tensor) else keypoints, np.float64)
-    if points.shape != (18, 2):
-        raise DataError(f"body mask: expected 18 COCO-order (y, x) keypoints, shape (18, 2); got {points.shape}")
-    return points, int(size[0]), int(size[1])
-
-
-def _rectangles(points: np.ndarray, present: np.ndarray) -> np.ndarray:
-    """(K, 4, 2) corners of the limb rectangles whose two ends are present (zero-length limbs skipped).
-
-    Element-wise steps run on all limbs at once (the same operations per element as Def-GAN's per-limb
-    code); the norm stays one ``np.linalg.norm`` call per limb, whose summation is the BLAS dot's."""
-    starts, ends = (np.array(ends, dtype=np.intp) for ends in zip(*COCO18_LIMBS))
-    along = points[starts] - points[ends]
-    drawn = present[starts] & present[ends] & along.any(axis=1)
-    starts, ends, along = starts[drawn], ends[drawn], along[drawn]
-    normal = np.stack([-along[:, 1], along[:, 0]], axis=1)
-    norms = np.array([np.linalg.norm(row) for row in normal], dtype=np.float64).reshape(-1, 1)
-    normal = RADIUS * normal / norms  # Def-GAN's order of operations
-    start, end = points[starts], points[ends]
-    return np.ascontiguousarray(np.stack([start + normal, start - normal, end - normal, end + normal], axis=1))
 
 
 def masked(image: torch.Tensor, keypoints: torch.Tensor | np.ndarray) -> torch.Tensor:

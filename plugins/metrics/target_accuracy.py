@@ -28,11 +28,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness import DataError, Metric, Option, Sample, UsageError, hookimpl
+from harness import DataError, Metric, Option, Sample, UsageError, create_dataset, hookimpl
 from harness.data import digest_files
+from harness_plugins.shared.unpaired import UnpairedDomains
 
 SIZE = 28
 TARGETS = ("usps", "mnistm")
+DIGIT_PAIRS = {"usps": "mnist2usps", "mnistm": "mnist2mnistm"}
+"""The registered dataset whose target domain trains the classifier, per target."""
 
 
 class DigitClassifier(nn.Module):
@@ -109,11 +112,11 @@ class TargetAccuracy(Metric):
         """Train (once per data digest and configuration) or reuse the target-domain classifier."""
         if self._model is not None:
             return self._model
-        from harness_plugins.datasets.digits import MnistToMnistM, MnistToUsps
-
         if not self.config["data_root"]:
             raise UsageError(f"{self.name}: needs the digit dataset's root (run it on mnist2usps or mnist2mnistm)")
-        dataset = (MnistToUsps if self.config["target"] == "usps" else MnistToMnistM)(Path(self.config["data_root"]))
+        dataset = create_dataset(DIGIT_PAIRS[self.config["target"]], Path(self.config["data_root"]))
+        if not isinstance(dataset, UnpairedDomains):
+            raise UsageError(f"{self.name}: dataset {dataset.name!r} does not list its two domains separately")
         files = dataset.files("train") + dataset.files("test")
         digest = hashlib.sha256(
             json.dumps([digest_files(files, dataset.root), self.config["target"], self.config["epochs"], self.version]).encode()

@@ -15,10 +15,11 @@ import time
 import numpy as np
 import pytest
 import torch
-from harness_plugins.metrics.pose_masked import body_mask, mask_ssim
 from skimage.metrics import structural_similarity
 
 from harness.data import to_tensor
+from harness_plugins.metrics.pose_masked import mask_ssim
+from harness_plugins.shared.body_mask import body_mask
 
 PAIRS = 100
 H, W = 128, 64
