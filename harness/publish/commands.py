@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +39,19 @@ def cmd_leaderboards(args: argparse.Namespace, plugins: Plugins) -> int:
     boards = definitions.load_all(args.leaderboards)
     if args.action == "check":
         problems = _check_names(boards, plugins)
+        errors = _unlinked_rows(boards, plugins)
         for board in boards:
+            linked = sum(1 for row in board.reported if row.harness_method)
             print(f"ok  {board.name}: {len(board.datasets)} dataset(s), {len(board.metrics)} column(s), "
-                  f"{len(board.reported)} reported row(s)  ({board.path})")
+                  f"{len(board.reported)} reported row(s), {linked} linked to a harness method  ({board.path})")
         for problem in problems:
             print(f"note {problem}")
+        for error in errors:
+            print(f"error {error}")
+        if errors:
+            print(f"{len(errors)} reported row(s) name an installed method without linking it: add harness_method "
+                  "(and harness_options) so measured runs get a Δ, or unlinked: WHY")
+            return 1
         print(f"{len(boards)} leaderboard definition(s) valid")
         return 0
     for board in boards:
@@ -62,6 +72,33 @@ def _check_names(boards: list[definitions.Leaderboard], plugins: Plugins) -> lis
             if row.harness_method and row.harness_method not in plugins.methods:
                 notes.append(f"{board.name}: reported row {row.method!r} names method {row.harness_method!r}, not installed")
     return notes
+
+
+def _unlinked_rows(boards: list[definitions.Leaderboard], plugins: Plugins) -> list[str]:
+    """Reported rows whose method name is an installed method's name or alias, yet carry neither a
+    ``harness_method`` link nor an ``unlinked`` reason: their measured runs could never get a Δ."""
+    known: dict[str, str] = {}
+    for name in plugins.methods:
+        cls = plugins.methods.get(name)
+        for alias in (cls.name, *cls.aliases):
+            known[_squash(alias)] = cls.name
+    errors = []
+    for board in boards:
+        for row in board.reported:
+            if row.harness_method or row.unlinked:
+                continue
+            words = [_squash(word) for word in re.split(r"[^\w]+", unicodedata.normalize("NFKC", row.method)) if word]
+            spans = {"".join(words[i:j]) for i in range(len(words)) for j in range(i + 1, min(len(words), i + 3) + 1)}
+            hits = sorted({known[span] for span in spans if span in known})
+            if hits:
+                errors.append(f"{board.name}: reported row {row.method!r} ({row.source.table}) names method "
+                              f"{' / '.join(hits)}, but has no harness_method (or unlinked: why)")
+    return errors
+
+
+def _squash(name: str) -> str:
+    """Lower-case letters and digits only (NFKC first, so PG² is pg2): 'Two stream' and 'two-stream' meet."""
+    return re.sub(r"[^a-z0-9]", "", unicodedata.normalize("NFKC", name).lower())
 
 
 def _select(boards: list[definitions.Leaderboard], names: list[str] | None) -> list[definitions.Leaderboard]:

@@ -32,6 +32,9 @@ class DatasetSpec:
     mean_over: str | None = None
     """A dataset option (e.g. RegDB's ``trial``) whose values are separate experiments of one
     configuration: a measured cell is the mean over them, with each value's result kept."""
+    mean_of: int | None = None
+    """How many values of ``mean_over`` the reported numbers average (RegDB: 10 trials); a measured
+    mean over fewer is shown but is not comparable (no Δ, not ranked)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +92,8 @@ class ReportedRow:
     harness_options: dict[str, Any]
     note: str
     copied_from: str
+    unlinked: str = ""
+    """Why a row whose method exists as a plugin names no ``harness_method`` (`leaderboards check`)."""
 
     def convention(self, key: str) -> str | None:
         return self.conventions.get(key)
@@ -170,12 +175,15 @@ def parse(data: Any, path: Path) -> Leaderboard:
     datasets = []
     for i, item in enumerate(c.sequence(top["datasets"], "datasets", nonempty=True)):
         where = f"datasets[{i}]"
-        entry = c.mapping(item, where, required=("name",), optional=("split", "title", "mean_over"))
+        entry = c.mapping(item, where, required=("name",), optional=("split", "title", "mean_over", "mean_of"))
         dataset_name = c.name(entry["name"], f"{where}.name")
-        mean_over = entry.get("mean_over")
+        mean_over, mean_of = entry.get("mean_over"), entry.get("mean_of")
+        if mean_of is not None and mean_over is None:
+            raise UsageError(f"{path}: {where}.mean_of: needs mean_over (the dataset option it counts)")
         datasets.append(DatasetSpec(dataset_name, c.text(entry.get("split", "test"), f"{where}.split"),
                                     c.text(entry.get("title", dataset_name), f"{where}.title"),
-                                    None if mean_over is None else c.name(mean_over, f"{where}.mean_over")))
+                                    None if mean_over is None else c.name(mean_over, f"{where}.mean_over"),
+                                    None if mean_of is None else c.integer(mean_of, f"{where}.mean_of", 1, 1000)))
     c.unique([d.name for d in datasets], "datasets", "name")
     dataset_names = {d.name for d in datasets}
 
@@ -218,7 +226,8 @@ def parse(data: Any, path: Path) -> Leaderboard:
     for i, item in enumerate(c.sequence(top.get("reported", []), "reported")):
         where = f"reported[{i}]"
         entry = c.mapping(item, where, required=("method", "source", "values"),
-                          optional=("conventions", "harness_method", "harness_options", "note", "copied_from"))
+                          optional=("conventions", "harness_method", "harness_options", "note", "copied_from",
+                                    "unlinked"))
         source = c.mapping(entry["source"], f"{where}.source", required=("paper", "table", "row"))
         paper = c.member(source["paper"], set(papers), f"{where}.source.paper", "a key under papers")
         values: dict[str, dict[str, float | None]] = {}
@@ -246,6 +255,7 @@ def parse(data: Any, path: Path) -> Leaderboard:
             harness_options=c.mapping(entry.get("harness_options", {}), f"{where}.harness_options"),
             note=c.text(entry.get("note", ""), f"{where}.note"),
             copied_from=c.text(entry.get("copied_from", ""), f"{where}.copied_from"),
+            unlinked=c.text(entry.get("unlinked", ""), f"{where}.unlinked"),
         ))
 
     charts = []

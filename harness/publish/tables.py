@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import stats
-from .definitions import ChartSpec, ConventionSpec, Leaderboard, MetricSpec, ReportedRow
+from .definitions import ChartSpec, ConventionSpec, DatasetSpec, Leaderboard, MetricSpec, ReportedRow
 from .records import Measured, Run
 
 ALPHA = 0.05
@@ -169,7 +169,7 @@ def build(board: Leaderboard, runs: list[Run], versions: Versions | None = None)
         if dataset.mean_over is None:
             rows += [_measured_row(board, run, dataset.name, columns, versions) for run in _latest_per_configuration(candidates)]
         else:
-            rows += [_mean_row(board, group, dataset.mean_over, dataset.name, columns, versions)
+            rows += [_mean_row(board, group, dataset, columns, versions)
                      for group in _experiments(candidates, dataset.mean_over)]
         _mark_best(rows, columns)
         if rows:
@@ -230,7 +230,7 @@ def _reported_row(board: Leaderboard, reported: ReportedRow, dataset: str, colum
         cell = Cell(value=values[spec.key], convention=convention)
         if spec.convention is not None and convention != spec.convention:
             cell.comparable = False
-            cell.reason = ("the paper does not state how this number was computed" if convention is None
+            cell.reason = (_unstated(reported) if convention is None
                            else f"computed with {convention}, this column ranks {spec.convention}")
         cells[spec.column] = cell
     badges = ["copied"] if reported.copied_from else []
@@ -251,18 +251,29 @@ def _measured_row(board: Leaderboard, run: Run, dataset: str, columns: list[Metr
     return row
 
 
-def _mean_row(board: Leaderboard, parts: dict[str, Run], option: str, dataset: str, columns: list[MetricSpec],
+def _mean_row(board: Leaderboard, parts: dict[str, Run], dataset: DatasetSpec, columns: list[MetricSpec],
               versions: Versions) -> Row:
-    """One configuration run once per value of ``option`` (e.g. RegDB's ten trials, each its own model):
-    each cell is the mean of the experiments' values, with the per-experiment values kept. Its interval
-    bootstraps over the experiments (the samples of different trials are different people)."""
+    """One configuration run once per value of the dataset's ``mean_over`` option (e.g. RegDB's ten
+    trials, each its own model): each cell is the mean of the experiments' values, with the
+    per-experiment values kept. Its interval bootstraps over the experiments (the samples of different
+    trials are different people). A value scored with a checkpoint trained on another value of the
+    option is left out of the mean (its training data are that value's test data); a mean over fewer
+    values than the reported numbers average (``mean_of``) is shown but not comparable."""
+    option = dataset.mean_over
+    assert option is not None
+    refused = {value: trained for value, run in parts.items()
+               if (trained := _trained_on_other(run, option, value)) is not None}
+    usable = {value: run for value, run in parts.items() if value not in refused}
     latest = max(parts.values(), key=lambda run: run.created)
-    matched = _paper_row(board, latest, dataset)
-    row = Row("measured", f"{latest.method} (mean over {len(parts)} × {option})", {}, run=latest, matched=matched,
-              over=option, parts=parts)
+    matched = _paper_row(board, latest, dataset.name)
+    row = Row("measured", f"{latest.method} (mean over {len(usable)} × {option})", {}, run=latest, matched=matched,
+              over=option, parts=usable)
     _badges(row, list(parts.values()), columns, versions)
+    if refused:
+        row.badges.append("refused")
+    short = dataset.mean_of is not None and len(usable) < dataset.mean_of
     for spec in columns:
-        found = {value: _measured_cell(board, run, dataset, spec, columns) for value, run in parts.items()}
+        found = {value: _measured_cell(board, run, dataset.name, spec, columns) for value, run in usable.items()}
         cells = {value: cell for value, cell in found.items() if cell is not None and cell.value is not None}
         if not cells:
             continue
@@ -273,12 +284,35 @@ def _mean_row(board: Leaderboard, parts: dict[str, Run], option: str, dataset: s
         values = {value: float(cell.value) for value, cell in cells.items()}
         cell = Cell(value=sum(values.values()) / len(values), convention=first.convention, comparable=first.comparable,
                     reason=first.reason, label=first.label, over=option, parts=values)
+        if (short or refused) and cell.comparable:
+            cell.comparable = False
+            cell.reason = _short_reason(dataset, len(values), refused)
         if len(values) >= 2:
             cell.ci = stats.bootstrap_ci(list(values.values()))
         if cell.comparable and matched is not None:
-            _delta(cell, spec, matched, dataset)
+            _delta(cell, spec, matched, dataset.name)
         row.cells[spec.column] = cell
     return row
+
+
+def _trained_on_other(run: Run, option: str, value: str) -> str | None:
+    """The ``option`` value the run's checkpoint was trained on, when it is another value of the same
+    dataset (recorded from the training manifest); None when it matches or nothing says."""
+    training = run.record["method"].get("training") or {}
+    if training.get("dataset") != run.dataset:
+        return None
+    trained = (training.get("dataset_options") or {}).get(option)
+    return None if trained is None or str(trained) == value else str(trained)
+
+
+def _short_reason(dataset: DatasetSpec, found: int, refused: dict[str, str]) -> str:
+    reason = (f"mean over {found} of the {dataset.mean_of} {dataset.mean_over} values the paper averages"
+              if dataset.mean_of is not None and found < dataset.mean_of else f"mean over {found} {dataset.mean_over} values")
+    if refused:
+        reason += "; left out: " + ", ".join(
+            f"{dataset.mean_over} {value} (checkpoint trained on {dataset.mean_over} {trained})"
+            for value, trained in refused.items())
+    return reason
 
 
 def _badges(row: Row, runs: list[Run], columns: list[MetricSpec], versions: Versions) -> None:
@@ -330,12 +364,19 @@ def _delta(cell: Cell, spec: MetricSpec, paper: ReportedRow, dataset: str) -> No
         return
     paper_convention = paper.convention(spec.key)
     if paper_convention is None:
-        cell.delta_note = f"no Δ to the paper's {reported:g}: its convention is not stated"
+        cell.delta_note = f"no Δ to the paper's {reported:g}: {_unstated(paper)}"
     elif paper_convention != cell.convention:
         cell.delta_note = f"no Δ to the paper's {reported:g}: computed with {paper_convention}, this with {cell.convention}"
     else:
         cell.delta = cell.value - reported
         cell.delta_note = f"paper {reported:g} ({paper.source.table})"
+
+
+def _unstated(reported: ReportedRow) -> str:
+    """Why a reported number has no convention: a number the paper copied says where it came from."""
+    if reported.copied_from:
+        return f"copied by {reported.source.paper} ({reported.copied_from}); how it was computed is not stated"
+    return "the paper does not state how this number was computed"
 
 
 def _paper_row(board: Leaderboard, run: Run, dataset: str) -> ReportedRow | None:
