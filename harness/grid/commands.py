@@ -17,7 +17,7 @@ from ..errors import UsageError
 from ..plugins import Plugins
 from ..run.store import ResultStore, default_results_root
 from .driver import GridPlan, GridRequest, GridRun, plan_grid
-from .events import latest_grid
+from .events import latest_grid, running_grids
 from .suite import MetricEntry, Suite, load_suite, shipped_suites, suite_from_plugins
 from .view import jobs_table, results_table, watch
 
@@ -154,6 +154,10 @@ def cmd_status(args: argparse.Namespace, plugins: Plugins) -> int:
         out.print(f"no grid has run in {root}")
         return 0
     out.print(jobs_table(state))
+    others = [grid for grid in running_grids(root) if grid.grid_id != state.grid_id]
+    for grid in others:  # another driver on the same store (each claims the jobs it runs)
+        counts = " · ".join(f"{n} {name}" for name, n in grid.counts().items() if n)
+        out.print(f"also running: grid {grid.grid_id}, driver pid {grid.pid} on {grid.host} ({counts})")
     alive = state.driver_alive()
     if state.finished is not None:
         out.print(f"finished {state.finished} (exit {state.exit_code})")
