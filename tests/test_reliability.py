@@ -117,3 +117,89 @@ def test_a_killed_grid_driver_passes_its_claims_to_the_other(env, tmp_path):
     stored = _stored_cells(env["results"])
     assert sorted(set(stored)) == list(seconds)
     assert len(stored) <= len(seconds) + 1  # at most the cell in flight in the killed driver's worker twice
+
+
+# -- 3. two trainings on one --out ----------------------------------------------------------------
+def gan_args(root: Path, out: Path, *extra: str) -> list[str]:
+    return ["train", "--plugins-dir", str(FIXTURE_PLUGINS), "--method", "tiny-gan", "--dataset", "demo-pairs",
+            "--data-root", str(root), "--out", str(out), "--steps", "12", "--batch-size", "4",
+            "--checkpoint-every", "2", "--quiet", *extra]
+
+
+def demo_root(tmp_path: Path) -> Path:
+    root = tmp_path / "demo"
+    root.mkdir()
+    (root / "READY").write_text("ok")
+    return root
+
+
+def start_training(root: Path, out: Path) -> subprocess.Popen:
+    """A slow `harness train` in a subprocess, returned once it has saved a step."""
+    process = subprocess.Popen([str(EXE), *gan_args(root, out)], env={**os.environ, "DEMO_STEP_SLEEP": "0.3"},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None and not (out / "state.pt").is_file():
+        time.sleep(0.05)
+    assert process.poll() is None, process.communicate()
+    return process
+
+
+def test_a_second_training_on_one_out_is_refused_naming_the_first_and_a_stale_lock_is_taken_over(cli, tmp_path):
+    root, out = demo_root(tmp_path), tmp_path / "ckpt"
+    first = start_training(root, out)
+    try:
+        code, _, err = cli(*gan_args(root, out))
+        assert code == 2, err
+        assert f"--out {out} is in use by another training run (pid {first.pid} on " in err
+        assert "tiny-gan on demo-pairs" in err and "Traceback" not in err
+    finally:
+        first.kill()
+        first.wait()
+    code, _, err = cli(*gan_args(root, out))  # the killed run's lock is stale: taken over
+    assert code == 0, err
+    steps = [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 13))  # every step once
+
+
+# -- 7. small ones --------------------------------------------------------------------------------
+@pytest.mark.slow  # test_train_resume's stop-request test checks both statuses in-process, faster
+def test_sigterm_ends_training_with_143_and_ctrl_c_with_130(tmp_path):
+    root = demo_root(tmp_path)
+    for signum, status, word in ((signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")):
+        out = tmp_path / f"ckpt-{signum}"
+        process = start_training(root, out)
+        process.send_signal(signum)
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == status, err
+        assert f"harness: {word}: training stopped at step" in err and "Traceback" not in err
+
+
+def test_trained_weights_follow_the_umask(cli, tmp_path):
+    root, out = demo_root(tmp_path), tmp_path / "ckpt"
+    previous = os.umask(0o027)
+    try:
+        code, _, err = cli(*gan_args(root, out, "--steps", "2"))
+    finally:
+        os.umask(previous)
+    assert code == 0, err
+    modes = {path.name: path.stat().st_mode & 0o777 for path in out.iterdir() if not path.name.startswith(".")}
+    assert modes == {"manifest.json": 0o640, "state.pt": 0o640, "model.safetensors": 0o640, "train_log.jsonl": 0o640}
+
+
+def test_a_damaged_state_is_refused_without_torchs_weights_only_false_advice(cli, tmp_path):
+    import zipfile
+
+    root, out = demo_root(tmp_path), tmp_path / "ckpt"
+    assert cli(*gan_args(root, out, "--steps", "4"))[0] == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps({**manifest, "completed": False}))
+    original = zipfile.ZipFile(out / "state.pt")
+    entries = {name: original.read(name) for name in original.namelist()}
+    original.close()
+    with zipfile.ZipFile(out / "state.pt", "w", zipfile.ZIP_STORED) as damaged:  # the pickle cut in a name
+        for name, data in entries.items():
+            cut = data.index(b"_rebuild_tensor") + 8 if name.endswith("data.pkl") else len(data)
+            damaged.writestr(name, data[:cut])
+    code, _, err = cli(*gan_args(root, out, "--steps", "4"))
+    assert code == 2 and f"cannot resume from {out / 'state.pt'}" in err
+    assert "weights_only" not in err and "can still be loaded" not in err and "\x1b[" not in err

@@ -32,7 +32,7 @@ from ..run.cells import RunSpec, check_pairing
 from ..run.devices import resolve_device
 from ..run.store import ResultStore
 from . import cells
-from .claims import Claims, describe
+from .claims import Claims
 from .events import EventLog, GridState, JobState, grid_dir, overlay_progress, progress_dir
 from .suite import Pairing, Suite, pairings
 from .training import is_trained
@@ -246,7 +246,7 @@ class GridRun:
         free = [job_id for job_id in ids if self.claims.try_claim(job_id)]
         waiting = [job_id for job_id in ids if job_id not in free]
         for job_id in waiting:
-            self.state.jobs[job_id].note = f"held by {describe(self.claims.holder(job_id))}; waiting"
+            self.state.jobs[job_id].note = f"held by {self.claims.holder(job_id)}; waiting"
             self.events.append("job_state", job=job_id, state="queued", note=self.state.jobs[job_id].note)
         while True:
             if free:
