@@ -203,3 +203,53 @@ def test_a_damaged_state_is_refused_without_torchs_weights_only_false_advice(cli
     code, _, err = cli(*gan_args(root, out, "--steps", "4"))
     assert code == 2 and f"cannot resume from {out / 'state.pt'}" in err
     assert "weights_only" not in err and "can still be loaded" not in err and "\x1b[" not in err
+
+
+# -- 5. a failed plugin contributes nothing ---------------------------------------------------------
+DUPNAME = '''
+from harness import Method, hookimpl
+
+class Dup(Method):
+    name = "dupname"
+    tasks = frozenset({"deraining"})
+
+    def predict(self, samples):
+        return [s["rainy"] for s in samples]
+
+@hookimpl
+def harness_register_methods(register):
+    register(Dup)
+    register(Dup)
+'''
+
+
+def test_a_plugin_marked_failed_contributes_nothing(cli, env, tmp_path):
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "dup.py").write_text(DUPNAME)
+    code, out, err = cli("plugins", "--plugins-dir", plugins)
+    assert code == 1 and "dup [FAILED]" in out and "duplicate method name 'dupname'" in out
+    code, out, err = cli("--plugins-dir", FIXTURE_PLUGINS, "--plugins-dir", plugins, "run", "--method", "dupname",
+                         "--dataset", "demo-pairs", "--split", "test")
+    assert code == 2 and "unknown method 'dupname'" in err
+    assert not (env["results"] / "runs").exists()
+
+
+# -- 6. names and paths ---------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["../x", "Upper", "a b", "", "-lead", "x/y"])
+def test_plugin_names_are_validated_at_registration(cli, tmp_path, name):
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "badname.py").write_text(DUPNAME.replace('"dupname"', repr(name)).replace("    register(Dup)\n    register(Dup)", "    register(Dup)"))
+    code, out, err = cli("plugins", "--plugins-dir", plugins)
+    assert code == 1 and "badname [FAILED]" in out
+    assert f"method name {name!r} is not allowed: names are lower-case letters" in out
+
+
+def test_results_pointing_at_a_file_is_a_usage_error(cli, env, tmp_path):
+    path = tmp_path / "a-file"
+    path.write_text("not a store")
+    for args in (("results",), ("status",), ("run", "--method", "identity", "--dataset", "demo-pairs")):
+        code, out, err = cli("--plugins-dir", FIXTURE_PLUGINS, *args, "--results", path)
+        assert code == 2, (args, err)
+        assert f"result store {path} (--results or $HARNESS_RESULTS) is a file, expected a folder" in err and "Traceback" not in err

@@ -15,7 +15,7 @@ from rich.table import Table
 from ..api import Executor
 from ..errors import UsageError
 from ..plugins import Plugins
-from ..run.store import ResultStore, default_results_root
+from ..run.store import ResultStore, check_results_root, default_results_root
 from .driver import GridPlan, GridRequest, GridRun, plan_grid
 from .events import latest_grid, running_grids
 from .suite import MetricEntry, Suite, load_suite, shipped_suites, suite_from_plugins
@@ -145,7 +145,7 @@ def cmd_suites(args: argparse.Namespace, plugins: Plugins) -> int:
 
 
 def cmd_status(args: argparse.Namespace, plugins: Plugins) -> int:
-    root = args.results or default_results_root()
+    root = check_results_root(args.results or default_results_root())
     out = console()
     if args.watch:
         watch(lambda: latest_grid(root), out)

@@ -26,6 +26,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..data import save_png
+from ..errors import UsageError
 from . import database
 
 RESULTS_ENV = "HARNESS_RESULTS"
@@ -68,13 +69,20 @@ def default_results_root() -> Path:
     return Path(os.environ.get(RESULTS_ENV, "harness-results"))
 
 
+def check_results_root(root: Path) -> Path:
+    """``root`` if it is a folder or does not exist yet; a file there is a usage error, not a traceback."""
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"result store {root} (--results or ${RESULTS_ENV}) is a file, expected a folder")
+    return root
+
+
 class ResultStore:
     """Writes run records atomically and answers queries through the SQLite index."""
 
     def __init__(self, root: Path | None = None, index: bool = True) -> None:
         """``index=False`` for grid workers: they only write run folders, the driver indexes them
         (SQLite must never be written from many nodes over a network filesystem)."""
-        self.root = Path(root) if root is not None else default_results_root()
+        self.root = check_results_root(Path(root) if root is not None else default_results_root())
         self.indexing = index
         self.runs_dir = self.root / "runs"
         self.index_path = self.root / "index.sqlite"
