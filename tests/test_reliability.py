@@ -253,3 +253,28 @@ def test_results_pointing_at_a_file_is_a_usage_error(cli, env, tmp_path):
         code, out, err = cli("--plugins-dir", FIXTURE_PLUGINS, *args, "--results", path)
         assert code == 2, (args, err)
         assert f"result store {path} (--results or $HARNESS_RESULTS) is a file, expected a folder" in err and "Traceback" not in err
+
+
+# -- 7. an unknown plugin in a suite names the file -----------------------------------------------
+@pytest.mark.parametrize("methods, datasets, message", [
+    ("[nosuch]", "[demo-pairs]", "unknown method 'nosuch'"),
+    ("[flaky]", "[nosuch-data]", "unknown dataset 'nosuch-data'"),
+    ("[{name: flaky, options: {speed: 3}}]", "[demo-pairs]", "unknown option(s) speed"),
+])
+def test_an_unknown_method_or_dataset_in_a_suite_names_the_suite_file(cli, env, tmp_path, methods, datasets, message):
+    path = tmp_path / "my-suite.yaml"
+    path.write_text(f"methods: {methods}\ndatasets: {datasets}\n")
+    code, out, err = cli(*PLUGINS, "grid", "--suite", path, "--workers", "0")
+    assert code == 2 and f"harness: error: suite {path}: " in err and message in err
+
+
+def test_publish_markdown_tells_apart_rows_that_differ_only_in_options(cli, env):
+    for stages in ("1", "2"):
+        code, _, err = cli("run", "--method", "s-dsen", "--untrained", "--dataset", "rain-synth", "--limit", "2",
+                           "--metric", "psnr", "--option", f"stages={stages}", "--quiet")
+        assert code == 0, err
+    code, out, err = cli("publish", "--format", "markdown", "--leaderboard", "s-dsen")
+    assert code == 0, err
+    rows = [line for line in out.splitlines() if line.startswith("| s-dsen")]
+    assert len(rows) == 2 and rows[0].startswith("| s-dsen (stages=1) | measured")
+    assert rows[1].startswith("| s-dsen (stages=2) | measured")

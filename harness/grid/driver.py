@@ -34,7 +34,7 @@ from ..run.store import ResultStore
 from . import cells
 from .claims import Claims
 from .events import EventLog, GridState, JobState, grid_dir, overlay_progress, progress_dir
-from .suite import Pairing, Suite, pairings
+from .suite import Pairing, Suite, naming_the_file, pairings
 from .training import is_trained
 from .view import LiveView
 from .worker import driver_env, run_job, spec_to_json
@@ -95,7 +95,13 @@ class GridPlan:
 
 # -- planning ------------------------------------------------------------------------------------
 def plan_grid(request: GridRequest, plugins: Plugins, store: ResultStore) -> GridPlan:
-    """Validate every cell (usage errors raise before anything runs) and classify it against the store."""
+    """Validate every cell (usage errors, naming the suite file, raise before anything runs) and classify
+    it against the store."""
+    with naming_the_file(request.suite):
+        return _plan_grid(request, plugins, store)
+
+
+def _plan_grid(request: GridRequest, plugins: Plugins, store: ResultStore) -> GridPlan:
     past = cells.PastRuns(store)
     trains: dict[str, TrainStep] = {}
     planned: list[PlannedCell] = []
