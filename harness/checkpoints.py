@@ -7,6 +7,8 @@ file names, or taken from an explicit path.
 from __future__ import annotations
 
 import os
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +57,7 @@ def load_state_dict(path: Path) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise DataError(
-            f"cannot load checkpoint {path}: {exc} "
+            f"cannot load checkpoint {path}: {load_failure(exc)} "
             "(expected a .safetensors file or a torch state dict of tensors; pickled objects are refused)"
         ) from None
     # Training checkpoints wrap the weights: {"state_dict": ...} (Lightning) or {"net": ...} (RESCAN family).
@@ -66,6 +68,20 @@ def load_state_dict(path: Path) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise DataError(f"checkpoint {path} holds a {type(state).__name__}, expected a state dict")
     return state
+
+
+def load_failure(exc: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in one line, without torch's advice to load
+    it with ``weights_only=False`` (which would run any code the file holds): the harness never does."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+    if isinstance(exc, pickle.UnpicklingError):
+        detail = text.partition("WeightsUnpickler error:")[2].strip() or text.splitlines()[-1]
+        detail = re.split(r"\. (?=Please|Check|To )", detail)[0].rstrip(".")
+        return f"it is damaged or holds something other than tensors and plain values ({detail})"
+    first = text.splitlines()[0].split(". ")[0] if text else ""
+    if isinstance(exc, (EOFError, OSError)) or "central directory" in text or "EOF" in text:
+        return f"the file is truncated or damaged ({type(exc).__name__}{': ' + first if first else ''})"
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def load_into(model: torch.nn.Module, path: Path) -> None:
@@ -91,4 +107,18 @@ def save_tensors(state: dict[str, torch.Tensor], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp))
+    os.chmod(tmp, 0o666 & ~current_umask())  # safetensors writes 0600; the folder's other files follow the umask
     os.replace(tmp, path)
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux shows it (``os.umask`` sets it to read it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

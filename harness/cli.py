@@ -20,7 +20,7 @@ from . import __doc__ as package_doc
 from .api import Option, Plugin
 from .cli_options import parse_key_values, parse_metric_options
 from .data import resolve_data_root
-from .errors import DataError, HarnessError, UsageError
+from .errors import DataError, HarnessError, Terminated, UsageError
 from .models import count_parameters
 from .plugins import Plugins, get_plugins
 from .publish.commands import add_parsers as add_publish_parsers
@@ -37,7 +37,8 @@ from .grid.commands import add_grid_commands
 EPILOG = """exit codes: 0 success; 1 a run failed (a method or metric crashed, non-finite predictions: the failed
 record is kept) or `harness plugins` found a failed plugin; 2 usage or data error (bad option, missing or corrupt
 data/weights: nothing is written, unless the error surfaced after the first sample was scored, then the failed record
-is kept and names the file); 130 interrupted; 141 output pipe closed (e.g. `| head`).
+is kept and names the file); 130 interrupted (Ctrl-C); 143 terminated (SIGTERM; training saves its last whole step
+first); 141 output pipe closed (e.g. `| head`).
 environment: HARNESS_DATA (dataset home), HARNESS_RESULTS (result store), HARNESS_CACHE (cache root, default
 ~/.cache/harness), HARNESS_CACHE_MAX (cache size cap, e.g. 20G), HARNESS_PLUGINS_DIR (extra plugins),
 TORCH_HOME (weights in $TORCH_HOME/hub/checkpoints), HARNESS_INCEPTION_WEIGHTS (FID/KID/IS Inception weights
@@ -600,6 +601,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HarnessError as exc:
         print(f"harness: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Terminated as exc:
+        print(f"harness: terminated{': ' + str(exc) if str(exc) else ''}", file=sys.stderr)
+        return 143
     except KeyboardInterrupt as exc:
         print(f"harness: interrupted{': ' + str(exc) if str(exc) else ''}", file=sys.stderr)
         return 130

@@ -27,3 +27,8 @@ class RunError(HarnessError):
     """A run that started and then failed."""
 
     exit_code = 1
+
+
+class Terminated(KeyboardInterrupt):
+    """An interruption by SIGTERM (a scheduler, `kill`): handled like Ctrl-C, but the CLI exits 143
+    (128 + 15, the conventional status) instead of 130."""

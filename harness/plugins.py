@@ -5,8 +5,13 @@ Load order (tox/datasette style): the core's own task plugin, then every entry p
 exactly as a third-party plugin does), then unpackaged ``*.py`` files from ``--plugins-dir`` /
 ``HARNESS_PLUGINS_DIR``. A plugin that fails to import or to register is recorded with its error and
 the others still load. A registration whose name (or an alias) is already taken — by a built-in or by
-a plugin loaded earlier — is refused: the first owner keeps the name, the later plugin is reported as
-failed naming both owners, and its other registrations still count (they do not clash with anything).
+a plugin loaded earlier — is refused: the first owner keeps the name and the later plugin is reported
+as failed naming both owners. A failed plugin contributes nothing: whatever it registered before or
+after the failure is dropped and its hooks are unregistered, so `harness plugins` saying FAILED and a
+run crediting that plugin can never both be true.
+
+Every registered name (and alias) must match `NAME_PATTERN`: names become file and folder names
+(run ids, training folders, cache keys) and command-line words, so ``../x`` or ``A B`` are refused.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import os
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -30,6 +36,8 @@ from .errors import UsageError
 from .registry import DuplicateName, Registry
 
 ENTRY_POINT_GROUP = "harness"
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]*")
+"""What a method, dataset, metric, executor or task name (or alias) may look like."""
 PLUGINS_DIR_ENV = "HARNESS_PLUGINS_DIR"
 
 
@@ -178,6 +186,20 @@ class Plugins:
                 except Exception as exc:
                     raised.add(owner)
                     self._fail(owner, _short_error(exc, _file_of(impl.plugin)))
+        for info in self.failures():
+            self._withdraw(info)
+
+    def _withdraw(self, info: PluginInfo) -> None:
+        """Take back everything a failed plugin registered, and its hooks."""
+        for registry in (self.tasks, self.methods, self.datasets, self.metrics, self.executors):
+            registry.remove_owner(info.name)
+        if info.provides:
+            dropped = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in sorted(info.provides.items()))
+            info.error = f"{info.error} (nothing of this plugin is used; dropped {dropped})"
+            info.provides = {}
+        plugin = self.pm.get_plugin(info.name)
+        if plugin is not None:
+            self.pm.unregister(plugin)
 
     def _fail(self, owner: str, error: str) -> None:
         """Mark ``owner`` failed; a plugin can fail more than once (one refused name per clash)."""
@@ -190,6 +212,12 @@ class Plugins:
                 raise TypeError(f"{owner}: register() expects a {base.__name__} subclass, got {entry!r}")
             if base is None and not isinstance(entry, Task):
                 raise TypeError(f"{owner}: register() expects a Task, got {entry!r}")
+            for key in (entry.name, *getattr(entry, "aliases", ())):
+                if not isinstance(key, str) or not NAME_PATTERN.fullmatch(key):
+                    raise UsageError(
+                        f"{owner}: {registry.kind} name {key!r} is not allowed: names are lower-case letters, "
+                        "digits, '.', '_' and '-', starting with a letter or digit"
+                    )
             try:
                 registry.add(entry.name, entry, owner, tuple(getattr(entry, "aliases", ())))
             except DuplicateName as exc:

@@ -40,6 +40,14 @@ class Registry(Generic[T]):
         for alias in aliases:
             self._aliases[alias] = name
 
+    def remove_owner(self, owner: str) -> list[str]:
+        """Drop every entry (and its aliases) that ``owner`` registered; returns their names."""
+        names = [name for name, by in self._owners.items() if by == owner]
+        for name in names:
+            del self._entries[name], self._owners[name]
+        self._aliases = {alias: name for alias, name in self._aliases.items() if name not in names}
+        return names
+
     def _owner_of(self, key: str) -> str | None:
         canonical = self._aliases.get(key, key)
         return self._owners.get(canonical)

@@ -84,7 +84,8 @@ def test_entry_point_import_error_names_the_module_file(tmp_path, monkeypatch):
 def test_duplicate_name_is_refused_and_everything_else_works(tmp_path, cli):
     """A plugin re-registering a built-in's name (or an earlier plugin's) no longer breaks every command:
     the first owner keeps the name, the later registration is reported failed naming both owners, and the
-    plugin's other registrations still count."""
+    failed plugin contributes nothing (issue 21: FAILED in `harness plugins` yet credited by a run was
+    a contradiction)."""
     (tmp_path / "copycat.py").write_text(textwrap.dedent("""
         from harness import Method, Metric, hookimpl
         class Copy(Method):
@@ -114,7 +115,7 @@ def test_duplicate_name_is_refused_and_everything_else_works(tmp_path, cli):
             register(Again)
     """))
     code, out, err = cli("list", "--plugins-dir", tmp_path)
-    assert code == 0 and "copycat-own" in out and "psnr" in out
+    assert code == 0 and "copycat-own" not in out and "psnr" in out
     assert "plugin copycat failed: duplicate method name 'identity'" in err
 
     code, out, _ = cli("info", "identity", "--plugins-dir", tmp_path)
@@ -127,11 +128,12 @@ def test_duplicate_name_is_refused_and_everything_else_works(tmp_path, cli):
     assert ("error: duplicate method name 'identity': registered by plugin 'identity' and again by plugin "
             "'copycat'; duplicate metric name 'psnr': registered by plugin 'psnr-ssim' and again by plugin "
             "'copycat'") in out
-    assert "copycat [FAILED]" in out and "    methods: copycat-own" in out
+    assert "copycat [FAILED]" in out and "    methods: copycat-own" not in out
+    assert "(nothing of this plugin is used; dropped methods: copycat-own)" in out
     assert ("duplicate method name 'copycat-own': registered by plugin 'copycat' and again by plugin "
             "'zz_later'") in out
     plugins = Plugins([tmp_path])
-    assert plugins.methods.owner("copycat-own") == "copycat" and "other" not in plugins.methods
+    assert "copycat-own" not in plugins.methods and "other" not in plugins.methods
 
 
 def test_unknown_name_suggests_close_matches(cli):

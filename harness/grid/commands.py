@@ -16,9 +16,9 @@ from ..api import Executor
 from ..cli_options import parse_key_values, parse_metric_options
 from ..errors import UsageError
 from ..plugins import Plugins
-from ..run.store import ResultStore, default_results_root
+from ..run.store import ResultStore, check_results_root, default_results_root
 from .driver import GridPlan, GridRequest, GridRun, plan_grid
-from .events import latest_grid
+from .events import latest_grid, running_grids
 from .suite import MetricEntry, Suite, load_suite, shipped_suites, suite_from_plugins
 from .view import jobs_table, results_table, watch
 
@@ -144,7 +144,7 @@ def cmd_suites(args: argparse.Namespace, plugins: Plugins) -> int:
 
 
 def cmd_status(args: argparse.Namespace, plugins: Plugins) -> int:
-    root = args.results or default_results_root()
+    root = check_results_root(args.results or default_results_root())
     out = console()
     if args.watch:
         watch(lambda: latest_grid(root), out)
@@ -153,6 +153,10 @@ def cmd_status(args: argparse.Namespace, plugins: Plugins) -> int:
         out.print(f"no grid has run in {root}")
         return 0
     out.print(jobs_table(state))
+    others = [grid for grid in running_grids(root) if grid.grid_id != state.grid_id]
+    for grid in others:  # another driver on the same store (each claims the jobs it runs)
+        counts = " · ".join(f"{n} {name}" for name, n in grid.counts().items() if n)
+        out.print(f"also running: grid {grid.grid_id}, driver pid {grid.pid} on {grid.host} ({counts})")
     alive = state.driver_alive()
     if state.finished is not None:
         out.print(f"finished {state.finished} (exit {state.exit_code})")

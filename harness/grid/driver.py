@@ -4,6 +4,10 @@ The driver is the only process that writes the SQLite index and the events log; 
 folders (atomically renamed into place) and progress files. A killed driver therefore loses nothing
 that finished: the next run merges run folders missing from the index (`ResultStore.sync_index`)
 and recognises finished cells by their key.
+
+Two drivers may share a store: each job is claimed (`harness.grid.claims`) before it is dispatched,
+a job another live driver holds is left until it is let go and then run only if still missing, and
+a dead driver's claims pass to whoever asks next.
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ import datetime as dt
 import os
 import secrets
 import socket
+import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from rich.console import Console
 
@@ -27,13 +32,16 @@ from ..run.cells import RunSpec, check_pairing
 from ..run.devices import resolve_device
 from ..run.store import ResultStore
 from . import cells
-from .events import EventLog, GridState, JobState, overlay_progress, progress_dir
-from .suite import Pairing, Suite, pairings
+from .claims import Claims
+from .events import EventLog, GridState, JobState, grid_dir, overlay_progress, progress_dir
+from .suite import Pairing, Suite, naming_the_file, pairings
 from .training import is_trained
 from .view import LiveView
 from .worker import driver_env, run_job, spec_to_json
 
 TRAINED_FOLDER = "trained"
+CLAIM_POLL_SECONDS = 0.5
+"""How often a driver looks again at jobs another driver holds."""
 
 
 @dataclasses.dataclass
@@ -74,6 +82,8 @@ class PlannedCell:
     state: str = "queued"
     note: str = ""
     record: dict[str, Any] | None = None
+    planned: cells.Cell | None = None
+    """The resolved cell (keys), once classified against the store."""
 
 
 @dataclasses.dataclass
@@ -85,7 +95,13 @@ class GridPlan:
 
 # -- planning ------------------------------------------------------------------------------------
 def plan_grid(request: GridRequest, plugins: Plugins, store: ResultStore) -> GridPlan:
-    """Validate every cell (usage errors raise before anything runs) and classify it against the store."""
+    """Validate every cell (usage errors, naming the suite file, raise before anything runs) and classify
+    it against the store."""
+    with naming_the_file(request.suite):
+        return _plan_grid(request, plugins, store)
+
+
+def _plan_grid(request: GridRequest, plugins: Plugins, store: ResultStore) -> GridPlan:
     past = cells.PastRuns(store)
     trains: dict[str, TrainStep] = {}
     planned: list[PlannedCell] = []
@@ -115,7 +131,7 @@ def plan_grid(request: GridRequest, plugins: Plugins, store: ResultStore) -> Gri
 
 def classify(cell: PlannedCell, plugins: Plugins, past: cells.PastRuns, request: GridRequest) -> None:
     """Cached (an ok record has this cell's key), failed earlier, or to run."""
-    planned = cells.plan(cell.spec, plugins)
+    planned = cell.planned = cells.plan(cell.spec, plugins)
     if request.force:
         return
     record = past.complete(planned)
@@ -188,6 +204,8 @@ class GridRun:
         self.grid_id = new_grid_id()
         self.events = EventLog(store.root, self.grid_id)
         self.progress = progress_dir(store.root, self.grid_id)
+        self.claims = Claims(grid_dir(store.root), self.grid_id)
+        self.cells: dict[str, PlannedCell] = {}
         jobs = [JobState(step.id, "train", step.label) for step in plan.trains.values() if not step.done]
         jobs += [JobState(cell.id, "cell", cell.label, cell.state, note=cell.note) for cell in plan.cells]
         self.state = GridState(self.grid_id, "", os.getpid(), socket.gethostname(), executor.name,
@@ -207,6 +225,7 @@ class GridRun:
                 self._run_cells()
             exit_code = 1 if self.state.counts()["failed"] else 0
         finally:
+            self.claims.release_all()
             self.events.append("grid_finished", exit_code=exit_code, counts=self.state.counts())
         return exit_code
 
@@ -225,15 +244,73 @@ class GridRun:
         self.events.append("job_state", job=job_id, state=state, note=note, seconds=seconds)
         self.view.refresh()
 
+    def _claimed(self, ids: list[str], still_to_do: Callable[[list[str]], list[str]]) -> Iterator[list[str]]:
+        """Rounds of jobs this driver has claimed and that are still to do: first every job it could
+        claim at once, then jobs other drivers held, as they let them go. ``still_to_do`` looks at the
+        store after claiming (another driver may have finished a job meanwhile) and marks those done.
+        A driver never waits while holding a claim it has not run, so two drivers cannot deadlock."""
+        free = [job_id for job_id in ids if self.claims.try_claim(job_id)]
+        waiting = [job_id for job_id in ids if job_id not in free]
+        for job_id in waiting:
+            self.state.jobs[job_id].note = f"held by {self.claims.holder(job_id)}; waiting"
+            self.events.append("job_state", job=job_id, state="queued", note=self.state.jobs[job_id].note)
+        while True:
+            if free:
+                todo = still_to_do(free)
+                for job_id in set(free) - set(todo):
+                    self.claims.release(job_id)
+                if todo:
+                    yield todo
+            if not waiting:
+                return
+            time.sleep(CLAIM_POLL_SECONDS)
+            self._poll()
+            free = [job_id for job_id in waiting if self.claims.try_claim(job_id)]
+            waiting = [job_id for job_id in waiting if job_id not in free]
+
+    def _trains_to_do(self, ids: list[str]) -> list[str]:
+        todo = []
+        for job_id in ids:
+            step = self.plan.trains[job_id]
+            if is_trained(step.out):
+                step.done = True
+                self._set(job_id, "done", f"trained by another grid: {step.out}")
+            else:
+                todo.append(job_id)
+        return todo
+
+    def _cells_to_do(self, ids: list[str]) -> list[str]:
+        self.store.sync_index()  # records of a driver that died before indexing them
+        past = cells.PastRuns(self.store)
+        todo = []
+        for job_id in ids:  # planning found these missing: a record now is another grid's work
+            planned = self.cells[job_id].planned
+            if planned is None or self.request.force:
+                todo.append(job_id)
+                continue
+            record = past.complete(planned)
+            failed = None if self.request.rerun_failed else past.failure(planned)
+            if record is not None:
+                self.cells[job_id].record = record
+                self._set(job_id, "cached", record["run_id"])
+            elif failed is not None:
+                message = (failed.get("error") or {}).get("message", "")
+                self._set(job_id, "failed", f"failed in another grid ({failed['run_id']}: {message})")
+            else:
+                todo.append(job_id)
+        return todo
+
     def _run_trains(self) -> None:
         steps = [step for step in self.plan.trains.values() if not step.done]
-        jobs = [self._job(step.id, "train", step.payload) for step in steps]
-        for job, result in self._dispatch(jobs):
-            if result["status"] == "ok":
-                self.plan.trains[job.id].done = True
-                self._set(job.id, "done", seconds=result.get("seconds"))
-            else:
-                self._set(job.id, "failed", _message(result), result.get("seconds"))
+        for claimed in self._claimed([step.id for step in steps], self._trains_to_do):
+            jobs = [self._job(job_id, "train", self.plan.trains[job_id].payload) for job_id in claimed]
+            for job, result in self._dispatch(jobs):
+                if result["status"] == "ok":
+                    self.plan.trains[job.id].done = True
+                    self._set(job.id, "done", seconds=result.get("seconds"))
+                else:
+                    self._set(job.id, "failed", _message(result), result.get("seconds"))
+                self.claims.release(job.id)
         past = cells.PastRuns(self.store)
         for cell in self.plan.cells:
             if cell.train is None or cell.state != "queued" or cell.note != "after training":
@@ -252,14 +329,17 @@ class GridRun:
 
     def _run_cells(self) -> None:
         todo = {cell.id: cell for cell in self.plan.cells if cell.state == "queued"}
-        jobs = [self._job(cell.id, "cell", {"spec": spec_to_json(cell.spec)}) for cell in todo.values()]
-        for job, result in self._dispatch(jobs):
-            cell = todo[job.id]
-            if result.get("record"):
-                cell.record = self.store.index_record(Path(result["record"]))
-            state = "done" if result["status"] == "ok" else "failed"
-            note = cell.record["run_id"] if state == "done" and cell.record else _message(result)
-            self._set(job.id, state, note, result.get("seconds"))
+        self.cells = todo
+        for claimed in self._claimed(list(todo), self._cells_to_do):
+            jobs = [self._job(job_id, "cell", {"spec": spec_to_json(todo[job_id].spec)}) for job_id in claimed]
+            for job, result in self._dispatch(jobs):
+                cell = todo[job.id]
+                if result.get("record"):
+                    cell.record = self.store.index_record(Path(result["record"]))
+                state = "done" if result["status"] == "ok" else "failed"
+                note = cell.record["run_id"] if state == "done" and cell.record else _message(result)
+                self._set(job.id, state, note, result.get("seconds"))
+                self.claims.release(job.id)  # after indexing: a waiting driver then finds the record
 
     def _dispatch(self, jobs: list[Job]) -> Iterable[tuple[Job, dict[str, Any]]]:
         if not jobs:

@@ -142,18 +142,35 @@ def apply(state: GridState, event: dict[str, Any]) -> None:
         job.seconds = event.get("seconds", job.seconds)
 
 
-def latest_grid(results: Path) -> GridState | None:
-    """The newest grid's state from the events log, with live progress overlaid."""
-    state: GridState | None = None
+def all_grids(results: Path) -> list[GridState]:
+    """Every grid of the events log, oldest first (several drivers may share a store)."""
+    states: dict[str, GridState] = {}
     for event in read_events(results):
         if event["event"] == "grid_started":
             jobs = {job["id"]: JobState(job["id"], job["kind"], job["label"]) for job in event["jobs"]}
-            state = GridState(event["grid"], event["time"], event["pid"], event["host"], event["executor"], jobs)
-        elif state is not None and event["grid"] == state.grid_id:
-            apply(state, event)
-    if state is not None:
-        overlay_progress(state, progress_dir(results, state.grid_id))
+            states[event["grid"]] = GridState(event["grid"], event["time"], event["pid"], event["host"],
+                                              event["executor"], jobs)
+        elif event.get("grid") in states:
+            apply(states[event["grid"]], event)
+    return list(states.values())
+
+
+def latest_grid(results: Path) -> GridState | None:
+    """The newest grid's state from the events log, with live progress overlaid."""
+    grids = all_grids(results)
+    if not grids:
+        return None
+    state = grids[-1]
+    overlay_progress(state, progress_dir(results, state.grid_id))
     return state
+
+
+def running_grids(results: Path) -> list[GridState]:
+    """Grids whose driver has not finished and is not known to be dead, with live progress overlaid."""
+    running = [state for state in all_grids(results) if state.finished is None and state.driver_alive() is not False]
+    for state in running:
+        overlay_progress(state, progress_dir(results, state.grid_id))
+    return running
 
 
 def overlay_progress(state: GridState, folder: Path) -> None:

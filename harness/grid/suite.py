@@ -25,12 +25,13 @@ live in ``harness/grid/suites/*.yaml`` and are addressed by their file stem (`ha
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fnmatch
 import os
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import yaml
 
@@ -100,6 +101,22 @@ class Pairing:
     method: MethodEntry
     dataset: DatasetEntry
     metrics: tuple[MetricEntry, ...] | None
+
+
+PLUGINS_SOURCE = "plugins"
+"""`Suite.source` of the all-plugins grid, which has no file."""
+
+
+@contextlib.contextmanager
+def naming_the_file(suite: Suite) -> Iterator[None]:
+    """Usage errors raised inside (an unknown method, dataset or metric, a bad option) name the suite
+    file they come from, as for errors found while parsing it."""
+    try:
+        yield
+    except UsageError as exc:
+        if suite.source == PLUGINS_SOURCE or suite.source in str(exc):
+            raise
+        raise UsageError(f"suite {suite.source}: {exc}") from None
 
 
 # -- shipped suites ------------------------------------------------------------------------------
@@ -239,7 +256,7 @@ def suite_from_plugins(
         elif not _needs_weights(cls):
             methods.append(MethodEntry(name))
     datasets = tuple(DatasetEntry(name) for name in plugins.datasets)
-    return Suite("all", "every compatible method × dataset pair", tuple(methods), datasets, metrics, "plugins")
+    return Suite("all", "every compatible method × dataset pair", tuple(methods), datasets, metrics, PLUGINS_SOURCE)
 
 
 def _needs_weights(cls: type[Method]) -> bool:

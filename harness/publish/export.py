@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .tables import Board, Cell
+from .tables import Board, Cell, Row
 
 
 def _escape(text: str) -> str:
@@ -33,6 +33,27 @@ def _cell(cell: Cell | None, precision: int) -> str:
     return _escape(text)
 
 
+def _options_apart(rows: list[Row]) -> dict[int, str]:
+    """Per row (by id), the method options whose values differ between measured rows of one method name:
+    the html page lists every option under the name, a Markdown row would otherwise look like its twin."""
+    groups: dict[str, list[Row]] = {}
+    for row in rows:
+        if row.run is not None:
+            groups.setdefault(row.method, []).append(row)
+    shown: dict[int, str] = {}
+    for group in groups.values():
+        if len(group) < 2:
+            continue
+        options = [json.loads(json.dumps(row.run.record["method"].get("options") or {}, default=str))
+                   for row in group if row.run is not None]
+        names = sorted({name for opts in options for name in opts})
+        varying = [n for n in names if len({json.dumps(o.get(n), sort_keys=True) for o in options}) > 1]
+        for row, opts in zip(group, options):
+            if varying:
+                shown[id(row)] = " (" + ", ".join(f"{n}={json.dumps(opts.get(n))}" for n in varying) + ")"
+    return shown
+
+
 def markdown(boards: list[Board]) -> str:
     lines: list[str] = []
     for board in boards:
@@ -44,12 +65,14 @@ def markdown(boards: list[Board]) -> str:
                                           for c in table.columns)]
             lines.append("| " + " | ".join(map(_escape, header)) + " |")
             lines.append("|" + "---|" * len(header))
+            apart = _options_apart(table.rows)
             for row in table.rows:
                 kind = row.kind + "".join(f", {badge}" for badge in row.badges)
                 if row.reported:
                     kind += f" ({row.reported.source.table})"
                 cells = [_cell(row.cells.get(c.column), c.precision) for c in table.columns]
-                lines.append("| " + " | ".join([_escape(row.method), _escape(kind), *cells]) + " |")
+                name = row.method + apart.get(id(row), "")
+                lines.append("| " + " | ".join([_escape(name), _escape(kind), *cells]) + " |")
             lines.append("")
     lines.append("Measured values: mean [95% bootstrap interval]; Δ against the paper only where the conventions match; "
                  "≈: not significantly different from the best measured row.")

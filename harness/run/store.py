@@ -18,6 +18,7 @@ import os
 import shutil
 import sqlite3
 import secrets
+import sys
 from contextlib import closing
 from pathlib import Path
 from typing import Any, Iterable
@@ -25,6 +26,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..data import save_png
+from ..errors import UsageError
 from . import database
 
 RESULTS_ENV = "HARNESS_RESULTS"
@@ -67,16 +69,25 @@ def default_results_root() -> Path:
     return Path(os.environ.get(RESULTS_ENV, "harness-results"))
 
 
+def check_results_root(root: Path) -> Path:
+    """``root`` if it is a folder or does not exist yet; a file there is a usage error, not a traceback."""
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"result store {root} (--results or ${RESULTS_ENV}) is a file, expected a folder")
+    return root
+
+
 class ResultStore:
     """Writes run records atomically and answers queries through the SQLite index."""
 
     def __init__(self, root: Path | None = None, index: bool = True) -> None:
         """``index=False`` for grid workers: they only write run folders, the driver indexes them
         (SQLite must never be written from many nodes over a network filesystem)."""
-        self.root = Path(root) if root is not None else default_results_root()
+        self.root = check_results_root(Path(root) if root is not None else default_results_root())
         self.indexing = index
         self.runs_dir = self.root / "runs"
         self.index_path = self.root / "index.sqlite"
+        self.warned: set[Path] = set()
+        """Unreadable records already reported by this store object (each is named once per command)."""
 
     # -- writing ---------------------------------------------------------------------------------
     def write(
@@ -121,7 +132,7 @@ class ResultStore:
             database.run_script(connection, "DROP TABLE IF EXISTS metric_values; DROP TABLE IF EXISTS scores; "
                                 f"DROP TABLE IF EXISTS runs; PRAGMA user_version = {SCHEMA_VERSION};\n{SCHEMA}")
             if version != 0 or self._has_runs():
-                _fill(connection, self.runs_dir)
+                _fill(connection, self.runs_dir, self.warned)
         database.run_script(connection, SCHEMA)
         return connection
 
@@ -132,10 +143,12 @@ class ResultStore:
         with closing(self._connect()) as connection, connection:
             _insert(connection, record, path)
 
-    def index_record(self, path: Path) -> dict[str, Any]:
-        """Index one run folder's ``record.json`` written elsewhere (by a grid worker); returns the record."""
-        record = json.loads(Path(path).read_text())
-        self._index(record, Path(path))
+    def index_record(self, path: Path) -> dict[str, Any] | None:
+        """Index one run folder's ``record.json`` written elsewhere (by a grid worker); returns the record,
+        or None (with a warning) when it cannot be read."""
+        record = read_record(Path(path), self.warned)
+        if record is not None:
+            self._index(record, Path(path))
         return record
 
     def sync_index(self) -> int:
@@ -149,8 +162,7 @@ class ResultStore:
             added = 0
             for path in sorted(self.runs_dir.glob("*/record.json")):
                 if path.parent.name not in known:
-                    _insert(connection, json.loads(path.read_text()), path)
-                    added += 1
+                    added += _insert_file(connection, path, self.warned)
         return added
 
     def rebuild_index(self) -> int:
@@ -175,7 +187,8 @@ class ResultStore:
             return []
         with closing(self._connect()) as connection:
             rows = connection.execute("SELECT record FROM runs ORDER BY created, run_id").fetchall()
-        return [json.loads(Path(row[0]).read_text()) for row in rows if Path(row[0]).exists()]
+        records = (read_record(Path(row[0]), self.warned) for row in rows if Path(row[0]).exists())
+        return [record for record in records if record is not None]
 
     def find_complete(self, cell: Any) -> dict[str, Any] | None:
         """The newest ok record with the cell's prediction key and every (label, score key) of the cell.
@@ -199,7 +212,8 @@ class ResultStore:
             row = connection.execute(query, params).fetchone()
         if row is None or not Path(row[0]).exists():
             return None
-        return {**json.loads(Path(row[0]).read_text()), "path": row[0]}
+        record = read_record(Path(row[0]), self.warned)  # a record damaged since it was indexed: the cell runs again
+        return None if record is None else {**record, "path": row[0]}
 
     def metric_rows(self) -> list[dict[str, Any]]:
         """One row per (run, metric label, value name), for tables and exports."""
@@ -215,9 +229,50 @@ class ResultStore:
             return [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
-def _fill(connection: sqlite3.Connection, runs_dir: Path) -> None:
+REQUIRED_FIELDS = ("run_id", "created", "method", "dataset", "status")
+
+
+def read_record(path: Path, warned: set[Path] | None = None) -> dict[str, Any] | None:
+    """A run's record, or None after a warning naming the file when it cannot be read or lacks the
+    fields the index needs: one damaged record must not take the whole store down."""
+    try:
+        record = json.loads(path.read_text())
+        if not isinstance(record, dict):
+            raise ValueError(f"a JSON {type(record).__name__}, expected an object")
+        missing = [name for name in REQUIRED_FIELDS if name not in record]
+        if missing:
+            raise ValueError(f"no {', '.join(missing)}")
+        for part, field in (("method", "name"), ("dataset", "name"), ("dataset", "split")):
+            if not isinstance(record[part], dict) or field not in record[part]:
+                raise ValueError(f"no {part}.{field}")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        if warned is None or path not in warned:
+            _warn_unreadable(path, exc)
+        if warned is not None:
+            warned.add(path)
+        return None
+    return record
+
+
+def _warn_unreadable(path: Path, exc: BaseException) -> None:
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    print(f"harness: warning: skipped unreadable run record {path} ({type(exc).__name__}: {reason}); "
+          f"its run counts as missing and a grid runs its cell again. Restore the file from a backup, "
+          f"or remove the run: rm -r {path.parent}", file=sys.stderr)
+
+
+def _fill(connection: sqlite3.Connection, runs_dir: Path, warned: set[Path]) -> None:
     for path in sorted(runs_dir.glob("*/record.json")):
-        _insert(connection, json.loads(path.read_text()), path)
+        _insert_file(connection, path, warned)
+
+
+def _insert_file(connection: sqlite3.Connection, path: Path, warned: set[Path]) -> int:
+    """Index one record file; 0 (after a warning) when it cannot be read."""
+    record = read_record(path, warned)
+    if record is None:
+        return 0
+    _insert(connection, record, path)
+    return 1
 
 
 def _insert(connection: sqlite3.Connection, record: dict[str, Any], path: Path) -> None:

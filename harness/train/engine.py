@@ -8,7 +8,9 @@ An output folder holds exactly the files listed in `OWN_FILES`:
   scale and the Python/NumPy/torch/CUDA RNG states; tensors and plain values only;
 - ``model.safetensors``: the exported weights ``harness run --checkpoint FOLDER`` loads
   (``best.safetensors`` too with ``keep_best``);
-- ``train_log.jsonl``: one line per step with every loss and learning rate, plus evaluation lines.
+- ``train_log.jsonl``: one line per step with every loss and learning rate, plus evaluation lines;
+- ``.train.lock``: locked (`harness.locks`) while a run writes the folder, so a second run on the same
+  ``--out`` is refused naming the first; a killed run's lock passes to the next run by itself.
 
 Re-running the same command continues from the last saved step and ends bit-identical to a run that
 was never interrupted, ``kill -9`` included.
@@ -30,10 +32,11 @@ from typing import Any, TextIO
 import torch
 from tqdm import tqdm
 
+from .. import locks
 from ..api import Dataset, Method
-from ..checkpoints import save_tensors
+from ..checkpoints import load_failure, save_tensors
 from ..data import digest_files, sha256_file
-from ..errors import DataError, UsageError
+from ..errors import DataError, Terminated, UsageError
 from ..provenance import git_commit, library_versions
 from ..run.cells import TRAINED_WEIGHTS, TRAINING_MANIFEST
 from . import distributed, rng
@@ -42,6 +45,7 @@ from .context import TrainContext
 STATE_FILE = "state.pt"
 LOG_FILE = "train_log.jsonl"
 BEST_WEIGHTS = "best.safetensors"
+LOCK_FILE = ".train.lock"
 OWN_FILES = frozenset({TRAINING_MANIFEST, STATE_FILE, TRAINED_WEIGHTS, LOG_FILE, BEST_WEIGHTS})
 CURVE_POINTS = 100
 
@@ -101,6 +105,7 @@ def check_out_folder(out: Path) -> dict[str, Any] | None:
         raise UsageError(f"--out {out} is a file, expected a folder for the training output")
     manifest_path = out / TRAINING_MANIFEST
     explained = OWN_FILES | {name + ".tmp" for name in OWN_FILES} if manifest_path.is_file() else frozenset()
+    explained |= {LOCK_FILE}
     unexplained = sorted(entry.name for entry in out.iterdir() if entry.name not in explained)
     if unexplained:
         what = "no manifest.json" if not manifest_path.is_file() else "files a training run does not write"
@@ -120,9 +125,8 @@ def load_state(path: Path, device: str) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # UnpicklingError, RuntimeError (truncated zip), EOFError, ...
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(
-            f"cannot resume from {path}: {reason}. Expected a training state of tensors and plain values "
+            f"cannot resume from {path}: {load_failure(exc)}. Expected a training state of tensors and plain values "
             "written by `harness train` (pickled objects are refused; a truncated file cannot be read); "
             "delete it to restart from the last step the manifest records, or delete the folder"
         ) from None
@@ -150,6 +154,20 @@ def _curve_point(step: int, losses: dict[str, float]) -> list[Any]:
     return [step, {key: round(value, 7) for key, value in losses.items()}]
 
 
+def lock_out_folder(out: Path, what: dict[str, Any]) -> Any:
+    """Hold ``out``'s lock for this run, or refuse naming the process that holds it."""
+    check_out_folder(out)  # a folder of the user's is refused before anything is created in it
+    handle = locks.acquire(out / LOCK_FILE, what)
+    if handle is None:
+        holder = locks.holder(out / LOCK_FILE)
+        raise UsageError(
+            f"--out {out} is in use by another training run ({locks.describe(holder)}: "
+            f"{holder.get('method', '?')} on {holder.get('dataset', '?')}); wait for it to finish or stop it, "
+            "or choose another --out"
+        )
+    return handle
+
+
 def train(
     method: Method,
     dataset: Dataset,
@@ -158,8 +176,18 @@ def train(
     progress: bool = True,
     evaluate: Evaluator | None = None,
 ) -> dict[str, Any]:
-    """Train (or resume training) and return the manifest."""
+    """Train (or resume training) and return the manifest; ``out`` is locked for the whole run."""
     dataset.verify(spec.split)
+    lock = lock_out_folder(out, {"method": method.name, "dataset": dataset.name}) if spec.rank == 0 else None
+    try:
+        return _train(method, dataset, spec, out, progress, evaluate)
+    finally:
+        if lock is not None:
+            locks.release(lock)
+
+
+def _train(method: Method, dataset: Dataset, spec: TrainSpec, out: Path, progress: bool,
+           evaluate: Evaluator | None) -> dict[str, Any]:
     data_digest = digest_files(dataset.files(spec.split), dataset.root, dataset.derived_digest(spec.split))
     identity = _identity(method, dataset, spec, data_digest)
     previous = check_out_folder(out)
@@ -269,13 +297,15 @@ def train(
     # A stop request (SIGTERM, first Ctrl-C) lets the running step finish, so the state saved is the
     # state after a whole step. A KeyboardInterrupt raised inside a step (second Ctrl-C, a plugin) may
     # leave it half done (D updated, G not): then nothing is saved and the last checkpoint stands.
+    # The exit status then tells the two apart: 130 after Ctrl-C, 143 after SIGTERM (`Terminated`).
     stop_requested = False
+    stop_signal = signal.SIGINT
 
     def request_stop(signum: int, frame: Any) -> None:
-        nonlocal stop_requested
+        nonlocal stop_requested, stop_signal
         if stop_requested:
-            raise KeyboardInterrupt
-        stop_requested = True
+            raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+        stop_requested, stop_signal = True, signum
 
     handlers = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     recipe.train()
@@ -300,8 +330,10 @@ def train(
                 run_evaluation(step)
             if step % every == 0 and step < spec.steps:
                 save(step)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         torn = True
+        if isinstance(exc, Terminated):
+            stop_signal = signal.SIGTERM
     finally:
         bar.close()
         for sig, handler in handlers.items():
@@ -310,8 +342,8 @@ def train(
             log.close()
     if torn:
         last = int(json.loads(manifest_path.read_text())["step"]) if writer else 0
-        raise KeyboardInterrupt(
-            f"training interrupted during step {step + 1}; re-run the same command to resume from step {last}"
+        raise _stopped(
+            stop_signal, f"training interrupted during step {step + 1}; re-run the same command to resume from step {last}"
         )
     manifest["seconds"] = round(old.get("seconds", 0.0) + time.perf_counter() - started, 3)
     manifest["completed"] = step >= spec.steps
@@ -319,8 +351,13 @@ def train(
     save(step)
     distributed.barrier()
     if not manifest["completed"]:
-        raise KeyboardInterrupt(f"training stopped at step {step}; re-run the same command to resume")
+        raise _stopped(stop_signal, f"training stopped at step {step}; re-run the same command to resume")
     return manifest
+
+
+def _stopped(signum: int, message: str) -> KeyboardInterrupt:
+    """The interruption to raise for the signal that stopped training."""
+    return Terminated(message) if signum == signal.SIGTERM else KeyboardInterrupt(message)
 
 
 def _better(score: tuple[float, bool], best: dict[str, Any] | None) -> bool:
