@@ -3,9 +3,10 @@
 A drop is a regression only when it exceeds the metric's tolerance *and* the paired per-sample
 values say it is real (two-sided sign-flip test, p < alpha); without per-sample values on both sides
 the tolerance alone decides and the report says so. With too few pairs for the test to ever reach
-alpha (2 / 2^n >= alpha: five or fewer at 0.05) "not significant" would be no evidence at all, so the
-`Policy.min_samples` rule decides instead (by default the tolerance, and the row says why). Noisy timing metrics are reported, not gated,
-unless asked for; then the median over repeated runs is judged with a relative threshold.
+alpha (2 / 2^n >= alpha: five or fewer at 0.05) "not significant" would be no evidence at all, so
+`Policy.min_samples` decides instead (by default the tolerance, and the row says why). Noisy timing
+metrics are reported, not gated, unless asked for; then the median over repeated runs is judged with
+a relative threshold.
 """
 
 from __future__ import annotations
@@ -274,6 +275,10 @@ class Policy:
     min_samples: str = "tolerance"
     """One of `MIN_SAMPLES_POLICIES`: how a value is judged when its paired samples are too few for the
     test to reach ``alpha`` (a "not significant" from it would mean nothing)."""
+
+    def __post_init__(self) -> None:
+        if self.min_samples not in MIN_SAMPLES_POLICIES:
+            raise ValueError(f"min_samples must be one of {', '.join(MIN_SAMPLES_POLICIES)}, got {self.min_samples!r}")
 
     def tolerance(self, value: Value) -> float:
         for name in (value.key, value.label, value.metric):
