@@ -26,9 +26,9 @@ def checkpoints(tmp_path_factory):
     return {"home": home, "data": home / "data"}
 
 
-def run_sdsen(cli, checkpoint: Path, results: Path) -> None:
+def run_sdsen(cli, checkpoint: Path, results: Path, *extra: str) -> None:
     code, _, err = cli("run", "--method", "s-dsen", "--option", "stages=2", "--dataset", "rain-synth",
-                       "--checkpoint", checkpoint, "--results", results, "--quiet")
+                       "--checkpoint", checkpoint, "--results", results, "--quiet", *extra)
     assert code == 0, err
 
 
@@ -48,6 +48,9 @@ def test_gate_passes_identical_and_catches_a_briefly_trained_checkpoint(cli, che
         code, out, err = cli("gate", "--results", same, "--baseline", baseline)
         assert code == 0, err
         assert "no regression" in out and "regressed" not in out.split("\n", 3)[-1].split("| Status")[0]
+    # 12 samples are enough for the test at 0.05 (min p = 2/2^12): even the strictest policy passes.
+    code, out, err = cli("gate", "--results", same, "--baseline", baseline_file, "--min-samples-policy", "fail")
+    assert code == 0 and "too few" not in out, out + err
 
     summary = tmp_path / "step-summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
@@ -62,6 +65,46 @@ def test_gate_passes_identical_and_catches_a_briefly_trained_checkpoint(cli, che
     # The other way round it is an improvement, not a failure.
     code, out, _ = cli("gate", "--results", base, "--baseline", worse)
     assert code == 0 and "| improved |" in out
+
+
+def test_four_samples_all_worse_is_a_regression_judged_by_tolerance(cli, checkpoints, tmp_path, monkeypatch):
+    """Issue 23: on 4 paired samples the sign-flip test cannot go below p = 2/2^4 = 0.125, so "not
+    significant" said nothing and the gate always passed; now the tolerance decides, and the row says why."""
+    monkeypatch.setenv("HARNESS_DATA", str(checkpoints["data"]))
+    base, worse = tmp_path / "base", tmp_path / "worse"
+    run_sdsen(cli, checkpoints["home"] / "longer", base, "--limit", "4")
+    run_sdsen(cli, checkpoints["home"] / "brief", worse, "--limit", "4")
+    baseline_file, worse_file = tmp_path / "baseline.json", tmp_path / "worse.json"
+    code, _, err = cli("gate", "--results", base, "--export", baseline_file)
+    assert code == 0
+    assert "harness: warning: s-dsen (" in err
+    assert "× rain-synth/test: psnr/psnr, ssim/ssim: too few paired samples (4)" in err
+    assert "needs at least 6" in err
+    assert cli("gate", "--results", worse, "--export", worse_file)[0] == 0
+    before = json.loads(baseline_file.read_text())["cells"][0]["values"]
+    after = json.loads(worse_file.read_text())["cells"][0]["values"]
+    for name, tolerance in (("psnr/psnr", 0.05), ("ssim/ssim", 0.002)):  # the shipped leaderboards' tolerances
+        drops = [before[name]["per_sample"][key] - after[name]["per_sample"][key] for key in before[name]["per_sample"]]
+        assert len(drops) == 4 and min(drops) > tolerance, (name, drops)  # every image worse, beyond tolerance
+
+    code, out, err = cli("gate", "--results", worse, "--baseline", baseline_file)
+    assert code == 1, out + err
+    rows = [line for line in out.splitlines() if line.startswith("| **regressed**")]
+    assert len(rows) == 2 and "psnr" in rows[0] and "ssim" in rows[1]
+    for row in rows:
+        assert "too few paired samples (4) for the test at α = 0.05 (min p = 0.125): judged by tolerance" in row
+
+    code, out, _ = cli("gate", "--results", worse, "--baseline", baseline_file, "--min-samples-policy", "pass")
+    assert code == 0 and out.count("not judged (--min-samples-policy pass)") == 2
+    code, out, _ = cli("gate", "--results", base, "--baseline", baseline_file, "--min-samples-policy", "fail")
+    assert code == 1 and out.count("| **underpowered** |") == 2  # identical, yet the suite is too small to gate
+    code, out, _ = cli("gate", "--results", worse, "--baseline", baseline_file, "--alpha", "0.2")
+    assert code == 1 and "paired sign-flip test on 4 samples" in out  # at α = 0.2 min p = 0.125 suffices
+    with pytest.raises(SystemExit) as exit_:  # argparse's own exit 2 for a choice it does not know
+        cli("gate", "--results", worse, "--baseline", baseline_file, "--min-samples-policy", "never")
+    assert exit_.value.code == 2
+    code, _, err = cli("gate", "--results", worse, "--baseline", baseline_file, "--alpha", "0")
+    assert code == 2 and "--alpha" in err
 
 
 def test_one_sample_noise_within_tolerance_is_not_a_regression(cli, tmp_path):
@@ -137,3 +180,38 @@ def test_latency_is_reported_unless_gated_then_judged_by_the_median():
     assert finding.status == "pass" and finding.current == 10.2
     [finding] = gate.compare(base, slower, policy)
     assert finding.status == "regressed" and "median of 3 run(s)" in finding.note
+
+
+@pytest.mark.parametrize("where, change, message", [
+    (("values", "psnr/psnr", "value"), "abc", 'cells[0].values["psnr/psnr"].value: expected a finite number, got "abc"'),
+    (("values", "psnr/psnr", "value"), float("nan"), 'cells[0].values["psnr/psnr"].value: expected a finite number, got NaN'),
+    (("values", "ssim/ssim", "value"), float("inf"), 'cells[0].values["ssim/ssim"].value: expected a finite number, got Infinity'),
+    (("values", "psnr/psnr", "per_sample", "1"), "x", 'cells[0].values["psnr/psnr"].per_sample["1"]: expected a finite number'),
+    (("values", "psnr/psnr", "higher_is_better"), "yes", '.higher_is_better: expected true or false, got "yes"'),
+    (("values", "psnr/psnr", "history"), 3, ".history: expected a list of finite numbers, got 3"),
+    (("method",), None, "cells[0].method: missing (expected a string)"),
+    (("values", "ssim/ssim", "label"), None, 'cells[0].values["ssim/ssim"].label: missing (expected a string)'),
+    (("surprise",), 1, "cells[0].surprise: unexpected field"),
+])
+def test_malformed_baseline_names_the_json_path_and_exits_2(cli, tmp_path, where, change, message):
+    """Issue 21 item 4: a wrong type, NaN or inf in a baseline was a TypeError (exit 1, read by CI as a
+    regression); now it is a malformed baseline (exit 2) whose message gives the JSON path."""
+    results = tmp_path / "results"
+    assert cli("run", "--method", "identity", "--dataset", "rain-synth", "--results", results, "--quiet",
+               "--limit", "3")[0] == 0
+    baseline = tmp_path / "baseline.json"
+    assert cli("gate", "--results", results, "--export", baseline)[0] == 0
+    data = json.loads(baseline.read_text())
+    assert data["cells"][0]["values"]["psnr/psnr"]["per_sample"].keys() >= {"1"}
+    target = data["cells"][0]
+    for key in where[:-1]:
+        target = target[key]
+    if change is None:
+        del target[where[-1]]
+    else:
+        target[where[-1]] = change
+    baseline.write_text(json.dumps(data))
+    code, out, err = cli("gate", "--results", results, "--baseline", baseline)
+    assert code == 2 and out == "", err
+    assert f"--baseline {baseline}: malformed baseline at " in err and message in err
+    assert "Traceback" not in err and "__init__" not in err

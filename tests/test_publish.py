@@ -51,6 +51,26 @@ def test_sign_flip_test_exact_by_hand_and_against_scipy():
     assert stats.paired_differences({"a": 2.0, "b": 1.0, "c": None}, {"a": 1.5, "b": 1.0, "d": 3.0}) == [0.5, 0.0]
 
 
+def test_smallest_attainable_sign_flip_p_value():
+    """The gate and the leaderboards ask whether the test can reach alpha at all: its smallest p-value is
+    that of differences all of one sign, 2/2^n exactly (scipy agrees), 1/(permutations+1) by Monte Carlo."""
+    rng = np.random.default_rng(4)
+    for n in range(1, 11):
+        same_sign = rng.uniform(0.1, 2.0, size=n)
+        assert stats.sign_flip_min_p(n) == pytest.approx(stats.sign_flip_test(same_sign).p_value) == pytest.approx(2 / 2**n)
+        if n >= 2:  # scipy wants two observations
+            scipy_p = scipy.stats.permutation_test((same_sign,), np.mean, permutation_type="samples",
+                                                   n_resamples=np.inf, alternative="two-sided").pvalue
+            assert stats.sign_flip_min_p(n) == pytest.approx(scipy_p)
+        assert all(stats.sign_flip_test(rng.normal(size=n)).p_value >= stats.sign_flip_min_p(n) for _ in range(5))
+    assert stats.sign_flip_min_p(5) == 0.0625 >= 0.05 > stats.sign_flip_min_p(6) == 0.03125
+    assert stats.sign_flip_min_p(40) == pytest.approx(1 / 10001) == stats.sign_flip_test(np.ones(40)).p_value
+    assert stats.sign_flip_min_samples(0.05) == 6 and stats.sign_flip_min_samples(0.01) == 8
+    assert stats.sign_flip_min_samples(1e-5) is None  # below what 10,000 random flips can resolve
+    with pytest.raises(ValueError):
+        stats.sign_flip_min_p(0)
+
+
 # -- definitions -----------------------------------------------------------------------------------
 def test_leaderboards_list_and_check(cli):
     code, out, err = cli("leaderboards")

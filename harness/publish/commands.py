@@ -187,6 +187,8 @@ def _picture(value: Any) -> Any:
 
 
 def cmd_gate(args: argparse.Namespace, plugins: Plugins) -> int:
+    if not 0 < args.alpha < 1:
+        raise UsageError(f"--alpha expects a significance level between 0 and 1, got {args.alpha:g}")
     current = gate.cells_from_runs(read_store(args.results))
     if args.export is not None:
         if not current:
@@ -194,6 +196,8 @@ def cmd_gate(args: argparse.Namespace, plugins: Plugins) -> int:
         args.export.parent.mkdir(parents=True, exist_ok=True)
         args.export.write_text(json.dumps(gate.export(current), indent=1, default=str) + "\n")
         print(f"wrote baseline of {len(current)} cell(s) to {args.export}")
+        for line in gate.underpowered_warnings(current, args.alpha):
+            print(f"harness: warning: {line}", file=sys.stderr)
         return 0
     if args.baseline is None:
         raise UsageError("give --baseline PATH (a results directory or an exported JSON file), or --export PATH")
@@ -216,7 +220,7 @@ def cmd_gate(args: argparse.Namespace, plugins: Plugins) -> int:
             raise UsageError(f"--tolerance expects METRIC=NUMBER >= 0, got {pair!r}") from None
     report_only.update(args.report_only)
     policy = gate.Policy(tolerances, report_only, args.gate_latency, args.latency_threshold, args.alpha,
-                         args.require_all)
+                         args.require_all, args.min_samples_policy)
     findings = gate.compare(baseline, current, policy)
     text = gate.summary(findings, str(args.baseline))
     sys.stdout.write(text)
@@ -254,7 +258,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("gate", parents=[common, leaderboards_option, results_option],
                        help="fail when results regressed against a baseline",
                        description="Compare the current results with a baseline per (method, dataset, metric label), "
-                                   "direction-aware, with tolerances and a paired significance test on per-sample values. "
+                                   "direction-aware, with tolerances and a paired significance test on per-sample values "
+                                   "(too few samples for the test: see --min-samples-policy). "
                                    "Exit 0: no regression; 1: a regression or new failure; 2: usage or harness error. "
                                    "Writes a Markdown summary (also to $GITHUB_STEP_SUMMARY when set).",
                        epilog="example: harness gate --export baseline.json ; harness gate --baseline baseline.json --tolerance psnr=0.05")
@@ -272,5 +277,10 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="fail when a baseline cell is missing from the results (status 'dropped'); without it such "
                         "cells are listed as 'missing'. For CI on a fixed suite: a cell whose identity changed (a new "
                         "method option, say) needs a new baseline rather than going unchecked")
+    p.add_argument("--min-samples-policy", choices=gate.MIN_SAMPLES_POLICIES, default="tolerance",
+                   help="when a value has too few paired samples for the test to ever reach --alpha (2/2^n >= alpha: "
+                        "5 or fewer at 0.05): 'tolerance' judges a change beyond the tolerance by the tolerance alone "
+                        "(default), 'fail' fails the value whatever the change (the suite is too small to gate), "
+                        "'pass' lets any change pass (noted in the summary)")
     p.add_argument("--summary", type=Path, metavar="FILE", help="also append the Markdown summary to FILE")
     p.set_defaults(func=cmd_gate)

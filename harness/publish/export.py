@@ -30,6 +30,8 @@ def _cell(cell: Cell | None, precision: int) -> str:
         text += " (incomparable)"
     if cell.tied:
         text += " ≈"
+    if cell.too_few:
+        text += " (too few samples to tell)"
     return _escape(text)
 
 
@@ -75,7 +77,8 @@ def markdown(boards: list[Board]) -> str:
                 lines.append("| " + " | ".join([_escape(name), _escape(kind), *cells]) + " |")
             lines.append("")
     lines.append("Measured values: mean [95% bootstrap interval]; Δ against the paper only where the conventions match; "
-                 "≈: not significantly different from the best measured row.")
+                 "≈: not significantly different from the best measured row; too few samples to tell: too few shared "
+                 "samples with the best measured row for the paired test to reach p < 0.05 (n ≤ 5).")
     return "\n".join(lines) + "\n"
 
 

@@ -2,8 +2,11 @@
 
 A drop is a regression only when it exceeds the metric's tolerance *and* the paired per-sample
 values say it is real (two-sided sign-flip test, p < alpha); without per-sample values on both sides
-the tolerance alone decides and the report says so. Noisy timing metrics are reported, not gated,
-unless asked for; then the median over repeated runs is judged with a relative threshold.
+the tolerance alone decides and the report says so. With too few pairs for the test to ever reach
+alpha (2 / 2^n >= alpha: five or fewer at 0.05) "not significant" would be no evidence at all, so
+`Policy.min_samples` decides instead (by default the tolerance, and the row says why). Noisy timing
+metrics are reported, not gated, unless asked for; then the median over repeated runs is judged with
+a relative threshold.
 """
 
 from __future__ import annotations
@@ -11,7 +14,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import math
 import statistics
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +27,12 @@ from . import stats
 from .records import Run, read_store
 
 BASELINE_FORMAT = "harness-baseline/1"
-FAILING = ("regressed", "new-failure", "dropped")
-""""dropped": a baseline cell absent from the results, a failure only with ``Policy.require_all``."""
+FAILING = ("regressed", "new-failure", "dropped", "underpowered")
+""""dropped": a baseline cell absent from the results, a failure only with ``Policy.require_all``;
+"underpowered": too few paired samples for the test, a failure only with ``min_samples="fail"``."""
+MIN_SAMPLES_POLICIES = ("tolerance", "fail", "pass")
+"""What decides a value whose paired test cannot reach alpha: the tolerance alone (default), a failure
+whatever the change (the suite is too small to gate), or a pass whatever the change (explicit opt-out)."""
 
 
 @dataclasses.dataclass
@@ -34,7 +44,8 @@ class Value:
     higher_is_better: bool
     protocol: str
     version: str
-    per_sample: dict[str, float] | None
+    per_sample: dict[str, float | None] | None
+    """Sample id → value; null where the sample's value was not finite (records are strict JSON)."""
     history: list[float]
     """The value in every ok run of the cell, oldest first (for the median of noisy metrics)."""
 
@@ -102,12 +113,56 @@ def cells_from_runs(runs: list[Run]) -> dict[str, CellResult]:
 
 
 def export(cells: dict[str, CellResult]) -> dict[str, Any]:
-    """A committed baseline: the latest value (with per-sample values) of every cell."""
+    """A committed baseline: the latest value (with per-sample values) of every cell.
+
+    Strict JSON like the records: a non-finite number is written as null (dropped from a history), so
+    `load_baseline`, which rejects NaN and inf as malformed, reads back every export.
+    """
+    exported = []
+    for cell in sorted(cells.values(), key=lambda c: c.name):
+        item = dataclasses.asdict(cell)
+        for value in item["values"].values():
+            value["value"] = _finite(value["value"])
+            if value["per_sample"] is not None:
+                value["per_sample"] = {key: _finite(number) for key, number in value["per_sample"].items()}
+            value["history"] = [number for number in value["history"] if _finite(number) is not None]
+        exported.append(item)
     return {
         "format": BASELINE_FORMAT,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "cells": [dataclasses.asdict(cell) for cell in sorted(cells.values(), key=lambda c: c.name)],
+        "cells": exported,
     }
+
+
+def _finite(number: float | None) -> float | None:
+    return number if number is not None and math.isfinite(number) else None
+
+
+def underpowered_warnings(cells: dict[str, CellResult], alpha: float) -> list[str]:
+    """One line per cell whose per-sample values are too few for the paired test to reach ``alpha``
+    (`harness gate --export` warns with them: gating that cell will not be able to use the test)."""
+    lines = []
+    for cell in sorted(cells.values(), key=lambda c: c.name):
+        by_count: dict[int, list[str]] = {}
+        for name, value in sorted(cell.values.items()):
+            count = sum(1 for number in (value.per_sample or {}).values() if _finite(number) is not None)
+            if count and stats.sign_flip_min_p(count) >= alpha:
+                by_count.setdefault(count, []).append(name)
+        for count, names in sorted(by_count.items()):
+            lines.append(f"{cell.name}: {', '.join(names)}: {_too_few(count, alpha)}; "
+                         f"the paired test needs {_needed(alpha)}, so `harness gate` will fall back to "
+                         f"--min-samples-policy (default: judged by tolerance)")
+    return lines
+
+
+def _too_few(count: int, alpha: float) -> str:
+    return (f"too few paired samples ({count}) for the test at α = {alpha:g} "
+            f"(min p = {stats.sign_flip_min_p(count):.3g})")
+
+
+def _needed(alpha: float) -> str:
+    n = stats.sign_flip_min_samples(alpha)
+    return "more samples than any suite holds" if n is None else f"at least {n} (2/2ⁿ < α)"
 
 
 def load_baseline(path: Path) -> dict[str, CellResult]:
@@ -125,15 +180,83 @@ def load_baseline(path: Path) -> dict[str, CellResult]:
         raise DataError(f"--baseline {path}: not JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(data, dict) or data.get("format") != BASELINE_FORMAT:
         raise DataError(f"--baseline {path}: expected a {BASELINE_FORMAT} file from `harness gate --export`")
-    cells = {}
     try:
-        for item in data["cells"]:
-            values = {name: Value(**value) for name, value in item.pop("values").items()}
-            cell = CellResult(**item, values=values)
-            cells[cell.identity] = cell
-    except (KeyError, TypeError) as exc:
-        raise DataError(f"--baseline {path}: malformed cell ({exc})") from None
+        _check(data.get("cells"), list[CellResult], "cells")
+    except _Malformed as exc:
+        raise DataError(f"--baseline {path}: malformed baseline at {exc}") from None
+    cells = {}
+    for item in data["cells"]:
+        values = {name: Value(**value) for name, value in item.pop("values").items()}
+        cell = CellResult(**item, values=values)
+        cells[cell.identity] = cell
     return cells
+
+
+class _Malformed(Exception):
+    """``JSON.PATH: expected ..., got ...`` (caught in `load_baseline`, which names the file)."""
+
+
+def _check(value: Any, hint: Any, where: str) -> None:
+    """Check a parsed JSON value against a type hint of `CellResult` / `Value`, field by field.
+
+    The baseline is read back into those dataclasses, so their annotations are the schema: a wrong
+    type, NaN or inf (a JSON number must be finite; null stands for a missing value) is reported with
+    its JSON path instead of surfacing later as a TypeError that CI would read as a regression.
+    """
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return
+        (hint,) = [arg for arg in args if arg is not type(None)]
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise _Malformed(f"{where}: expected an object, got {_show(value)}")
+        fields = typing.get_type_hints(hint)
+        for name in fields:
+            if name not in value:
+                raise _Malformed(f"{where}.{name}: missing (expected {_expected(fields[name])})")
+        for name in value:
+            if name not in fields:
+                raise _Malformed(f"{where}.{name}: unexpected field (expected only {', '.join(fields)})")
+            _check(value[name], fields[name], f"{where}.{name}")
+    elif origin is dict:
+        if not isinstance(value, dict):
+            raise _Malformed(f"{where}: expected {_expected(hint)}, got {_show(value)}")
+        for key, item in value.items():
+            _check(item, args[1], f"{where}[{json.dumps(key)}]")
+    elif origin is list:
+        if not isinstance(value, list):
+            raise _Malformed(f"{where}: expected {_expected(hint)}, got {_show(value)}")
+        for index, item in enumerate(value):
+            _check(item, args[0], f"{where}[{index}]")
+    elif hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise _Malformed(f"{where}: expected a finite number, got {_show(value)}")
+    elif not isinstance(value, hint):
+        raise _Malformed(f"{where}: expected {_expected(hint)}, got {_show(value)}")
+
+
+def _expected(hint: Any, plural: bool = False) -> str:
+    """``float | None`` → "a finite number or null"; ``list[float]`` → "a list of finite numbers"."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if type(None) in args:
+        (inner,) = [arg for arg in args if arg is not type(None)]
+        return f"{_expected(inner, plural)} or {'nulls' if plural else 'null'}"
+    if origin is dict:
+        return f"{'objects' if plural else 'an object'} of {_expected(args[1], True)}"
+    if origin is list:
+        return f"{'lists' if plural else 'a list'} of {_expected(args[0], True)}"
+    names = {str: ("a string", "strings"), bool: ("true or false", "booleans"),
+             float: ("a finite number", "finite numbers"), Any: ("any value", "any values")}
+    return names.get(hint, ("an object", "objects"))[plural]
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # -- comparing ---------------------------------------------------------------------------------------
@@ -149,6 +272,13 @@ class Policy:
     require_all: bool = False
     """A baseline cell missing from the results fails (a CI suite whose cells changed identity, e.g. through
     a new option, would otherwise stop being compared without anyone noticing)."""
+    min_samples: str = "tolerance"
+    """One of `MIN_SAMPLES_POLICIES`: how a value is judged when its paired samples are too few for the
+    test to reach ``alpha`` (a "not significant" from it would mean nothing)."""
+
+    def __post_init__(self) -> None:
+        if self.min_samples not in MIN_SAMPLES_POLICIES:
+            raise ValueError(f"min_samples must be one of {', '.join(MIN_SAMPLES_POLICIES)}, got {self.min_samples!r}")
 
     def tolerance(self, value: Value) -> float:
         for name in (value.key, value.label, value.metric):
@@ -206,11 +336,21 @@ def _compare_value(cell: str, name: str, base: Value | None, now: Value | None, 
         return _judge_timing(finding, base, now, sign, policy)
     finding.change = now.value - base.value
     better = sign * finding.change
+    differences = stats.paired_differences(now.per_sample or {}, base.per_sample or {})
+    powerless = bool(differences) and stats.sign_flip_min_p(len(differences)) >= policy.alpha
+    if powerless and policy.min_samples == "fail":
+        finding.status = "underpowered"
+        finding.note = f"{_too_few(len(differences), policy.alpha)}: fails (--min-samples-policy fail)"
+        return finding
     if abs(better) <= finding.tolerance:
         finding.note = "within tolerance"
         return finding
-    differences = stats.paired_differences(now.per_sample or {}, base.per_sample or {})
-    if len(differences) >= 2:
+    if powerless:
+        if policy.min_samples == "pass":
+            finding.note = f"{_too_few(len(differences), policy.alpha)}: not judged (--min-samples-policy pass)"
+            return finding
+        finding.note = f"{_too_few(len(differences), policy.alpha)}: judged by tolerance"
+    elif differences:
         test = stats.sign_flip_test(differences)
         finding.p_value = test.p_value
         if test.p_value >= policy.alpha:
@@ -253,7 +393,7 @@ def summary(findings: list[Finding], baseline: str) -> str:
     verdict = "❌ regression" if exit_code(findings) else "✅ no regression"
     lines = [f"## harness gate: {verdict}", "", f"Baseline: `{_md(baseline)}`. " +
              ", ".join(f"{count} {status}" for status, count in sorted(counts.items())), ""]
-    order = ["new-failure", "regressed", "dropped", "incomparable", "missing", "improved", "fixed", "still-failing", "new", "reported", "pass"]
+    order = ["new-failure", "regressed", "dropped", "underpowered", "incomparable", "missing", "improved", "fixed", "still-failing", "new", "reported", "pass"]
     lines += ["| Status | Cell | Value | Baseline | Current | Change | Tolerance | p | Note |", "|---|---|---|---|---|---|---|---|---|"]
     for finding in sorted(findings, key=lambda f: (order.index(f.status) if f.status in order else 99, f.cell, f.label)):
         status = f"**{finding.status}**" if finding.status in FAILING else finding.status

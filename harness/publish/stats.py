@@ -105,6 +105,28 @@ def sign_flip_test(
     return PairedTest(float(d.mean()), float(p), len(d), False, permutations, seed)
 
 
+def sign_flip_min_p(n: int, *, permutations: int = DEFAULT_PERMUTATIONS) -> float:
+    """The smallest p-value `sign_flip_test` can return for ``n`` paired differences, whatever they are.
+
+    The all-positive and all-negative assignments always tie with the observed one, so the exact test
+    never goes below 2 / 2^n; the Monte-Carlo p-value never goes below
+    1 / (permutations + 1). When this is >= alpha the test cannot call any difference significant:
+    with 5 pairs or fewer at alpha = 0.05 it has no power, however large and consistent the change.
+    """
+    if n < 1:
+        raise ValueError("sign_flip_min_p needs at least one paired difference")
+    exact = 2.0 ** (1 - n)
+    return exact if n <= EXACT_SIGN_FLIPS else max(exact, 1.0 / (permutations + 1))
+
+
+def sign_flip_min_samples(alpha: float, *, permutations: int = DEFAULT_PERMUTATIONS) -> int | None:
+    """The fewest paired differences for which `sign_flip_test` can reach p < alpha (None: no n can)."""
+    for n in range(1, 64):
+        if sign_flip_min_p(n, permutations=permutations) < alpha:
+            return n
+    return None
+
+
 def paired_differences(current: dict[str, float], baseline: dict[str, float]) -> list[float]:
     """current − baseline over the sample ids both hold (with finite values), in a stable order."""
     common = sorted(

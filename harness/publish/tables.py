@@ -3,7 +3,8 @@
 A measured value is shown next to a reported one only when both were computed with the same
 convention; otherwise the cell says "incomparable" and why. Every measured mean carries a seeded
 bootstrap interval from its per-sample values, and measured rows that are not significantly
-different from the best measured row (paired sign-flip test on the shared samples) are marked.
+different from the best measured row (paired sign-flip test on the shared samples) are marked; with
+too few shared samples for that test to reach ALPHA the mark says so instead of "tied".
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ class Cell:
     best: bool = False
     tied: bool = False
     """Not significantly different from the best measured row (paired test, p >= ALPHA)."""
+    too_few: int | None = None
+    """The number of pairs with the best measured row when they are too few for the paired test to ever
+    reach ALPHA (2 / 2^n >= ALPHA): whether this row differs from the best cannot be told, so it is
+    not marked tied either."""
     p_value: float | None = None
     label: str = ""
     n: int | None = None
@@ -41,6 +46,11 @@ class Cell:
     """The dataset option this cell averages over (the leaderboard dataset's ``mean_over``), if any."""
     parts: dict[str, float] | None = None
     """Option value → that experiment's value, for a cell that is their mean."""
+
+    @property
+    def too_few_min_p(self) -> float | None:
+        """The smallest p-value the paired test could give with ``too_few`` pairs (>= ALPHA)."""
+        return stats.sign_flip_min_p(self.too_few) if self.too_few else None
 
     def as_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -425,8 +435,12 @@ def _mark_best(rows: list[Row], columns: list[MetricSpec]) -> None:
                 continue
             other = _paired_values(row, cell, spec)
             differences = stats.paired_differences(leader_values, other) if other else []
-            if len(differences) >= 2:
-                cell.p_value = stats.sign_flip_test(differences).p_value
+            if not differences:
+                continue
+            cell.p_value = stats.sign_flip_test(differences).p_value
+            if stats.sign_flip_min_p(len(differences)) >= ALPHA:
+                cell.too_few = len(differences)  # p >= ALPHA whatever the data: no evidence of a tie
+            else:
                 cell.tied = cell.p_value >= ALPHA
 
 
