@@ -6,6 +6,10 @@ stale lock never needs clean-up: the next process simply takes it. The file hold
 host and what it is doing, for messages only; lock files are never deleted (deleting one would let
 two processes lock two different files of one name).
 
+A forked child (a DataLoader worker) shares its parent's locks through the descriptors it inherits,
+and would keep them held after the parent is killed; so right after a fork the child points those
+descriptors at ``/dev/null``, dropping its share while the parent keeps the lock.
+
 ``flock`` works between processes of one machine and on local file systems; on a network file
 system it depends on the server (NFSv4 maps it to byte-range locks; some setups do not lock at all).
 """
@@ -19,6 +23,21 @@ import os
 import socket
 from pathlib import Path
 from typing import IO, Any
+
+
+_held: set[int] = set()
+"""Descriptors of the locks this process holds."""
+
+
+def _drop_inherited() -> None:
+    null = os.open(os.devnull, os.O_RDONLY)
+    for fd in _held:
+        os.dup2(null, fd, inheritable=False)  # the number stays valid for the child's file objects
+    os.close(null)
+    _held.clear()
+
+
+os.register_at_fork(after_in_child=_drop_inherited)
 
 
 def acquire(path: Path, what: dict[str, Any]) -> IO[str] | None:
@@ -36,6 +55,7 @@ def acquire(path: Path, what: dict[str, Any]) -> IO[str] | None:
     since = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     handle.write(json.dumps({**what, "pid": os.getpid(), "host": socket.gethostname(), "since": since}))
     handle.flush()
+    _held.add(handle.fileno())
     return handle
 
 
@@ -57,5 +77,6 @@ def describe(info: dict[str, Any]) -> str:
 
 
 def release(handle: IO[str]) -> None:
+    _held.discard(handle.fileno())
     fcntl.flock(handle, fcntl.LOCK_UN)
     handle.close()

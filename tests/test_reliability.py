@@ -133,8 +133,9 @@ def demo_root(tmp_path: Path) -> Path:
 
 
 def start_training(root: Path, out: Path) -> subprocess.Popen:
-    """A slow `harness train` in a subprocess, returned once it has saved a step."""
-    process = subprocess.Popen([str(EXE), *gan_args(root, out)], env={**os.environ, "DEMO_STEP_SLEEP": "0.3"},
+    """A slow `harness train` in a subprocess (with a forked DataLoader worker, which must not keep the
+    lock held after the run is killed), returned once it has saved a step."""
+    process = subprocess.Popen([str(EXE), *gan_args(root, out, "--workers", "1")], env={**os.environ, "DEMO_STEP_SLEEP": "0.3"},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None and not (out / "state.pt").is_file():
