@@ -374,7 +374,8 @@ def _delta(cell: Cell, spec: MetricSpec, paper: ReportedRow, dataset: str) -> No
         return
     paper_convention = paper.convention(spec.key)
     if paper_convention is None:
-        cell.delta_note = f"no Δ to the paper's {reported:g}: {_unstated(paper)}"
+        why = _unstated(paper) if paper.copied_from else "its convention is not stated"
+        cell.delta_note = f"no Δ to the paper's {reported:g}: {why}"
     elif paper_convention != cell.convention:
         cell.delta_note = f"no Δ to the paper's {reported:g}: computed with {paper_convention}, this with {cell.convention}"
     else:
