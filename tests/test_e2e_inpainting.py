@@ -86,6 +86,15 @@ def test_gh_fills_random_holes_and_ce_refuses_them(cli, synth_root):
     assert code != 0 and "centred square" in err
 
 
+def test_nps_thesis_objective_runs_on_torchvision_vgg(cli, vgg_weights, synth_root):
+    code, out, err = cli("run", "--method", "nps", "--dataset", "inpaint-synth", "--data-root", synth_root, "--limit", "1",
+                         "--untrained", "--option", "width=8", "--option", "iterations=2", "--option", "mask_convention=full",
+                         "--option", "objective=thesis", "--option", "preprocess=torchvision", "--json")
+    assert code == 0, err
+    options = json.loads(out)["method"]["options"]
+    assert options["objective"] == "thesis" and options["preprocess"] == "torchvision"
+
+
 @pytest.mark.parametrize("method", ["context-encoder", "nps"])
 def test_official_mask_convention_is_recorded_and_needs_the_inner_hole(cli, vgg_weights, synth_root, method):
     extra = ("--untrained", "--option", "width=8", "--limit", "1") + (("--option", "iterations=1") if method == "nps" else ())
@@ -129,11 +138,13 @@ def test_briefly_trained_context_encoder_beats_mean_fill_and_telea(tmp_path):
 
     harness("train", "--method", "context-encoder", "--dataset", "inpaint-synth", "--option", "width=16",
             "--option", "lr=0.001", "--option", "mask_convention=full", "--option", "load_size=0",
+            "--option", "bottleneck_size=1000",
             "--steps", "300", "--batch-size", "16", "--out", str(out), "--quiet")
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["recipe"]["network"].startswith("Context Encoder") and manifest["identity"]["data_sha256"]
     scores = {}
     for method, extra in (("context-encoder", ("--option", "width=16", "--option", "mask_convention=full",
+                                               "--option", "bottleneck_size=1000",
                                                "--checkpoint", str(out))),
                           ("mean-fill", ()), ("telea", ())):
         record = json.loads(harness("run", "--method", method, "--dataset", "inpaint-synth", "--metric", "psnr", "--json", *extra))
