@@ -136,16 +136,19 @@ class ContextEncoderG(nn.Module):
         official = bottleneck == "fc"
         self.encoder = encoder(lambda: nn.LeakyReLU(0.2), tuple(m * width for m in ENCODER), biases=official)
         if official:
-            self.bottleneck: nn.Module = fc_bottleneck(deepest, size, code, lambda: nn.LeakyReLU(0.2), nn.ReLU, biases=True)
-        elif bottleneck == "channel-wise":
-            self.bottleneck = nn.Sequential(ChannelwiseFC(deepest, size), nn.Conv2d(deepest, deepest, 1))
+            self.bottleneck = fc_bottleneck(deepest, size, code, lambda: nn.LeakyReLU(0.2), nn.ReLU, biases=True)
+        elif bottleneck == "channel-wise":  # the attribute names of the earlier checkpoints of this reading
+            self.channel_fc = ChannelwiseFC(deepest, size)
+            self.mix = nn.Conv2d(deepest, deepest, 1)
         else:
             raise UsageError(f"context-encoder: option 'bottleneck' must be fc or channel-wise, got {bottleneck!r}")
+        self.official = official
         self.decoder = decoder(deepest, nn.ReLU, tuple(m * width for m in DECODER), biases=official)
         dcgan_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.bottleneck(self.encoder(x)))
+        code = self.encoder(x)
+        return self.decoder(self.bottleneck(code) if self.official else self.mix(self.channel_fc(code)))
 
 
 class ContextEncoderD(nn.Module):
