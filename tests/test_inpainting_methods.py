@@ -334,3 +334,40 @@ def test_gh_ppl_crop_size_is_an_option():
     assert GHBPT().config["ppl_size"] == 64
     with pytest.raises(UsageError, match="ppl_size"):
         GHBPT(ppl_size=16)
+
+
+def _random_vgg() -> torch.nn.Sequential:
+    from harness_plugins.methods.nps import _VGG_CONFIG
+
+    layers, channels = [], 3
+    for item in _VGG_CONFIG:
+        if item == "M":
+            layers.append(torch.nn.MaxPool2d(2, 2))
+        else:
+            layers += [torch.nn.Conv2d(channels, int(item), 3, padding=1), torch.nn.ReLU()]
+            channels = int(item)
+    return torch.nn.Sequential(*layers).eval().requires_grad_(False)
+
+
+def test_official_content_term_pulls_relu4_2_towards_the_content_image():
+    """Official: E_c is on relu4_2 features of the content image, so with the other terms off the hole moves
+    from its start towards it; thesis: E_c is the pixel distance to the start, so nothing moves."""
+    torch.manual_seed(0)
+    known, content = torch.rand(1, 3, 128, 128), torch.rand(1, 3, 128, 128)
+    hole = torch.zeros(1, 1, 128, 128, dtype=torch.bool)
+    hole[..., 32:96, 32:96] = True
+    start = torch.where(hole, torch.full_like(known, 0.5), known)
+    results = {}
+    for objective in ("official", "thesis"):
+        method = NPS(objective=objective, texture_weight=0.0, tv_weight=0.0, iterations=2)
+        method._vgg, method._preprocess = _random_vgg(), caffe_preprocess
+        results[objective] = method.synthesize(known, hole, start, content)
+    assert torch.equal(results["thesis"], start)
+
+    def distance(image: torch.Tensor) -> float:
+        ours, theirs = (method._features(caffe_preprocess(x), ("relu4_2",))["relu4_2"] for x in (image, content))
+        return float((ours - theirs).square().mean())
+
+    assert not torch.equal(results["official"], start)
+    assert torch.equal(results["official"][..., ~hole[0, 0]], known[..., ~hole[0, 0]])
+    assert distance(results["official"]) < distance(start)
