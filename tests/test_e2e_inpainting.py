@@ -17,12 +17,13 @@ from test_inpainting_datasets import make_paris
 from harness.checkpoints import save_weights
 from harness_plugins.datasets.inpaint_synth import InpaintSynth
 from harness_plugins.methods.inpainting.context_encoder import ContextEncoderG
-from harness_plugins.methods.inpainting.nps import _VGG_CONFIG, VGG19_FILE
+from harness_plugins.methods.inpainting.nps import _VGG_CONFIG, VGG19_CAFFE_FILE, VGG19_FILE
 
 
 @pytest.fixture
 def vgg_weights():
-    """A random-weight VGG-19 ``features`` state dict under torchvision's file name in $TORCH_HOME (never downloaded)."""
+    """A random-weight VGG-19 ``features`` state dict under torchvision's and the Caffe model's file names in
+    $TORCH_HOME (never downloaded)."""
     torch.manual_seed(0)
     state, index, channels = {}, 0, 3
     for item in _VGG_CONFIG:
@@ -35,7 +36,8 @@ def vgg_weights():
     folder = Path(torch.hub.get_dir()) / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(state, folder / VGG19_FILE)
-    return folder / VGG19_FILE
+    torch.save(state, folder / VGG19_CAFFE_FILE)
+    return folder / VGG19_CAFFE_FILE
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +53,8 @@ METHODS = {
     "telea": (),
     "navier-stokes": (),
     "patchmatch": ("--option", "em_iterations=1", "--option", "search_iterations=1"),
-    "context-encoder": ("--untrained", "--option", "width=8"),
-    "nps": ("--untrained", "--option", "width=8", "--option", "iterations=2"),
+    "context-encoder": ("--untrained", "--option", "width=8", "--option", "mask_convention=full"),
+    "nps": ("--untrained", "--option", "width=8", "--option", "iterations=2", "--option", "mask_convention=full"),
     "gh": ("--untrained", "--option", "ngf=8"),
     "gh-bpt": ("--untrained", "--option", "ngf=8"),
 }
@@ -84,13 +86,36 @@ def test_gh_fills_random_holes_and_ce_refuses_them(cli, synth_root):
     assert code != 0 and "centred square" in err
 
 
+def test_nps_thesis_objective_runs_on_torchvision_vgg(cli, vgg_weights, synth_root):
+    code, out, err = cli("run", "--method", "nps", "--dataset", "inpaint-synth", "--data-root", synth_root, "--limit", "1",
+                         "--untrained", "--option", "width=8", "--option", "iterations=2", "--option", "mask_convention=full",
+                         "--option", "objective=thesis", "--option", "preprocess=torchvision", "--json")
+    assert code == 0, err
+    options = json.loads(out)["method"]["options"]
+    assert options["objective"] == "thesis" and options["preprocess"] == "torchvision"
+
+
+@pytest.mark.parametrize("method", ["context-encoder", "nps"])
+def test_official_mask_convention_is_recorded_and_needs_the_inner_hole(cli, vgg_weights, synth_root, method):
+    extra = ("--untrained", "--option", "width=8", "--limit", "1") + (("--option", "iterations=1") if method == "nps" else ())
+    code, out, err = cli("run", "--method", method, "--dataset", "inpaint-synth", "--data-root", synth_root, *extra)
+    assert code == 2 and "hole=0.4375" in err and "mask_convention=full" in err and "Traceback" not in err
+    code, out, err = cli("run", "--method", method, "--dataset", "inpaint-synth", "--data-root", synth_root,
+                         "--dataset-option", "hole=0.4375", "--json", *extra)
+    assert code == 0, err
+    record = json.loads(out)
+    assert record["method"]["options"]["mask_convention"] == "official"
+    assert record["dataset"]["options"]["hole"] == 0.4375
+
+
 def test_context_encoder_on_paris_streetview_with_checkpoint(cli, tmp_path):
     root = make_paris(tmp_path / "paris", train=1, test=3)
     torch.manual_seed(1)
     weights = tmp_path / "ce.safetensors"
     save_weights(ContextEncoderG(8), weights)
     code, out, err = cli("run", "--method", "context-encoder", "--dataset", "paris-streetview", "--data-root", root,
-                         "--dataset-option", "strict=false", "--option", "width=8", "--checkpoint", weights, "--json")
+                         "--dataset-option", "strict=false", "--dataset-option", "hole=0.4375", "--option", "width=8",
+                         "--checkpoint", weights, "--json")
     assert code == 0, err
     record = json.loads(out)
     assert record["samples"] == 3 and record["dataset"]["name"] == "paris-streetview"
@@ -112,11 +137,15 @@ def test_briefly_trained_context_encoder_beats_mean_fill_and_telea(tmp_path):
         return done.stdout
 
     harness("train", "--method", "context-encoder", "--dataset", "inpaint-synth", "--option", "width=16",
-            "--option", "lr=0.001", "--steps", "300", "--batch-size", "16", "--out", str(out), "--quiet")
+            "--option", "lr=0.001", "--option", "mask_convention=full", "--option", "load_size=0",
+            "--option", "bottleneck_size=1000",
+            "--steps", "300", "--batch-size", "16", "--out", str(out), "--quiet")
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["recipe"]["network"].startswith("Context Encoder") and manifest["identity"]["data_sha256"]
     scores = {}
-    for method, extra in (("context-encoder", ("--option", "width=16", "--checkpoint", str(out))),
+    for method, extra in (("context-encoder", ("--option", "width=16", "--option", "mask_convention=full",
+                                               "--option", "bottleneck_size=1000",
+                                               "--checkpoint", str(out))),
                           ("mean-fill", ()), ("telea", ())):
         record = json.loads(harness("run", "--method", method, "--dataset", "inpaint-synth", "--metric", "psnr", "--json", *extra))
         assert record["metrics"]["psnr"]["params"]["region"] == "hole"
@@ -127,12 +156,14 @@ def test_briefly_trained_context_encoder_beats_mean_fill_and_telea(tmp_path):
 def test_nps_trains_its_content_network_and_runs_from_the_checkpoint(cli, vgg_weights, synth_root, tmp_path):
     out = tmp_path / "nps"
     code, _, err = cli("train", "--method", "nps", "--dataset", "inpaint-synth", "--data-root", synth_root,
-                       "--option", "width=8", "--steps", "2", "--batch-size", "2", "--out", out, "--quiet")
+                       "--option", "width=8", "--option", "mask_convention=full", "--steps", "2", "--batch-size", "2",
+                       "--out", out, "--quiet")
     assert code == 0, err
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["recipe"]["network"].startswith("NPS content network")
     code, stdout, err = cli("run", "--method", "nps", "--dataset", "inpaint-synth", "--data-root", synth_root,
-                            "--option", "width=8", "--option", "iterations=1", "--checkpoint", out, "--limit", "1", "--json")
+                            "--option", "width=8", "--option", "iterations=1", "--option", "mask_convention=full",
+                            "--checkpoint", out, "--limit", "1", "--json")
     assert code == 0, err
     assert json.loads(stdout)["method"]["checkpoint_sha256"] == manifest["weights_sha256"]
 
@@ -143,7 +174,8 @@ def _train_log(out: Path) -> list[dict]:
     return [line for line in lines if "losses" in line]
 
 
-def test_context_encoder_l2_adv_trains_a_discriminator_at_a_tenth_of_the_rate(cli, synth_root, tmp_path):
+def test_context_encoder_l2_adv_trains_the_generator_at_ten_times_the_rate(cli, synth_root, tmp_path):
+    """train.lua with 0 < wtl2 < 1: the discriminator at lr (2e-4), the generator at 10 x lr."""
     out = tmp_path / "ce-adv"
     code, _, err = cli("train", "--method", "context-encoder", "--dataset", "inpaint-synth", "--data-root", synth_root,
                        "--option", "variant=l2+adv", "--option", "width=8", "--steps", "2", "--batch-size", "2",
@@ -151,11 +183,18 @@ def test_context_encoder_l2_adv_trains_a_discriminator_at_a_tenth_of_the_rate(cl
     assert code == 0, err
     log = _train_log(out)
     assert set(log[-1]["losses"]) == {"l2", "d", "g_adversarial"}
-    assert log[-1]["lr"] == {"generator": 2e-4, "discriminator": 2e-5}
-    assert "discriminator Adam at lr/10 = 2e-05" in json.loads((out / "manifest.json").read_text())["recipe"]["optimizer"]
+    assert log[-1]["lr"] == {"generator": 2e-3, "discriminator": 2e-4}
+    recipe = json.loads((out / "manifest.json").read_text())["recipe"]
+    assert "generator lr 0.002 (= 10 x lr" in recipe["optimizer"] and "discriminator lr 0.0002" in recipe["optimizer"]
+    assert recipe["mask_convention"].startswith("official: the inner 56x56 of the 64x64")
+    assert recipe["parameters"] == sum(p.numel() for p in ContextEncoderG(8).parameters())
     code, _, err = cli("run", "--method", "context-encoder", "--dataset", "inpaint-synth", "--data-root", synth_root,
-                       "--option", "variant=l2+adv", "--option", "width=8", "--checkpoint", out, "--limit", "1")
+                       "--option", "variant=l2+adv", "--option", "width=8", "--dataset-option", "hole=0.4375",
+                       "--checkpoint", out, "--limit", "1")
     assert code == 0, err
+    code, _, err = cli("run", "--method", "context-encoder", "--dataset", "inpaint-synth", "--data-root", synth_root,
+                       "--option", "width=8", "--option", "mask_convention=full", "--checkpoint", out, "--limit", "1")
+    assert code == 2 and "mask_convention='full' (trained with 'official')" in err
 
 
 @pytest.fixture
@@ -175,8 +214,8 @@ def lpips_weights():
 def test_gh_bpt_block_wise_procedural_training(cli, synth_root, lpips_weights, tmp_path):
     out = tmp_path / "bpt"
     code, _, err = cli("train", "--method", "gh-bpt", "--dataset", "inpaint-synth", "--data-root", synth_root,
-                       "--option", "ngf=8", "--option", "block_steps=2", "--steps", "8", "--batch-size", "2",
-                       "--out", out, "--quiet")
+                       "--option", "ngf=8", "--option", "block_steps=2", "--option", "ppl_size=32", "--steps", "8",
+                       "--batch-size", "2", "--out", out, "--quiet")
     assert code == 0, err
     log = _train_log(out)
     assert [entry["losses"]["phase"] for entry in log] == [0, 0, 1, 1, 2, 2, 3, 3]
@@ -184,9 +223,10 @@ def test_gh_bpt_block_wise_procedural_training(cli, synth_root, lpips_weights, t
     assert {"d", "g_adversarial", "ppl"} <= set(log[0]["losses"])
     manifest = json.loads((out / "manifest.json").read_text())
     assert "2 head steps, then 3 procedural blocks x 2 steps" in manifest["recipe"]["schedule"]
+    assert "crops resized to 32x32" in manifest["recipe"]["loss"]
     code, stdout, err = cli("run", "--method", "gh-bpt", "--dataset", "inpaint-synth", "--data-root", synth_root,
                             "--dataset-option", "mask=random", "--option", "ngf=8", "--option", "block_steps=2",
-                            "--checkpoint", out, "--limit", "1", "--json")
+                            "--option", "ppl_size=32", "--checkpoint", out, "--limit", "1", "--json")
     assert code == 0, err
     code, _, err = cli("train", "--method", "gh-bpt", "--dataset", "inpaint-synth", "--data-root", synth_root,
                        "--option", "ngf=8", "--steps", "8", "--batch-size", "2", "--out", tmp_path / "short", "--quiet")

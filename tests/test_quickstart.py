@@ -33,6 +33,12 @@ def check_descriptor_inversion(table: dict[tuple[str, str], dict[str, float]]) -
     assert learned > floor + 0.5, (learned, floor)
 
 
+def check_inpainting(table: dict[tuple[str, str], dict[str, float]]) -> None:
+    """The narrow Context Encoder above Telea above mean-fill on hole PSNR (16.96, 15.73 and 13.96 dB)."""
+    psnr = {method: table[(method, "inpaint-synth")]["psnr:psnr"] for method in ("context-encoder", "telea", "mean-fill")}
+    assert psnr["context-encoder"] > psnr["telea"] + 0.5 > psnr["mean-fill"] + 0.5, psnr
+
+
 def check_translation(table: dict[tuple[str, str], dict[str, float]]) -> None:
     key = "pixel-accuracy:pixel-accuracy"
     learned, floor = table[("cyclegan", "translate-synth")][key], table[("identity-translation", "translate-synth")][key]
@@ -69,7 +75,10 @@ def test_quickstart_holds_the_bundled_cells_of_every_task():
             ("identity-translation", "translate-synth"), ("cyclegan", "translate-synth"),
             ("descriptor-mean", "sift-synth"), ("sift-cgan", "sift-synth"),
             ("copy-source", "pose-synth"), ("def-gan", "pose-synth"), ("pg2", "pose-synth"),
-            ("spt", "pose-synth")} <= set(cells)
+            ("spt", "pose-synth"), ("mean-fill", "inpaint-synth"), ("telea", "inpaint-synth"),
+            ("context-encoder", "inpaint-synth")} <= set(cells)
+    # the CE cell fills the same whole 64x64 centre as its floors (the datasets' hole=0.5)
+    assert cells[("context-encoder", "inpaint-synth")].method.options["mask_convention"] == "full"
     for method, dataset in (("two-stream", "vireid-synth"), ("cyclegan", "translate-synth"), ("sift-cgan", "sift-synth")):
         assert cells[(method, dataset)].method.train.dataset == dataset
     # FID/KID need Inception weights the bundled suite cannot assume: translate-synth scores its known mapping
@@ -97,6 +106,7 @@ def test_quickstart_orders_every_bundled_task(cli, isolated_env):
     assert code == 0, err
     table = scores(isolated_env / "results")
     check_reidentification(table)
+    check_inpainting(table)
     check_translation(table)
     check_descriptor_inversion(table)
     check_pose_transfer(table)

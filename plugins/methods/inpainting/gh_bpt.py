@@ -8,12 +8,16 @@ The full image is predicted and only its hole is kept. BPT adds up to three more
 trained ones, each entered through a blend ``x + t·f(x)`` whose ``t`` (a buffer, so checkpoints carry it)
 goes from 0 (skip path only) to 1 (block fully in) while that block trains.
 
-Chosen where the thesis is silent (recorded with the method options): channel widths 64/128/256 (pix2pixHD's
-global generator, which the thesis says it resembles, ``ngf`` option), 3×3 kernels, zero padding, the mask
-as a fourth input channel (chapter 7 says inpainting networks get it "as an additional input").
+Chosen where the thesis is silent (recorded with the method options): channel widths 64/128/256 after the
+three downsamplings (``ngf`` option; the widths of CycleGAN's and Johnson et al.'s ResNet generators, not of
+pix2pixHD's global generator, which the thesis says it resembles but which goes 64→1024 over four
+downsamplings), 3×3 kernels, zero padding, the mask as a fourth input channel (chapter 7 says inpainting
+networks get it "as an additional input").
 
 Training (`BPTRecipe`): Patch Perceptual Loss (LPIPS v0.1 AlexNet, local weights) between the hole's
-bounding box of G(s) and x at zoom 1 and 2 (the global zoom is not given), plus three conditional 70×70
+bounding box of G(s) and x at zoom 1 and 2 (the global zoom is not given), each crop bilinearly resized to
+``ppl_size``² (64 by default: the thesis gives no size; one size lets a batch of differently sized holes go
+through LPIPS together, and at 64² AlexNet's last three layers still see 3×3 maps, at 32² only 1×1), plus three conditional 70×70
 PatchGANs at scales 1, 1/2, 1/4 (pix2pixHD's, a guess) whose patches are fake exactly where their receptive
 field touches the hole (`patch_labels`); random 1/4-1/2 rectangle holes per sample; Adam (β1 0.5) for G
 and the discriminators. ``gh-bpt`` trains the head for ``--steps`` − 3·``block_steps`` steps, then block i
@@ -45,6 +49,8 @@ PAPER = (
 )
 HEAD_BLOCKS = 9
 MAX_PROCEDURAL = 3
+MIN_PPL_SIZE = 32
+"""The smallest crop LPIPS's AlexNet takes: smaller inputs leave its second max pooling nothing to pool."""
 
 
 class DilatedResidualBlock(nn.Module):
@@ -190,7 +196,8 @@ class BPTRecipe(TrainingRecipe):
             f"block i blends in linearly over the first {cfg['blend_fraction']:g} of its phase",
             "optimizer": f"Adam(lr {cfg['lr']:g} x 10^-i in phase i, betas (0.5, 0.999)) for G and the 3 discriminators "
             "(optimizer not stated in the thesis; pix2pixHD's)",
-            "loss": f"lambda_adv 10^-i x sum_k BCE(D_k) + {cfg['lambda_ppl']:g} x PPL(zooms {cfg['ppl_zooms']}); "
+            "loss": f"lambda_adv 10^-i x sum_k BCE(D_k) + {cfg['lambda_ppl']:g} x PPL(zooms {cfg['ppl_zooms']}, crops "
+            f"resized to {cfg['ppl_size']}x{cfg['ppl_size']}); "
             "patches whose receptive field touches the hole are the fake ones",
             "discriminators": "3 conditional 70x70 PatchGANs at scales 1, 1/2, 1/4 (avg-pool 3, stride 2)",
             "masks": "random 1/4-1/2 rectangles drawn per sample from the step's seed",
@@ -263,7 +270,7 @@ class BPTRecipe(TrainingRecipe):
                 score = d(scaled_c, scaled_fake)
                 g_adv = g_adv + F.binary_cross_entropy_with_logits(score, torch.ones_like(score))
             zooms = tuple(float(zoom) for zoom in cfg["ppl_zooms"])
-            ppl = patch_perceptual_loss(self.perceptual, (fake + 1) / 2, images, holes, zooms, 64)
+            ppl = patch_perceptual_loss(self.perceptual, (fake + 1) / 2, images, holes, zooms, cfg["ppl_size"])
             g_loss = cfg["lambda_adv"] * scale * g_adv + cfg["lambda_ppl"] * ppl
         opt_g.zero_grad(set_to_none=True)
         ctx.backward(g_loss)
@@ -273,7 +280,8 @@ class BPTRecipe(TrainingRecipe):
 
 def _options(blocks: int) -> tuple[Option, ...]:
     return (
-        Option("ngf", 64, "channels after the first convolution (then x2, x4); the thesis does not state them"),
+        Option("ngf", 64, "channels after the first convolution (then x2, x4: CycleGAN/Johnson-sized); the thesis does "
+               "not state them"),
         Option("procedural_blocks", blocks, "residual blocks added by BPT after the 9 of the head (0-3)"),
         Option("lr", 2e-4, "training: base learning rate lr0 (phase i trains at 10^-i lr0)"),
         Option("block_steps", 1500, "training: steps per procedural block (thesis: 1,500); the rest of --steps trains the head"),
@@ -282,6 +290,8 @@ def _options(blocks: int) -> tuple[Option, ...]:
         Option("lambda_adv", 1.0, "training: initial adversarial weight (phase i uses 10^-i of it)"),
         Option("ppl_zooms", (1.0, 2.0), "training: PPL scales, each a zoom of the hole's bounding box (global: 2, a guess)",
                type=tuple),
+        Option("ppl_size", 64, "training: side to which each PPL crop is bilinearly resized before LPIPS (not stated; "
+               f"at 64 AlexNet's last layers see 3x3 maps; at least {MIN_PPL_SIZE})"),
         Option("ppl_weights", "", f"training: the lpips package's v0.1 alex.pth (default ${LPIPS_ENV} or {LPIPS_FILE} in the hub cache)"),
     )
 
@@ -309,6 +319,9 @@ class GHBPT(Method):
         super().__init__(**options)
         if not 0 <= self.config["procedural_blocks"] <= MAX_PROCEDURAL:
             raise UsageError(f"{self.name}: option 'procedural_blocks' must be 0..{MAX_PROCEDURAL}")
+        if self.config["ppl_size"] < MIN_PPL_SIZE:
+            raise UsageError(f"{self.name}: option 'ppl_size' must be at least {MIN_PPL_SIZE} (LPIPS's AlexNet), "
+                             f"got {self.config['ppl_size']}")
 
     def build(self) -> nn.Module:
         return GeneratorHead(self.config["ngf"], self.config["procedural_blocks"])

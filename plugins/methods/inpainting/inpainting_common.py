@@ -29,22 +29,23 @@ def composite(fill: torch.Tensor, masked: torch.Tensor, hole: torch.Tensor) -> t
     return torch.where(hole, fill.clamp(0, 1), masked)
 
 
-def centred_square(hole: torch.Tensor) -> tuple[int, int, int] | None:
-    """(top, left, side) if the hole is exactly a centred square of half the shorter side, else None."""
+def centred_square(hole: torch.Tensor, fraction: float = 0.5) -> tuple[int, int, int] | None:
+    """(top, left, side) if the hole is exactly a centred square of ``fraction`` × the shorter side, else None."""
     height, width = hole.shape[-2:]
-    side = int(round(min(height, width) * 0.5))
+    side = int(round(min(height, width) * fraction))
     top, left = (height - side) // 2, (width - side) // 2
     expected = torch.zeros_like(hole)
     expected[..., top : top + side, left : left + side] = True
     return (top, left, side) if bool(torch.equal(hole, expected)) else None
 
 
-def require_centred_square(method: str, sample: dict[str, Any], hole: torch.Tensor) -> tuple[int, int, int]:
-    found = centred_square(hole)
+def require_centred_square(method: str, sample: dict[str, Any], hole: torch.Tensor, fraction: float = 0.5,
+                           why: str = "") -> tuple[int, int, int]:
+    found = centred_square(hole, fraction)
     if found is None:
         raise UsageError(
-            f"{method} fills a centred square hole of half the image side (its network predicts that region only); "
-            f"sample {sample['id']!r} has another mask. Use the dataset option mask=center (hole=0.5)."
+            f"{method} fills a centred square hole of {fraction:g} x the image side (its network predicts that region "
+            f"only{why}); sample {sample['id']!r} has another mask. Use the dataset options mask=center hole={fraction:g}."
         )
     return found
 
