@@ -135,3 +135,44 @@ def test_leaderboards_check_fails_on_an_unlinked_row_naming_an_installed_method(
 def test_the_shipped_leaderboards_link_every_row_naming_an_installed_method(cli):
     code, out, _ = cli("leaderboards", "check")
     assert code == 0, out
+
+
+HOLES = """
+name: holes
+title: "Holes"
+task: inpainting
+papers: {p: "A paper"}
+datasets:
+  - {name: paris-streetview, split: test}
+metrics:
+  - {metric: psnr, key: psnr, higher_is_better: true, precision: 2}
+reported:
+  - {method: "Context Encoder", source: {paper: p, table: "Table 2.1", row: "CE"}, harness_method: context-encoder,
+     requires: {mask_convention: official}, conventions: {psnr: plain}, values: {paris-streetview: {psnr: 17.0}}}
+conventions: {plain: {match: {metric: psnr}}}
+"""
+
+
+@pytest.mark.parametrize("convention, comparable", [("official", True), ("full", False)])
+def test_a_row_requiring_a_method_option_is_incomparable_without_it(cli, tmp_path, isolated_env, convention, comparable):
+    rec = record(1, "context-encoder", "paris-streetview", {}, 0.0, {})
+    rec["task"] = "inpainting"
+    rec["method"]["options"] = {"mask_convention": convention}
+    rec["metrics"] = {"psnr": {"metric": "psnr", "label": "psnr", "values": {"psnr": 18.5}, "n": 4, "higher_is_better": True,
+                               "version": "1", "params": {}, "convention": {}, "details": {}}}
+    store = ResultStore(tmp_path / "results")
+    store.write(rec)
+    boards = tmp_path / "boards"
+    boards.mkdir()
+    (boards / "holes.yaml").write_text(HOLES)
+    code, out, err = cli("publish", "--leaderboards", boards, "--leaderboard", "holes", "--format", "json",
+                         "--results", tmp_path / "results")
+    assert code == 0, err
+    rows = json.loads(out)["leaderboards"][0]["tables"][0]["rows"]
+    cell = measured(rows, "context-encoder")["cells"]["psnr"]
+    assert cell["comparable"] is comparable
+    if comparable:
+        assert cell["delta"] == pytest.approx(1.5)
+    else:
+        assert cell["delta"] is None
+        assert cell["reason"] == "the paper's number needs mask_convention=official (this run: full)"

@@ -90,6 +90,10 @@ class ReportedRow:
     """value key → convention name (None: the paper does not say)."""
     harness_method: str | None
     harness_options: dict[str, Any]
+    """Options a run must have to reproduce this row rather than another row of the same method."""
+    requires: dict[str, Any]
+    """Method options that are conditions of the number (e.g. the hole convention): a run matching the
+    row by ``harness_options`` but not these is shown as incomparable, naming the option."""
     note: str
     copied_from: str
     unlinked: str = ""
@@ -226,8 +230,8 @@ def parse(data: Any, path: Path) -> Leaderboard:
     for i, item in enumerate(c.sequence(top.get("reported", []), "reported")):
         where = f"reported[{i}]"
         entry = c.mapping(item, where, required=("method", "source", "values"),
-                          optional=("conventions", "harness_method", "harness_options", "note", "copied_from",
-                                    "unlinked"))
+                          optional=("conventions", "harness_method", "harness_options", "requires", "note",
+                                    "copied_from", "unlinked"))
         source = c.mapping(entry["source"], f"{where}.source", required=("paper", "table", "row"))
         paper = c.member(source["paper"], set(papers), f"{where}.source.paper", "a key under papers")
         values: dict[str, dict[str, float | None]] = {}
@@ -253,6 +257,7 @@ def parse(data: Any, path: Path) -> Leaderboard:
             values=values, conventions=row_conventions,
             harness_method=None if harness_method is None else c.name(harness_method, f"{where}.harness_method"),
             harness_options=c.mapping(entry.get("harness_options", {}), f"{where}.harness_options"),
+            requires=c.mapping(entry.get("requires", {}), f"{where}.requires"),
             note=c.text(entry.get("note", ""), f"{where}.note"),
             copied_from=c.text(entry.get("copied_from", ""), f"{where}.copied_from"),
             unlinked=c.text(entry.get("unlinked", ""), f"{where}.unlinked"),

@@ -251,14 +251,25 @@ def _measured_row(board: Leaderboard, run: Run, dataset: str, columns: list[Metr
     matched = _paper_row(board, run, dataset)
     row = Row("measured", _display_name(run), {}, run=run, matched=matched)
     _badges(row, [run], columns, versions)
+    unmet = _unmet(matched, run) if matched is not None else ""
     for spec in columns:
         cell = _measured_cell(board, run, dataset, spec, columns)
         if cell is None:
             continue
+        if cell.comparable and unmet and spec.key in matched.values.get(dataset, {}):
+            cell.comparable, cell.reason = False, unmet
         if cell.comparable and matched is not None:
             _delta(cell, spec, matched, dataset)
         row.cells[spec.column] = cell
     return row
+
+
+def _unmet(paper: ReportedRow, run: Run) -> str:
+    """Which of the paper row's ``requires`` options the run does not have ('' when all hold)."""
+    options = run.record["method"].get("options") or {}
+    wrong = [f"{key}={want} (this run: {options.get(key)})" for key, want in paper.requires.items()
+             if _normalise(options.get(key)) != _normalise(want)]
+    return f"the paper's number needs {', '.join(wrong)}" if wrong else ""
 
 
 def _mean_row(board: Leaderboard, parts: dict[str, Run], dataset: DatasetSpec, columns: list[MetricSpec],
@@ -299,6 +310,9 @@ def _mean_row(board: Leaderboard, parts: dict[str, Run], dataset: DatasetSpec, c
             cell.reason = _short_reason(dataset, len(values), refused)
         if len(values) >= 2:
             cell.ci = stats.bootstrap_ci(list(values.values()))
+        unmet = _unmet(matched, latest) if matched is not None else ""
+        if cell.comparable and unmet and spec.key in matched.values.get(dataset.name, {}):
+            cell.comparable, cell.reason = False, unmet
         if cell.comparable and matched is not None:
             _delta(cell, spec, matched, dataset.name)
         row.cells[spec.column] = cell
