@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from harness_plugins.methods.face_crops import CANONICAL, FACE_KEYPOINTS, crop_faces, crop_side, face_transforms
+from harness_plugins.methods.face_crops import CANONICAL, FACE_KEYPOINTS, crop_faces, crop_side, face_transforms, similarity_transforms, similarity_transforms
 from harness_plugins.methods.spt_networks import discriminator
 
 SIZE = (256, 256)
@@ -48,7 +48,7 @@ def test_a_rotated_face_is_cropped_to_the_canonical_view(angle):
     c, s = math.cos(angle), math.sin(angle)
     dx, dy = (xs - centre[0]) / scale, (ys - centre[1]) / scale
     image = pattern(c * dx + s * dy, -s * dx + c * dy)[None, None]
-    theta, valid = face_transforms(pose[None], SIZE)
+    theta, valid = similarity_transforms(pose[None], SIZE)
     assert valid.tolist() == [True]
     crop = crop_faces(image, theta, 32)[0, 0]
     grid = (torch.arange(32, dtype=torch.float32) * 2 + 1) / 32 - 1  # crop pixel centres, normalised
@@ -64,7 +64,7 @@ def test_a_marker_lands_on_its_canonical_crop_pixel():
     x, y = similarity(torch.tensor(u), torch.tensor(v), scale, angle, centre)
     image = torch.zeros(1, 3, *SIZE)
     image[0, :, round(float(y)) - 1 : round(float(y)) + 2, round(float(x)) - 1 : round(float(x)) + 2] = 1.0
-    theta, _ = face_transforms(pose[None], SIZE)
+    theta, _ = similarity_transforms(pose[None], SIZE)
     crop = crop_faces(image, theta, 32)[0, 0]
     assert divmod(int(crop.argmax()), 32) == (row, col)
 
@@ -72,7 +72,7 @@ def test_a_marker_lands_on_its_canonical_crop_pixel():
 def test_the_keypoint_handedness_does_not_flip_the_face():
     """Eyes/ears labelled the other way round: the mirrored template fits, the crop stays upright."""
     angle, scale, centre = 0.3, 30.0, (128.0, 128.0)
-    theta_mirror, valid = face_transforms(placed_pose(scale, angle, centre, mirror=True)[None], SIZE)
+    theta_mirror, valid = similarity_transforms(placed_pose(scale, angle, centre, mirror=True)[None], SIZE)
     assert valid.tolist() == [True]
     # the crop's "down" (v) still points to the image's rotated down: the second column of the matrix
     down = theta_mirror[0, :, 1] * torch.tensor([SIZE[1] / 2, SIZE[0] / 2])
@@ -82,7 +82,7 @@ def test_the_keypoint_handedness_does_not_flip_the_face():
 def test_non_square_images_keep_the_face_square():
     size = (128, 64)
     pose = placed_pose(10.0, 0.0, (32.0, 20.0))
-    theta, valid = face_transforms(pose[None], size)
+    theta, valid = similarity_transforms(pose[None], size)
     assert valid.tolist() == [True]
     # one crop unit is 10 px both ways: 2·10/64 in x, 2·10/128 in y (normalised per side)
     torch.testing.assert_close(theta[0, :, :2], torch.tensor([[20 / 64, 0.0], [0.0, 20 / 128]]))
@@ -97,7 +97,7 @@ def test_faces_with_too_few_keypoints_are_masked_without_nan():
     three[[14, 16]] = -1  # profile: nose, one eye, one ear
     none = torch.full((18, 2), -1.0)
     tiny = placed_pose(0.4, 0.0, (50.0, 50.0))  # a face under a pixel: keypoints on top of each other
-    theta, valid = face_transforms(torch.stack([full, two, three, none, tiny]), SIZE)
+    theta, valid = similarity_transforms(torch.stack([full, two, three, none, tiny]), SIZE)
     assert valid.tolist() == [True, False, True, False, False]
     assert torch.isfinite(theta).all()
     torch.testing.assert_close(theta[1], torch.eye(2, 3))
@@ -107,7 +107,7 @@ def test_faces_with_too_few_keypoints_are_masked_without_nan():
 def test_gradients_flow_into_the_face_region_only():
     pose = placed_pose(20.0, 0.4, (128.0, 128.0))
     image = torch.rand(1, 3, *SIZE, requires_grad=True)
-    theta, _ = face_transforms(pose[None], SIZE)
+    theta, _ = similarity_transforms(pose[None], SIZE)
     crop_faces(image, theta, 32).sum().backward()
     grad = image.grad[0, 0]
     assert grad.sum() == pytest.approx(32 * 32)  # bilinear weights of each crop pixel sum to 1

@@ -71,7 +71,7 @@ from harness.train.samplers import step_rng, uniform_batch
 
 from ..datasets.pose_common import PoseDataset
 from .background_data import aux_images, load_background
-from .face_crops import MIN_KEYPOINTS, crop_faces, crop_side, face_transforms
+from .face_crops import FACE_CROPS, MIN_KEYPOINTS, crop_faces, crop_side, face_transforms
 from .pose_maps import limb_masks, part_affines, scale_keypoints
 from .spt_networks import (DOWNSAMPLINGS, GLOBAL_WARP_LEVELS, SPTGenerator, discriminator, double, foreground_mask, halve,
                            halve_labels, initialised, pose_detector)
@@ -83,12 +83,19 @@ PAPER = (
     "Parsing Transformation. IEEE TPAMI 2020, DOI 10.1109/TPAMI.2020.2992105 (CVPR 2019 version: arXiv:1904.03379). "
     "Official demo code: github.com/SijieSong/person_generation_spt"
 )
-STYLE_CLASSES = (1, 3, 4, 5, 6, 7, 8, 9)
-"""Every class but background and face (the demo's style classes, in the contract's order)."""
+STYLE_CLASSES = (2, 3, 4, 5, 6, 7, 8, 9)
+"""Every class but background and face: the demo's style classes (its 9 foreground channels minus the first, face),
+hair to right leg in the contract's order, which is the demo's."""
 VGG_TAPS = (3, 6)
 """relu1_2 and relu2_1 of torchvision's VGG-16/19 ``features`` (identical first layers)."""
 STYLE_TAP = 1
 """Index in `VGG_TAPS` of the style layer (relu2_1, as the demo)."""
+PRESETS: dict[str, dict[str, Any]] = {
+    "deepfashion": {"lambda_pose": 700.0, "lambda_cont": 0.03, "lambda_sty": 1.0, "face": True},
+    "market": {"lambda_pose": 1.0, "lambda_cont": 0.003, "lambda_sty": 1.0, "face": False},
+}
+"""The paper's training settings per dataset (§4.1; batch 4 DeepFashion, 16 Market-1501: ``--batch-size``)."""
+PRESET_BATCH = {"deepfashion": 4, "market": 16}
 STAGES = ("hs", "ha", "e2e")
 PROGRESSIVE_STAGES = STAGES + ("grow",)
 PSEUDO_STREAM = 91
@@ -158,14 +165,26 @@ def weighted_cross_entropy(prediction: torch.Tensor, target: torch.Tensor, mask:
     return -((target * log).sum(dim=1, keepdim=True) * (1.0 + mask)).mean()
 
 
+def judged_map(parsing: torch.Tensor, maps: str) -> torch.Tensor:
+    """The map D_A sees beside an image (classes 1..9). ``hard``: the one-hot map of the most likely labels, as
+    the demo feeds D_A hard maps for real and fake alike (so softness cannot tell a fake); its gradient is the
+    soft map's (straight-through), so H_S still learns from D_A end to end. ``soft``: the probabilities."""
+    if maps == "soft":
+        return parsing[:, 1:]
+    hard = F.one_hot(parsing.argmax(dim=1), CLASSES).movedim(-1, 1).to(parsing.dtype)
+    return (hard + (parsing - parsing.detach()))[:, 1:]
+
+
 def presence(parsing: torch.Tensor) -> torch.Tensor:
     """(B, 10): which classes a (one-hot or predicted) map shows, by its per-pixel most likely label."""
     return F.one_hot(parsing.argmax(dim=1), CLASSES).flatten(1, 2).amax(dim=1).to(parsing.dtype)
 
 
 def style_loss(features_a: torch.Tensor, features_b: torch.Tensor, parsing_a: torch.Tensor, parsing_b: torch.Tensor) -> torch.Tensor:
-    """Eq. 10's L^sty: Σ over classes of ‖G(Λ(I1) ⊗ Ψ_l(S1)) − G(Λ(I2) ⊗ Ψ_l(S2))‖², Ψ_l the map of class l
-    downsampled to the features (area), G = F·Fᵀ/(H·W); a class counts where both maps show it."""
+    """Eq. 10's L^sty: ‖G(Λ(I1) ⊗ Ψ_l(S1)) − G(Λ(I2) ⊗ Ψ_l(S2))‖² over the `STYLE_CLASSES` l, Ψ_l the map of
+    class l downsampled to the features (area), G = F·Fᵀ/(H·W); a class counts where both maps show it. Averaged
+    over classes, Gram entries and samples, a class not shown counting 0: the demo's ``MSELoss`` of the
+    visibility-masked (B, 8, C, C) Gram stacks (the paper's Σ_l is 8 times that)."""
     size = features_a.shape[-2:]
     pooled_a = F.adaptive_avg_pool2d(parsing_a, size)
     pooled_b = F.adaptive_avg_pool2d(parsing_b, size)
@@ -176,7 +195,7 @@ def style_loss(features_a: torch.Tensor, features_b: torch.Tensor, parsing_a: to
         gram_a = gram(features_a * pooled_a[:, label : label + 1]) * channels  # harness gram divides by C·H·W
         gram_b = gram(features_b * pooled_b[:, label : label + 1]) * channels
         total = total + ((gram_a - gram_b).square().mean(dim=(1, 2)) * visible[:, label]).mean()
-    return total
+    return total / len(STYLE_CLASSES)
 
 
 class SPTRecipe(TrainingRecipe):
@@ -186,7 +205,10 @@ class SPTRecipe(TrainingRecipe):
         if not isinstance(dataset, PoseDataset):
             raise UsageError(f"spt trains on a pose-transfer dataset with single-image access (PoseDataset), "
                              f"not {dataset.name!r}")
-        cfg = self.cfg = method.config
+        self.preset = method.config["preset"] or dataset.training_preset or "market"
+        preset = PRESETS[self.preset]
+        cfg = self.cfg = {**method.config, **{key: preset[key] if method.config[key] is None else method.config[key]
+                                              for key in preset}}
         self.context, self.dataset = context, dataset
         self.rows = dataset.images("train")
         if len(self.rows) < 2:
@@ -223,7 +245,16 @@ class SPTRecipe(TrainingRecipe):
             content_layers, style_layer = f"MSE on RGB, relu1_2, relu2_1 of {cfg['vgg']}", "relu2_1"
         super().__init__(
             description={
+                "preset": (f"{self.preset} (" + ("given" if method.config["preset"] else
+                                                 f"dataset {dataset.name}'s" if dataset.training_preset else
+                                                 "default: the dataset names none") +
+                           f"): {PRESETS[self.preset]}; options given override it; the paper's batch for it: "
+                           f"{PRESET_BATCH[self.preset]}, this run: {context.batch_size}"),
                 "stages": self.stages,
+                "end_to_end": "H_S, D_A, D_F and H_A's foreground on L_A (Algorithm 2, step 3), the background network "
+                              "fixed" + (f"; plus L_S ({cfg['lambda_ce']:g} x cross entropy to the pseudo labels + "
+                                         "L_S^adv, D_S trained): e2e_parsing_loss" if cfg["e2e_parsing_loss"] else
+                                         "; no L_S (the paper's)"),
                 "parameters": counts,
                 "images": len(self.rows), "image_size": list(self.size),
                 "pseudo_labels": f"Eq. 1 search among {cfg['candidates']} random training maps of the same clothing type "
@@ -231,18 +262,22 @@ class SPTRecipe(TrainingRecipe):
                                  "image height apart on average; none found: the image itself in its own pose",
                 "losses": {
                     "H_S": f"LSGAN + {cfg['lambda_ce']:g} x weighted cross entropy (1 + M_t), per-pixel mean",
-                    "H_A": f"LSGAN (D_A on image + 9 parsing channels, both cycle images) + {cfg['lambda_pose']:g} x pose MSE "
+                    "H_A": f"LSGAN (D_A on image + 9 parsing channels, {cfg['d_maps']} maps for the fakes"
+                           f"{' (one-hot, straight-through gradient)' if cfg['d_maps'] == 'hard' else ' (softmax)'}, "
+                           f"both cycle images) + {cfg['lambda_pose']:g} x pose MSE "
                            f"(frozen P) + {cfg['lambda_cont']:g} x content ({content_layers}, weights 1) + "
-                           f"{cfg['lambda_sty']:g} x semantic style ({style_layer} Gram per class)",
+                           f"{cfg['lambda_sty']:g} x semantic style ({style_layer} Gram per class of classes "
+                           f"{list(STYLE_CLASSES)}, mean over classes as the demo); trains the foreground generator and "
+                           "the background stream (Algorithm 1, step 2)",
                     "background": self.background_description(),
-                    "face": (f"LSGAN of D_F (PatchGAN on {face_sides} face crops: least-squares "
-                             f"similarity of the visible nose/eyes/ears, at least {MIN_KEYPOINTS}, to a canonical "
-                             "template; other faces masked) on both cycle images, weight 1, added to L_A; D_F: real "
+                    "face": (f"LSGAN of D_F (PatchGAN on {face_sides} face crops: {self.face_crop_description()}; "
+                             "other faces masked) on both cycle images, weight 1, added to L_A; D_F: real "
                              "crops of the source by its pose") if cfg["face"] else "off (the paper's Market-1501 setting)",
                     "P": "MSE to the training images' heat maps (stage hs), frozen afterwards",
                 },
-                "optimizer": f"Adam lr {cfg['lr']} betas ({cfg['beta1']}, 0.999) per network; gradient norm clipped "
-                             f"at {cfg['clip']:g} for the generators",
+                "optimizer": f"Adam lr {cfg['lr']} betas ({cfg['beta1']}, 0.999) per network; " + (
+                    "no gradient clipping (the demo's clip_grad_norm runs before backward and clips nothing)"
+                    if cfg["clip"] is None else f"gradient norm clipped at {cfg['clip']:g} for the generators"),
                 "pose_inputs": f"Gaussian heat maps sigma {cfg['sigma']:g}; PG² pose mask (Def-GAN body mask)",
                 "progressive": self.growing_description(),
             },
@@ -256,11 +291,15 @@ class SPTRecipe(TrainingRecipe):
         if cfg["face"]:
             self.networks["D_F"] = initialised(discriminator(3, cfg["ndf"])).to(device)
         adam = lambda params: torch.optim.Adam(params, lr=cfg["lr"], betas=(cfg["beta1"], 0.999))  # noqa: E731
-        if self.progressive:  # the global generator (stages ha, e2e, grow) and the local enhancer (grow)
-            self.optimizers.update(H_S=adam(generator.hs.parameters()), H_A=adam(generator.fg.global_net.parameters()),
+        # H_A: the foreground generator (progressive: its global U-Net; the local enhancer has H_L) and the
+        # background stream, both updated on L_A (Algorithm 1, step 2); BG: the background's own losses (step 5)
+        background = list(generator.bg.parameters()) if generator.bg is not None else []
+        if self.progressive:
+            self.optimizers.update(H_S=adam(generator.hs.parameters()),
+                                   H_A=adam(list(generator.fg.global_net.parameters()) + background),
                                    P=adam(self.networks["P"].parameters()), H_L=adam(generator.fg.local.parameters()))
         else:
-            self.optimizers.update(H_S=adam(generator.hs.parameters()), H_A=adam(generator.fg.parameters()),
+            self.optimizers.update(H_S=adam(generator.hs.parameters()), H_A=adam(list(generator.fg.parameters()) + background),
                                    P=adam(self.networks["P"].parameters()))
         if generator.bg is not None:
             self.optimizers["BG"] = adam(generator.bg.parameters())
@@ -283,6 +322,13 @@ class SPTRecipe(TrainingRecipe):
                 "at half resolution, their outputs upsampled bilinearly; D_A and D_F continue at full resolution (the "
                 "demo's D_A; its fade-in face PatchGAN is called without alpha, so D_F here continues as it is); "
                 "pose loss on the 2x2 average-pooled images (P learnt at half resolution)")
+
+    def face_crop_description(self) -> str:
+        if self.cfg["face_crop"] == "box":
+            return ("the demo's axis-aligned box of half side 0.40 x torso length around the visible head keypoints' "
+                    "mean, clipped to the image; at least 1 head keypoint")
+        return (f"least-squares similarity of the visible nose/eyes/ears, at least {MIN_KEYPOINTS}, to a canonical "
+                "template")
 
     def background_description(self) -> str:
         cfg = self.cfg
@@ -346,7 +392,7 @@ class SPTRecipe(TrainingRecipe):
             target_poses.append(self.parsing_and_pose(target)[1])
         raw = {"image": torch.stack(images), "labels": torch.stack(parsings), "pose_s": torch.stack(poses),
                "pose_t": torch.stack(target_poses)}
-        if stage in ("hs", "e2e"):
+        if stage == "hs" or (stage == "e2e" and self.cfg["e2e_parsing_loss"]):
             pseudo = [self.parsing_and_pose(self.pseudo_label(index)) for index in sources]
             raw["labels_p"] = torch.stack([parsing.long() for parsing, _ in pseudo])
             raw["pose_p"] = torch.stack([pose for _, pose in pseudo])
@@ -375,8 +421,8 @@ class SPTRecipe(TrainingRecipe):
             out["parsing_p"] = one_hot(raw["labels_p"])
             out.update(self.pose_batch("p", raw["pose_p"], size))
         if self.cfg["face"]:
-            out["face_s"], out["face_valid_s"] = face_transforms(out["pose_s"], size)
-            out["face_t"], out["face_valid_t"] = face_transforms(out["pose_t"], size)
+            out["face_s"], out["face_valid_s"] = face_transforms(out["pose_s"], size, self.cfg["face_crop"])
+            out["face_t"], out["face_valid_t"] = face_transforms(out["pose_t"], size, self.cfg["face_crop"])
         if aux is not None:
             out["aux"] = torch.stack([load_background(self.aux[i], size) for i in aux])
         return out
@@ -402,16 +448,19 @@ class SPTRecipe(TrainingRecipe):
         else:
             self.networks["P"].requires_grad_(False).eval()
             e2e = stage == "e2e"
+            if g.bg is not None:  # H_A's background stream learns in stage ha only (Algorithm 2, step 3: fixed)
+                g.bg.requires_grad_(not e2e)
             generator_loss = self.ha_loss(b, losses, e2e)
             optimizers = [self.optimizers["H_A"]]
             if e2e:
-                generator_loss = generator_loss + self.hs_loss(b, losses)
                 optimizers.append(self.optimizers["H_S"])
-            self.update(optimizers, generator_loss, g.hs if e2e else None, g.fg)
+                if self.cfg["e2e_parsing_loss"]:
+                    generator_loss = generator_loss + self.hs_loss(b, losses)
+            self.update(optimizers, generator_loss, g.hs if e2e else None, g.fg, None if e2e else g.bg)
             self.update_appearance_discriminators(b, losses)
-            if e2e:
+            if e2e and self.cfg["e2e_parsing_loss"]:
                 self.update_d("D_S", b["parsing_p"], [losses.pop("_S_pred")], losses)
-            elif g.bg is not None:
+            elif not e2e and g.bg is not None:
                 self.background_step(b, losses)
         return {name: float(value.detach()) for name, value in losses.items()}
 
@@ -432,6 +481,8 @@ class SPTRecipe(TrainingRecipe):
         g.fg.alpha.fill_(alpha)
         frozen = index < self.fix_steps
         g.fg.global_net.requires_grad_(not frozen)
+        if g.bg is not None:
+            g.bg.requires_grad_(False)
         self.optimizers["H_A"].zero_grad(set_to_none=True)  # no stale gradients of stage e2e in the clipped norm
         self.networks["P"].requires_grad_(False).eval()
         generator_loss = self.ha_loss(b, losses, e2e=False, grow=True)
@@ -445,7 +496,7 @@ class SPTRecipe(TrainingRecipe):
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
         ctx.backward(loss)
-        if ctx.scaler is None:  # the demo clips G's gradient norm (at 100); under fp16 scaling gradients are scaled
+        if ctx.scaler is None and self.cfg["clip"] is not None:  # fp16 scaling: the gradients are scaled
             for module in modules:
                 if module is not None:
                     nn.utils.clip_grad_norm_(module.parameters(), self.cfg["clip"])
@@ -507,8 +558,8 @@ class SPTRecipe(TrainingRecipe):
                        b["half_valid_ts"], b["half_parts_s"]) if grow else None
             fake_s = g.render(fake_t, parsing_t, b["heat_t"], parsing_back, b["heat_s"], b["theta_ts"], b["valid_ts"],
                               b["parts_s"], half=half_ts)
-            judged_t = torch.cat([fake_t, parsing_t[:, 1:]], 1)
-            judged_s = torch.cat([fake_s, parsing_back[:, 1:]], 1)
+            judged_t = torch.cat([fake_t, judged_map(parsing_t, cfg["d_maps"])], 1)
+            judged_s = torch.cat([fake_s, judged_map(parsing_back, cfg["d_maps"])], 1)
             adversarial = lsgan(d(judged_t), True) + lsgan(d(judged_s), True)
             posed_t, posed_s = (halve(fake_t), halve(fake_s)) if grow else (fake_t, fake_s)
             pose = F.mse_loss(p(posed_t), b[h + "heat_t"]) + F.mse_loss(p(posed_s), b[h + "heat_s"])
@@ -617,12 +668,27 @@ class SPT(Method):
                "displacement, as a fraction of the image height (the paper excludes very similar poses without a threshold)",
                float),
         Option("lambda_ce", 100.0, "training: λ_ce of H_S's cross entropy (paper: 10^2)", float),
-        Option("lambda_pose", 700.0, "training: λ_pose (paper: 700 DeepFashion, 1 Market-1501)", float),
-        Option("lambda_cont", 0.03, "training: λ_cont (paper: 0.03 DeepFashion, 0.003 Market-1501)", float),
-        Option("lambda_sty", 1.0, "training: λ_sty (paper: 1)", float),
-        Option("face", True, "training: face discriminator D_F on face crops from the facial keypoints, its "
+        Option("preset", None, "training: the paper's per-dataset setting (§4.1) of λ_pose, λ_cont, λ_sty and face: "
+               "deepfashion (700, 0.03, 1, face on) or market (1, 0.003, 1, face off); unset: the dataset's "
+               "(PoseDataset.training_preset: DeepFashion deepfashion, Market-1501 and pose-synth market); each of "
+               "those options given overrides its preset value", str, tuple(PRESETS)),
+        Option("lambda_pose", None, "training: λ_pose (paper: 700 DeepFashion, 1 Market-1501; unset: the preset's)", float),
+        Option("lambda_cont", None, "training: λ_cont (paper: 0.03 DeepFashion, 0.003 Market-1501; unset: the preset's)",
+               float),
+        Option("lambda_sty", None, "training: λ_sty (paper: 1; unset: the preset's)", float),
+        Option("face", None, "training: face discriminator D_F on face crops from the facial keypoints, its "
                "adversarial loss added to L_A (Eq. 11; the paper's DeepFashion setting); false on Market-1501, where "
-               "the paper omits it (low resolution)", bool),
+               "the paper omits it (low resolution); unset: the preset's", bool),
+        Option("face_crop", "box", "training: the face crop F(·): box (the demo's estimate_face_transform: an "
+               "axis-aligned box of half side 0.40 x torso length around the visible head keypoints) or similarity "
+               "(a similarity fitted to a face template from at least 3 of nose, eyes, ears)", str, FACE_CROPS),
+        Option("d_maps", "hard", "training: the parsing maps D_A sees beside the fakes: hard (one-hot of the predicted "
+               "map, as the demo feeds hard maps for real and fake; straight-through gradient to H_S) or soft (the "
+               "softmax probabilities, which D_A can tell from the real one-hot maps by their softness)", str,
+               ("hard", "soft")),
+        Option("e2e_parsing_loss", False, "training: stage e2e adds H_S's own L_S (λ_ce x cross entropy to the "
+               "pseudo labels + L_S^adv, D_S trained) to L_A; the paper (Algorithm 2, step 3) trains H_S with L_A alone, "
+               "so the search errors that stage corrects do not pull it back", bool),
         Option("aux_backgrounds", None, "training: folder of auxiliary background images (Eq. 13; the paper: Places2 "
                "val, val_256/*.jpg) the background network learns to inpaint, with person-shaped holes from the "
                "batch's parsing maps; unset: another person's silhouette cut out of the training image", str),
@@ -636,7 +702,8 @@ class SPT(Method):
         Option("ndf", 64, "training: discriminator base width (demo PatchGAN: 64)", int),
         Option("lr", 2e-4, "training: Adam learning rate (paper: 0.0002)", float),
         Option("beta1", 0.5, "training: Adam β1 (paper: 0.5)", float),
-        Option("clip", 100.0, "training: gradient-norm clipping of the generators (demo: 100)", float),
+        Option("clip", None, "training: gradient-norm clipping of the generators; unset: none (the demo calls "
+               "clip_grad_norm(G, 100) before backward, on gradients already zeroed, so it clips nothing)", float),
     )
 
     def __init__(self, **options: Any) -> None:
