@@ -114,3 +114,42 @@ def test_gradients_flow_into_the_face_region_only():
     window = grad[128 - 30 : 128 + 31, 128 - 30 : 128 + 31]  # the rotated crop window reaches 20·√2 px out
     assert window.sum() == pytest.approx(float(grad.sum()))
     assert float(grad[:90].sum()) == 0.0 and float(grad[170:].sum()) == 0.0
+
+
+# -- the demo's box (the default crop) ----------------------------------------------------------------------------
+def torso_pose(head: dict[int, tuple[float, float]], torso: float = 80.0, top: float = 60.0) -> torch.Tensor:
+    """Shoulders at ``top``, hips ``torso`` px below (so st = torso), and the given head keypoints (y, x)."""
+    pose = torch.full((18, 2), -1.0)
+    pose[[2, 5, 8, 11]] = torch.tensor([[top, 100.0], [top, 140.0], [top + torso, 100.0], [top + torso, 140.0]])
+    for index, point in head.items():
+        pose[index] = torch.tensor(point)
+    return pose
+
+
+def test_the_box_crop_is_the_demos_estimate_face_transform():
+    """Half side int(0.40 · st) around the head keypoints' mean, rounded down to whole pixels, clipped."""
+    pose = torso_pose({0: (40.0, 121.0), 14: (35.0, 115.0), 15: (35.0, 126.0)})  # mean (36.67, 120.67) -> (36, 120)
+    theta, valid = face_transforms(pose[None], SIZE)
+    assert valid.tolist() == [True]
+    # box x in [120 - 32, 120 + 32] = [88, 152], y in [max(36 - 32, 0), 68] = [4, 68] (pixel edges)
+    expected = torch.tensor([[64 / 256, 0.0, (88 + 152) / 256 - 1], [0.0, 64 / 256, (4 + 68) / 256 - 1]])
+    torch.testing.assert_close(theta[0], expected)
+    # the crop shows exactly that box: a picture of its pixel indices, averaged back over the crop's 2x2 cells
+    ys, xs = torch.meshgrid(torch.arange(256.0), torch.arange(256.0), indexing="ij")
+    crop = crop_faces(torch.stack([ys, xs])[None], theta, 32)[0]
+    assert float(crop[1, 0, 0]) == pytest.approx(88 + 0.5, abs=0.01) and float(crop[0, 0, 0]) == pytest.approx(4 + 0.5, abs=0.01)
+    assert float(crop[1, 0, -1]) == pytest.approx(152 - 1.5, abs=0.01)
+    near_top = torso_pose({0: (10.0, 120.0)})  # box clipped at the top edge: y in [0, 42], still 64 wide
+    theta, valid = face_transforms(near_top[None], SIZE)
+    torch.testing.assert_close(theta[0, 1], torch.tensor([0.0, 42 / 256, 42 / 256 - 1]))
+    assert valid.tolist() == [True]
+
+
+def test_the_box_crop_needs_one_head_keypoint():
+    one = torso_pose({17: (50.0, 130.0)})  # one ear is enough for the box (the similarity needs 3)
+    none = torso_pose({})
+    theta, valid = face_transforms(torch.stack([one, none]), SIZE)
+    assert valid.tolist() == [True, False] and torch.equal(theta[1], torch.eye(2, 3))
+    assert similarity_transforms(one[None], SIZE)[1].tolist() == [False]
+    with pytest.raises(ValueError, match="box"):
+        face_transforms(one[None], SIZE, "stn")
