@@ -122,3 +122,9 @@ def test_the_real_datasets_name_their_presets():
         ("deepfashion", "market", "market")
     with pytest.raises(Exception, match="preset"):
         SPT(preset="lip")
+
+
+def test_the_presets_batch_is_the_default_batch():
+    assert SPT().default_batch_size_for(FashionPoses()) == 4
+    assert SPT().default_batch_size_for(TinyPoses()) == 16 == SPT.default_batch_size
+    assert SPT(preset="deepfashion").default_batch_size_for(TinyPoses()) == 4

@@ -15,10 +15,16 @@ One training recipe runs the paper's schedule as stages of one step count (optio
 
 1. H_S and D_S on pseudo pairs: L_S = L_adv + λ_ce·L_ce (Eqs. 3–5, λ_ce = 100); alongside, the pose
    detector P used by H_A's pose loss is fitted to the training images' heat maps (MSE), then frozen.
-2. Algorithm 1 with H_S fixed: H_A (foreground) on L_A = L_adv + λ_pose·L_pose + λ_cont·L_cont +
-   λ_sty·L_sty + L_face (Eqs. 7–12) through the cycle source → target pose → source pose; D_A and D_F;
-   then the background U-Net on α·L_rec + β·L_adv (Eq. 13; α = 1, β = 10) and D_B.
-3. End to end (Algorithm 2, step 3): H_S, D_S, H_A, D_A, D_F jointly, the background network fixed.
+2. Algorithm 1 with H_S fixed: H_A (foreground and background streams, step 4) on L_A = L_adv + λ_pose·L_pose
+   + λ_cont·L_cont + λ_sty·L_sty + L_face (Eqs. 7–12) through the cycle source → target pose → source pose;
+   D_A and D_F; then the background U-Net on α·L_rec + β·L_adv (Eq. 13; α = 1, β = 10, step 8) and D_B.
+3. End to end (Algorithm 2, step 4): H_S, H_A's foreground, D_A, D_F jointly on L_A^total, the background
+   network fixed; H_S learns only through L_A (option ``e2e_parsing_loss`` adds L_S on the pseudo pairs,
+   which ties H_S to the search errors this stage exists to correct, §3.4, and trains D_S).
+
+λ_pose, λ_cont, λ_sty and the face loss come from the paper's per-dataset setting (option ``preset``,
+``deepfashion`` or ``market``, chosen by the dataset's `PoseDataset.training_preset`); each option given
+overrides its preset value.
 
 DeepFashion's progressive growing (option ``progressive``; the paper: joint learning at 128×128, then images
 at 256×256 "with progressive growing"; the demo's global generator + local enhancer): stages 1–3 run at half
@@ -34,8 +40,8 @@ loss of ``grow`` judges the 2× average-pooled images, since P learnt at half re
 
 The face loss (option ``face``, DeepFashion's; the paper omits it on Market-1501) is D_F, the demo's
 PatchGAN, on face crops of both cycle images (Ĩ_pt by the target pose, Ĩ_ps by the source pose), real
-crops of the source by its pose; the crops are a similarity fitted from the visible nose, eyes and ears
-to a canonical template (`face_crops`), and faces with fewer than 3 of them are masked out of the loss.
+crops of the source by its pose; the crop is the demo's box around the visible head keypoints (option
+``face_crop``; `face_crops`), and faces without a head keypoint are masked out of the loss.
 With ``aux_backgrounds`` (the paper: Places2 val), the background U-Net inpaints the batch's person
 silhouettes Ω(S_ps) cut out of auxiliary images (`background_data`), L_rec over the whole image.
 
@@ -47,11 +53,14 @@ Where the paper is silent (recorded in the training manifest): GAN losses are LS
 demo code (the paper writes the log form); L_ce is the per-pixel mean rather than the sum; Eq. 9's
 α_i are 1 on RGB, relu1_2 and relu2_1 (the paper's conv1_2/conv2_1; the demo: relu2_1 only); the style
 loss uses relu2_1 with per-class Gram matrices F·Fᵀ/(H·W) of every class but background and face,
-counted where the class is present in both maps (the demo's; without VGG weights, ``vgg=none``, both
+counted where the class is present in both maps and averaged over the 8 classes (the demo's; without VGG
+weights, ``vgg=none``, both
 losses use the pixels only: content Eq. 9's RGB term, style per-class colour Gram matrices, which carry
 the source's clothing colours to the target pose); predicted maps enter the style loss and
-E'_S as softmax probabilities, the composition as the hard foreground Ω; the face crop's template and
-size (an eighth of the image height, at least 32: 32x32 at 256x256). Without auxiliary backgrounds the
+E'_S as softmax probabilities, the composition as the hard foreground Ω, D_A as one-hot maps (as the demo's
+real and fake maps; option ``d_maps``) whose gradient is the probabilities' (straight-through); the face
+crop's size (an eighth of the image height, at least 32: 32x32 at 256x256); no gradient clipping (the demo
+clips before backward, which clips nothing; option ``clip``). Without auxiliary backgrounds the
 background network learns on the training images: the hole is another person's silhouette, the loss
 counts only the image's own background, and D_B sees both images with the image's own person blanked.
 """
@@ -205,7 +214,7 @@ class SPTRecipe(TrainingRecipe):
         if not isinstance(dataset, PoseDataset):
             raise UsageError(f"spt trains on a pose-transfer dataset with single-image access (PoseDataset), "
                              f"not {dataset.name!r}")
-        self.preset = method.config["preset"] or dataset.training_preset or "market"
+        self.preset = method.preset_for(dataset)
         preset = PRESETS[self.preset]
         cfg = self.cfg = {**method.config, **{key: preset[key] if method.config[key] is None else method.config[key]
                                               for key in preset}}
@@ -251,7 +260,7 @@ class SPTRecipe(TrainingRecipe):
                            f"): {PRESETS[self.preset]}; options given override it; the paper's batch for it: "
                            f"{PRESET_BATCH[self.preset]}, this run: {context.batch_size}"),
                 "stages": self.stages,
-                "end_to_end": "H_S, D_A, D_F and H_A's foreground on L_A (Algorithm 2, step 3), the background network "
+                "end_to_end": "H_S, D_A, D_F and H_A's foreground on L_A (Algorithm 2, step 4), the background network "
                               "fixed" + (f"; plus L_S ({cfg['lambda_ce']:g} x cross entropy to the pseudo labels + "
                                          "L_S^adv, D_S trained): e2e_parsing_loss" if cfg["e2e_parsing_loss"] else
                                          "; no L_S (the paper's)"),
@@ -268,7 +277,7 @@ class SPTRecipe(TrainingRecipe):
                            f"(frozen P) + {cfg['lambda_cont']:g} x content ({content_layers}, weights 1) + "
                            f"{cfg['lambda_sty']:g} x semantic style ({style_layer} Gram per class of classes "
                            f"{list(STYLE_CLASSES)}, mean over classes as the demo); trains the foreground generator and "
-                           "the background stream (Algorithm 1, step 2)",
+                           "the background stream (Algorithm 1, step 4)",
                     "background": self.background_description(),
                     "face": (f"LSGAN of D_F (PatchGAN on {face_sides} face crops: {self.face_crop_description()}; "
                              "other faces masked) on both cycle images, weight 1, added to L_A; D_F: real "
@@ -292,7 +301,7 @@ class SPTRecipe(TrainingRecipe):
             self.networks["D_F"] = initialised(discriminator(3, cfg["ndf"])).to(device)
         adam = lambda params: torch.optim.Adam(params, lr=cfg["lr"], betas=(cfg["beta1"], 0.999))  # noqa: E731
         # H_A: the foreground generator (progressive: its global U-Net; the local enhancer has H_L) and the
-        # background stream, both updated on L_A (Algorithm 1, step 2); BG: the background's own losses (step 5)
+        # background stream, both updated on L_A (Algorithm 1, step 4); BG: the background's own losses (step 8)
         background = list(generator.bg.parameters()) if generator.bg is not None else []
         if self.progressive:
             self.optimizers.update(H_S=adam(generator.hs.parameters()),
@@ -448,7 +457,7 @@ class SPTRecipe(TrainingRecipe):
         else:
             self.networks["P"].requires_grad_(False).eval()
             e2e = stage == "e2e"
-            if g.bg is not None:  # H_A's background stream learns in stage ha only (Algorithm 2, step 3: fixed)
+            if g.bg is not None:  # H_A's background stream learns in stage ha only (Algorithm 2, step 4: fixed)
                 g.bg.requires_grad_(not e2e)
             generator_loss = self.ha_loss(b, losses, e2e)
             optimizers = [self.optimizers["H_A"]]
@@ -467,7 +476,7 @@ class SPTRecipe(TrainingRecipe):
     def update_appearance_discriminators(self, b: dict[str, torch.Tensor], losses: dict[str, torch.Tensor]) -> None:
         real = torch.cat([b["image"] * 2 - 1, b["parsing"][:, 1:]], 1)
         self.update_d("D_A", real, [losses.pop("_A_fake_t"), losses.pop("_A_fake_s")], losses)
-        if "D_F" in self.networks:  # Algorithm 1 step 3: D_F with D_A; real faces: the source's, by its pose
+        if "D_F" in self.networks:  # Algorithm 1 step 5: D_F with D_A; real faces: the source's, by its pose
             self.update_d("D_F", crop_faces(b["image"] * 2 - 1, b["face_s"], crop_side(b["image"].shape[-2])),
                           [losses.pop("_F_fake_t"), losses.pop("_F_fake_s")], losses,
                           [b["face_valid_s"], b["face_valid_t"], b["face_valid_s"]])
@@ -596,7 +605,7 @@ class SPTRecipe(TrainingRecipe):
         return face
 
     def background_step(self, b: dict[str, torch.Tensor], losses: dict[str, torch.Tensor]) -> None:
-        """Algorithm 1, steps 4–6: inpaint another person's silhouette cut out of a training image (with
+        """Algorithm 1, steps 6–9: inpaint another person's silhouette cut out of a training image (with
         auxiliary images: `aux_background_step`)."""
         if "aux" in b:
             self.aux_background_step(b, losses)
@@ -617,7 +626,7 @@ class SPTRecipe(TrainingRecipe):
         losses.update(B_rec=reconstruction, B_adv=adversarial)
 
     def aux_background_step(self, b: dict[str, torch.Tensor], losses: dict[str, torch.Tensor]) -> None:
-        """Algorithm 1, steps 4–6 with auxiliary images (Eq. 13): the person-shaped holes Ω(S_ps) of the batch's
+        """Algorithm 1, steps 6–9 with auxiliary images (Eq. 13): the person-shaped holes Ω(S_ps) of the batch's
         real maps cut into I_aux; L_rec over the whole image; D_B sees I_aux against the composites."""
         cfg, g, d, ctx = self.cfg, self.networks["generator"], self.networks["D_B"], self.context
         image = b["aux"] * 2 - 1
@@ -642,7 +651,7 @@ class SPT(Method):
     tasks = frozenset({"pose-transfer"})
     needs_checkpoint = True
     batch_size = 8
-    default_batch_size = 16  # the paper's Market-1501 batch (DeepFashion: 4)
+    default_batch_size = 16  # the paper's Market-1501 batch; the deepfashion preset's is 4 (default_batch_size_for)
     default_steps = 50_000  # the paper gives wall-clock time only (< 1 day on 4 P40 for Market-1501)
     model_options = ("width", "background", "progressive")
     options = (
@@ -687,7 +696,7 @@ class SPT(Method):
                "softmax probabilities, which D_A can tell from the real one-hot maps by their softness)", str,
                ("hard", "soft")),
         Option("e2e_parsing_loss", False, "training: stage e2e adds H_S's own L_S (λ_ce x cross entropy to the "
-               "pseudo labels + L_S^adv, D_S trained) to L_A; the paper (Algorithm 2, step 3) trains H_S with L_A alone, "
+               "pseudo labels + L_S^adv, D_S trained) to L_A; the paper (Algorithm 2, step 4) trains H_S with L_A alone, "
                "so the search errors that stage corrects do not pull it back", bool),
         Option("aux_backgrounds", None, "training: folder of auxiliary background images (Eq. 13; the paper: Places2 "
                "val, val_256/*.jpg) the background network learns to inpaint, with person-shaped holes from the "
@@ -717,6 +726,16 @@ class SPT(Method):
         if not (0 <= cfg["fade"] <= 1 and 0 <= cfg["fix_global"] <= 1):
             raise UsageError(f"{self.name}: options fade and fix_global are fractions of the stage grow, between 0 and 1; "
                              f"got fade={cfg['fade']}, fix_global={cfg['fix_global']}")
+
+    def preset_for(self, dataset: Any) -> str:
+        """The ``preset`` option, else the dataset's (`PoseDataset.training_preset`), else market (the paper's
+        Market-1501 setting, whose batch is `default_batch_size`)."""
+        named = dataset.training_preset if isinstance(dataset, PoseDataset) else None
+        return self.config["preset"] or named or "market"
+
+    def default_batch_size_for(self, dataset: Any) -> int:
+        """The preset's batch (paper §4.1: 4 DeepFashion, 16 Market-1501) when ``--batch-size`` is not given."""
+        return PRESET_BATCH[self.preset_for(dataset)]
 
     def build(self) -> SPTGenerator:
         return initialised(SPTGenerator(self.config["width"], self.config["background"], self.config["progressive"]))

@@ -279,7 +279,7 @@ class SPTGenerator(nn.Module):
                heat_t: torch.Tensor, theta: torch.Tensor, valid: torch.Tensor, parts: torch.Tensor,
                half: Level | None = None) -> torch.Tensor:
         """Ĩ_t (Eq. 6). The background stream is part of H_A: L_A reaches it through the composition (Algorithm 1,
-        step 2), besides its own losses; with ``half`` (progressive) it inpaints at half resolution and is upsampled."""
+        step 4), besides its own losses; with ``half`` (progressive) it inpaints at half resolution and is upsampled."""
         foreground = self.foreground(image, parsing_s, heat_s, parsing_t, heat_t, theta, valid, parts, half)
         background = None
         if self.bg is not None:
