@@ -25,10 +25,9 @@ images, where D_F's PatchGAN still scores 2x2 patches; the demo crops at the ima
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-
-import numpy as np
 
 from .pose_maps import HEAD_HALF, present, torso_length
 
