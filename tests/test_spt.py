@@ -282,10 +282,11 @@ def test_spt_trains_its_stages_on_pose_synth_and_its_weights_run(cli, tmp_path, 
     small_vgg16(isolated_env / "torch")
     out = tmp_path / "spt"
     code, _, err = cli("train", "--method", "spt", "--dataset", "pose-synth", "--data-root", synth_root, "--steps", "3",
-                       "--batch-size", "2", *TINY, "--out", out)
+                       "--batch-size", "2", *TINY, "--option", "face=true", "--out", out)
     assert code == 0, err
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["recipe"]["stages"] == {"hs": 1, "ha": 1, "e2e": 1}
+    assert manifest["recipe"]["preset"].startswith("market (dataset pose-synth's)")  # face=true overrides it
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert {"S_ce", "P"} <= set(log[0]["losses"]) and {"A_sty", "B_rec", "D_B", "A_face", "D_F"} <= set(log[1]["losses"])
     assert {"A_face", "D_F"} <= set(log[2]["losses"])
