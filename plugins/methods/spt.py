@@ -103,8 +103,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "deepfashion": {"lambda_pose": 700.0, "lambda_cont": 0.03, "lambda_sty": 1.0, "face": True},
     "market": {"lambda_pose": 1.0, "lambda_cont": 0.003, "lambda_sty": 1.0, "face": False},
 }
-"""The paper's training settings per dataset (§4.1; batch 4 DeepFashion, 16 Market-1501: ``--batch-size``)."""
+"""The paper's training settings per dataset (§4.1), the loss weights and the face loss."""
 PRESET_BATCH = {"deepfashion": 4, "market": 16}
+"""The paper's batch per preset (§4.1), the default when ``harness train`` gets no ``--batch-size``."""
 STAGES = ("hs", "ha", "e2e")
 PROGRESSIVE_STAGES = STAGES + ("grow",)
 PSEUDO_STREAM = 91
@@ -680,7 +681,8 @@ class SPT(Method):
         Option("preset", None, "training: the paper's per-dataset setting (§4.1) of λ_pose, λ_cont, λ_sty and face: "
                "deepfashion (700, 0.03, 1, face on) or market (1, 0.003, 1, face off); unset: the dataset's "
                "(PoseDataset.training_preset: DeepFashion deepfashion, Market-1501 and pose-synth market); each of "
-               "those options given overrides its preset value", str, tuple(PRESETS)),
+               "those options given overrides its preset value; without --batch-size the preset's batch (4, 16)", str,
+               tuple(PRESETS)),
         Option("lambda_pose", None, "training: λ_pose (paper: 700 DeepFashion, 1 Market-1501; unset: the preset's)", float),
         Option("lambda_cont", None, "training: λ_cont (paper: 0.03 DeepFashion, 0.003 Market-1501; unset: the preset's)",
                float),
