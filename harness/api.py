@@ -245,6 +245,11 @@ class Method(Plugin):
     default_batch_size: ClassVar[int] = 16
     """Global batch size when ``harness train`` gets no ``--batch-size``."""
 
+    def default_batch_size_for(self, dataset: "Dataset") -> int:
+        """Global batch size when ``harness train`` gets no ``--batch-size``, for ``dataset``: methods whose
+        papers train each dataset with its own batch override this; the default is `default_batch_size`."""
+        return self.default_batch_size
+
     def training_recipe(self, dataset: "Dataset", context: "TrainContext") -> TrainingRecipe:
         """The method's training recipe for ``dataset``; ``context`` holds the batch size, steps, seed,
         device and the helpers for mixed precision, data parallelism and batch loading. Methods that

@@ -247,7 +247,7 @@ def cmd_train(args: argparse.Namespace, plugins: Plugins) -> int:
     try:
         spec = TrainSpec(
             steps=args.steps or method_cls.default_steps,
-            batch_size=args.batch_size or method_cls.default_batch_size,
+            batch_size=args.batch_size or method.default_batch_size_for(dataset),
             seed=args.seed,
             split=args.split,
             device=device,

@@ -15,7 +15,8 @@ TEMPLATE = np.array([  # (y, x) at 64x32: nose, neck, R sho/elb/wri, L sho/elb/w
     [8, 16], [14, 16], [14, 11], [22, 9], [30, 8], [14, 21], [22, 23], [30, 24],
     [33, 13], [44, 13], [56, 13], [33, 19], [44, 19], [56, 19], [7, 15], [7, 17], [8, 13], [8, 19],
 ], dtype=np.float32)
-LIMBS = ((2, 3, 6), (3, 4, 6), (5, 6, 6), (6, 7, 6), (8, 9, 4), (9, 10, 4), (11, 12, 4), (12, 13, 4))
+LIMBS = ((2, 3, 7), (3, 4, 7), (5, 6, 6), (6, 7, 6), (8, 9, 4), (9, 10, 4), (11, 12, 4), (12, 13, 4))
+"""(joint, joint, SPT label): right arm 7, left arm 6, legs in pants 4 (or a skirt 5)."""
 
 
 def pose_of(seed: int) -> np.ndarray:
@@ -28,7 +29,7 @@ def pose_of(seed: int) -> np.ndarray:
 
 
 def parsing_of(pose: np.ndarray, skirt: bool) -> np.ndarray:
-    """Labels drawn from the pose: face disc, upper-clothes torso, arms, pants or skirt."""
+    """SPT labels drawn from the pose: face disc, upper-clothes torso, left and right arms, pants or skirt."""
     ys, xs = np.mgrid[: SIZE[0], : SIZE[1]]
     labels = np.zeros(SIZE, dtype=np.int64)
     def segment(a: np.ndarray, b: np.ndarray, radius: float) -> np.ndarray:
@@ -39,12 +40,12 @@ def parsing_of(pose: np.ndarray, skirt: bool) -> np.ndarray:
         labels[segment(pose[start], pose[end], 1.5)] = 5 if skirt and label == 4 else label
     top, bottom = int(pose[1, 0]), int(pose[8, 0])
     labels[top:bottom, int(pose[2, 1]):int(pose[5, 1]) + 1] = 3
-    labels[(ys - pose[0, 0]) ** 2 + (xs - pose[0, 1]) ** 2 <= 9] = 2
+    labels[(ys - pose[0, 0]) ** 2 + (xs - pose[0, 1]) ** 2 <= 9] = 1
     return labels
 
 
-COLOURS = np.array([[0.2, 0.5, 0.3], [0.1, 0.1, 0.1], [0.9, 0.7, 0.6], [0.8, 0.1, 0.1], [0.1, 0.2, 0.8],
-                    [0.7, 0.2, 0.7], [0.9, 0.7, 0.6], [0.9, 0.7, 0.6], [0.1, 0.1, 0.1], [0.5, 0.5, 0.0]], np.float32)
+COLOURS = np.array([[0.2, 0.5, 0.3], [0.9, 0.7, 0.6], [0.1, 0.1, 0.1], [0.8, 0.1, 0.1], [0.1, 0.2, 0.8],
+                    [0.7, 0.2, 0.7], [0.9, 0.7, 0.6], [0.9, 0.7, 0.6], [0.9, 0.7, 0.6], [0.9, 0.7, 0.6]], np.float32)
 
 
 class TinyPoses(PoseDataset):

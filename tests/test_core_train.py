@@ -90,3 +90,17 @@ def test_loader_workers_do_not_change_the_result(cli, tmp_path):
     workers = load_file(str(tmp_path / "workers" / "model.safetensors"))
     assert all(torch.equal(inline[key], workers[key]) for key in inline)
     assert json.loads((tmp_path / "workers" / "manifest.json").read_text())["workers"] == 2
+
+
+def test_without_batch_size_the_method_chooses_it_for_the_dataset(cli, tmp_path, monkeypatch):
+    """`Method.default_batch_size_for(dataset)` (e.g. a paper's per-dataset batch) decides when no --batch-size."""
+    from harness.api import Method
+
+    seen = []
+    monkeypatch.setattr(Method, "default_batch_size_for", lambda self, dataset: seen.append(dataset.name) or 3)
+    root = make_root(tmp_path)
+    code, _, err = cli("train", "--plugins-dir", FIXTURE_PLUGINS, "--method", "tiny-net", "--dataset", "demo-pairs",
+                       "--data-root", root, "--out", tmp_path / "ckpt", "--steps", "2", "--quiet")
+    assert code == 0, err
+    assert seen == ["demo-pairs"]
+    assert json.loads((tmp_path / "ckpt" / "manifest.json").read_text())["identity"]["batch_size"] == 3

@@ -7,13 +7,13 @@ import math
 
 import pytest
 import torch
-
 from harness_plugins.methods.pose_transfer.face_crops import (
     CANONICAL,
     FACE_KEYPOINTS,
     crop_faces,
     crop_side,
     face_transforms,
+    similarity_transforms,
 )
 from harness_plugins.methods.pose_transfer.spt_networks import discriminator
 
@@ -55,7 +55,7 @@ def test_a_rotated_face_is_cropped_to_the_canonical_view(angle):
     c, s = math.cos(angle), math.sin(angle)
     dx, dy = (xs - centre[0]) / scale, (ys - centre[1]) / scale
     image = pattern(c * dx + s * dy, -s * dx + c * dy)[None, None]
-    theta, valid = face_transforms(pose[None], SIZE)
+    theta, valid = similarity_transforms(pose[None], SIZE)
     assert valid.tolist() == [True]
     crop = crop_faces(image, theta, 32)[0, 0]
     grid = (torch.arange(32, dtype=torch.float32) * 2 + 1) / 32 - 1  # crop pixel centres, normalised
@@ -71,7 +71,7 @@ def test_a_marker_lands_on_its_canonical_crop_pixel():
     x, y = similarity(torch.tensor(u), torch.tensor(v), scale, angle, centre)
     image = torch.zeros(1, 3, *SIZE)
     image[0, :, round(float(y)) - 1 : round(float(y)) + 2, round(float(x)) - 1 : round(float(x)) + 2] = 1.0
-    theta, _ = face_transforms(pose[None], SIZE)
+    theta, _ = similarity_transforms(pose[None], SIZE)
     crop = crop_faces(image, theta, 32)[0, 0]
     assert divmod(int(crop.argmax()), 32) == (row, col)
 
@@ -79,7 +79,7 @@ def test_a_marker_lands_on_its_canonical_crop_pixel():
 def test_the_keypoint_handedness_does_not_flip_the_face():
     """Eyes/ears labelled the other way round: the mirrored template fits, the crop stays upright."""
     angle, scale, centre = 0.3, 30.0, (128.0, 128.0)
-    theta_mirror, valid = face_transforms(placed_pose(scale, angle, centre, mirror=True)[None], SIZE)
+    theta_mirror, valid = similarity_transforms(placed_pose(scale, angle, centre, mirror=True)[None], SIZE)
     assert valid.tolist() == [True]
     # the crop's "down" (v) still points to the image's rotated down: the second column of the matrix
     down = theta_mirror[0, :, 1] * torch.tensor([SIZE[1] / 2, SIZE[0] / 2])
@@ -89,7 +89,7 @@ def test_the_keypoint_handedness_does_not_flip_the_face():
 def test_non_square_images_keep_the_face_square():
     size = (128, 64)
     pose = placed_pose(10.0, 0.0, (32.0, 20.0))
-    theta, valid = face_transforms(pose[None], size)
+    theta, valid = similarity_transforms(pose[None], size)
     assert valid.tolist() == [True]
     # one crop unit is 10 px both ways: 2·10/64 in x, 2·10/128 in y (normalised per side)
     torch.testing.assert_close(theta[0, :, :2], torch.tensor([[20 / 64, 0.0], [0.0, 20 / 128]]))
@@ -104,7 +104,7 @@ def test_faces_with_too_few_keypoints_are_masked_without_nan():
     three[[14, 16]] = -1  # profile: nose, one eye, one ear
     none = torch.full((18, 2), -1.0)
     tiny = placed_pose(0.4, 0.0, (50.0, 50.0))  # a face under a pixel: keypoints on top of each other
-    theta, valid = face_transforms(torch.stack([full, two, three, none, tiny]), SIZE)
+    theta, valid = similarity_transforms(torch.stack([full, two, three, none, tiny]), SIZE)
     assert valid.tolist() == [True, False, True, False, False]
     assert torch.isfinite(theta).all()
     torch.testing.assert_close(theta[1], torch.eye(2, 3))
@@ -114,10 +114,49 @@ def test_faces_with_too_few_keypoints_are_masked_without_nan():
 def test_gradients_flow_into_the_face_region_only():
     pose = placed_pose(20.0, 0.4, (128.0, 128.0))
     image = torch.rand(1, 3, *SIZE, requires_grad=True)
-    theta, _ = face_transforms(pose[None], SIZE)
+    theta, _ = similarity_transforms(pose[None], SIZE)
     crop_faces(image, theta, 32).sum().backward()
     grad = image.grad[0, 0]
     assert grad.sum() == pytest.approx(32 * 32)  # bilinear weights of each crop pixel sum to 1
     window = grad[128 - 30 : 128 + 31, 128 - 30 : 128 + 31]  # the rotated crop window reaches 20·√2 px out
     assert window.sum() == pytest.approx(float(grad.sum()))
     assert float(grad[:90].sum()) == 0.0 and float(grad[170:].sum()) == 0.0
+
+
+# -- the demo's box (the default crop) ----------------------------------------------------------------------------
+def torso_pose(head: dict[int, tuple[float, float]], torso: float = 80.0, top: float = 60.0) -> torch.Tensor:
+    """Shoulders at ``top``, hips ``torso`` px below (so st = torso), and the given head keypoints (y, x)."""
+    pose = torch.full((18, 2), -1.0)
+    pose[[2, 5, 8, 11]] = torch.tensor([[top, 100.0], [top, 140.0], [top + torso, 100.0], [top + torso, 140.0]])
+    for index, point in head.items():
+        pose[index] = torch.tensor(point)
+    return pose
+
+
+def test_the_box_crop_is_the_demos_estimate_face_transform():
+    """Half side int(0.40 · st) around the head keypoints' mean, rounded down to whole pixels, clipped."""
+    pose = torso_pose({0: (40.0, 121.0), 14: (35.0, 115.0), 15: (35.0, 126.0)})  # mean (36.67, 120.67) -> (36, 120)
+    theta, valid = face_transforms(pose[None], SIZE)
+    assert valid.tolist() == [True]
+    # box x in [120 - 32, 120 + 32] = [88, 152], y in [max(36 - 32, 0), 68] = [4, 68] (pixel edges)
+    expected = torch.tensor([[64 / 256, 0.0, (88 + 152) / 256 - 1], [0.0, 64 / 256, (4 + 68) / 256 - 1]])
+    torch.testing.assert_close(theta[0], expected)
+    # the crop shows exactly that box: a picture of its pixel indices, averaged back over the crop's 2x2 cells
+    ys, xs = torch.meshgrid(torch.arange(256.0), torch.arange(256.0), indexing="ij")
+    crop = crop_faces(torch.stack([ys, xs])[None], theta, 32)[0]
+    assert float(crop[1, 0, 0]) == pytest.approx(88 + 0.5, abs=0.01) and float(crop[0, 0, 0]) == pytest.approx(4 + 0.5, abs=0.01)
+    assert float(crop[1, 0, -1]) == pytest.approx(152 - 1.5, abs=0.01)
+    near_top = torso_pose({0: (10.0, 120.0)})  # box clipped at the top edge: y in [0, 42], still 64 wide
+    theta, valid = face_transforms(near_top[None], SIZE)
+    torch.testing.assert_close(theta[0, 1], torch.tensor([0.0, 42 / 256, 42 / 256 - 1]))
+    assert valid.tolist() == [True]
+
+
+def test_the_box_crop_needs_one_head_keypoint():
+    one = torso_pose({17: (50.0, 130.0)})  # one ear is enough for the box (the similarity needs 3)
+    none = torso_pose({})
+    theta, valid = face_transforms(torch.stack([one, none]), SIZE)
+    assert valid.tolist() == [True, False] and torch.equal(theta[1], torch.eye(2, 3))
+    assert similarity_transforms(one[None], SIZE)[1].tolist() == [False]
+    with pytest.raises(ValueError, match="box"):
+        face_transforms(one[None], SIZE, "stn")

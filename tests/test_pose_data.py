@@ -9,7 +9,7 @@ import pytest
 import torch
 from harness_plugins.datasets import pose_common
 from harness_plugins.datasets.pose_common import (
-    LIP_TO_MERGED, build_pairs, format_annotations, format_pairs, read_annotations, read_label_map, read_pairs,
+    LIP_TO_SPT, SPT_CLASSES, build_pairs, format_annotations, format_pairs, read_annotations, read_label_map, read_pairs,
 )
 from harness_plugins.datasets.pose_synth import PoseSynth, Sources, render
 from PIL import Image
@@ -124,22 +124,37 @@ def test_def_gan_person_is_the_name_before_the_first_underscore():
 
 
 # -- parsing maps ----------------------------------------------------------------------------------
-def test_lip_labels_merge_by_the_documented_table(tmp_path):
-    lip = np.arange(20, dtype=np.uint8).reshape(4, 5)
+def test_lip_labels_merge_to_spts_ten_classes_in_the_demos_order(tmp_path):
+    # the demo's README: 0 background, 1 face, 2 hair, 3 upper clothes, 4 pants, 5 skirt, 6-9 left/right arm/leg
+    assert SPT_CLASSES == ("background", "face", "hair", "upper-clothes", "pants", "skirt", "left-arm", "right-arm",
+                           "left-leg", "right-leg")
+    lip = np.array([[0, 1, 2, 4, 5], [6, 7, 9, 10, 11], [12, 13, 14, 15, 16], [17, 18, 19, 0, 0]], np.uint8)
     Image.fromarray(lip, mode="L").save(tmp_path / "lip.png")
     merged = read_label_map(tmp_path / "lip.png", "lip")
     assert merged.dtype == torch.int64 and merged.shape == (4, 5)
-    assert merged.flatten().tolist() == [0, 9, 1, 9, 9, 3, 3, 3, 7, 4, 4, 9, 5, 2, 6, 6, 7, 7, 8, 8]
-    assert len(LIP_TO_MERGED) == len(pose_common.LIP_CLASSES) == 20 and LIP_TO_MERGED.max() == 9
+    assert merged.tolist() == [[0, 2, 2, 1, 3], [3, 3, 4, 4, 3], [5, 1, 6, 7, 8], [9, 8, 9, 0, 0]]
+    assert len(LIP_TO_SPT) == len(pose_common.LIP_CLASSES) == 20 and LIP_TO_SPT.max() == 9
     palette = Image.fromarray(np.array([[0, 13], [5, 19]], np.uint8), mode="P")
     palette.putpalette([v for i in range(256) for v in (i, 255 - i, i // 2)])
     palette.save(tmp_path / "palette.png")
-    assert read_label_map(tmp_path / "palette.png", "lip").tolist() == [[0, 2], [3, 8]]
+    assert read_label_map(tmp_path / "palette.png", "lip").tolist() == [[0, 1], [3, 9]]
     with pytest.raises(DataError, match="labels 0..9"):
-        read_label_map(tmp_path / "lip.png", "merged")
+        read_label_map(tmp_path / "lip.png", "spt")
     Image.new("RGB", (2, 2)).save(tmp_path / "rgb.png")
     with pytest.raises(DataError, match="one label per pixel"):
         read_label_map(tmp_path / "rgb.png", "lip")
+
+
+def test_gloves_and_socks_join_the_nearer_arm_and_leg():
+    lip = np.zeros((3, 12), np.int64)
+    lip[0, :2], lip[0, 10:] = 14, 15  # left arm at the left, right arm at the right
+    lip[0, 3], lip[0, 8] = 3, 3  # gloves by each arm
+    lip[2, 0], lip[2, 11], lip[2, 5] = 16, 17, 8  # legs, and a sock nearer the left one
+    spt = pose_common.lip_to_spt(lip)
+    assert spt[0].tolist() == [6, 6, 0, 6, 0, 0, 0, 0, 7, 0, 7, 7]
+    assert spt[2, 5] == 8 and spt[2, 0] == 8 and spt[2, 11] == 9
+    assert pose_common.lip_to_spt(np.array([[3, 8]])).tolist() == [[6, 8]]  # no arm or leg shown: the left class
+    assert pose_common.lip_to_spt(np.stack([lip, lip])).shape == (2, 3, 12)
 
 
 # -- pose-synth ------------------------------------------------------------------------------------
@@ -191,7 +206,7 @@ def test_pose_synth_samples_follow_the_contract(synth_root):
         assert parsing.shape == (128, 64) and parsing.dtype == torch.int64 and 0 <= parsing.min() and parsing.max() <= 9
         # the person is painted where its skeleton is: the neck lies on the upper clothes or the face/neck
         neck_y, neck_x = keypoints[1].long().tolist()
-        assert parsing[neck_y, neck_x] in (2, 3)
+        assert parsing[neck_y, neck_x] in (1, 3)  # SPT's face (the neck is painted as skin) or upper clothes
         background = parsing == 0
         assert 0.4 < background.float().mean() < 0.9
     single = dataset.images("train")
@@ -200,6 +215,25 @@ def test_pose_synth_samples_follow_the_contract(synth_root):
     assert torch.equal(loaded["pose"], torch.from_numpy(dataset.poses("train")[single[3]["id"]]))
     reference = dataset.reference("test")
     assert len(reference.files) == len({t for _, t in dataset.pairs("test")}) and all(p.is_file() for p in reference.files)
+
+
+def test_pose_synth_labels_each_arm_and_leg_by_its_own_side(synth_root):
+    """SPT's classes keep the sides: left-arm pixels (6) lie along the L elbow/wrist, right-arm (7) the R ones."""
+    dataset = PoseSynth(synth_root)
+    checked = 0
+    for row in dataset.images("train")[:12]:
+        sample = dataset.load_image(row)
+        labels, pose = sample["parsing"], sample["pose"]
+        for label, own, other in ((6, (6, 7), (3, 4)), (7, (3, 4), (6, 7)), (8, (12, 13), (9, 10)), (9, (9, 10), (12, 13))):
+            ys, xs = torch.nonzero(labels == label, as_tuple=True)
+            if len(ys) < 5 or (pose[list(own + other)] == -1).any():
+                continue
+            points = torch.stack([ys, xs], 1).float()
+            near_own = torch.cdist(points, pose[list(own)]).min(dim=1).values
+            near_other = torch.cdist(points, pose[list(other)]).min(dim=1).values
+            assert (near_own <= near_other).float().mean() > 0.7, (row["id"], label)
+            checked += 1
+    assert checked > 20
 
 
 def test_pose_synth_identity_is_consistent_and_pose_changes(synth_root):

@@ -130,7 +130,7 @@ def test_parsing_maps_are_read_and_merged_and_required_when_asked(tmp_path):
     dataset = DeepFashionPose(root)
     sample = dataset.load(dataset.index("test")[0])
     assert sample["source_parsing"].dtype == torch.int64 and sample["source_parsing"].shape == (256, 256)
-    assert sample["source_parsing"][0, 0] == 2 and sample["target_parsing"][100, 0] == 3  # merged face, upper clothes
+    assert sample["source_parsing"][0, 0] == 1 and sample["target_parsing"][100, 0] == 3  # SPT's face, upper clothes
     single = dataset.load_image(dataset.images("test")[0])
     assert single["parsing"].shape == (256, 256) and single["pose"].shape == (18, 2)
     assert len(dataset.images("test")) == 5  # the image without a hip never pairs

@@ -60,7 +60,7 @@ def check_reidentification(table: dict[tuple[str, str], dict[str, float]]) -> No
 
 def check_pose_transfer(table: dict[tuple[str, str], dict[str, float]]) -> None:
     """Def-GAN (paired) and SPT (unpaired) clearly above the copy-source floor on mask-SSIM (0.822 and
-    0.818–0.827 over seeds 0–2 against 0.783, docs/spt.md); PG²'s lead at this budget is small and
+    0.798–0.833 over seeds 0–2 against 0.783, docs/spt.md); PG²'s lead at this budget is small and
     seed-dependent (docs/pose-methods.md), so it only has to run."""
     floor = table[("copy-source", "pose-synth")]["mask-ssim:mask-ssim"]
     for method in ("def-gan", "spt"):

@@ -139,12 +139,20 @@ def test_style_loss_counts_classes_visible_in_both_maps_only():
     def g(f, m):
         x = (f * m).flatten(2)
         return x @ x.transpose(1, 2) / 16
+
+    def demo(fa, fb, ma, mb):  # the demo: MSELoss of the visibility-masked (B, 8, C, C) stacks of classes 2..9
+        visible = (ma[:, 2:].amax(dim=(2, 3)) * mb[:, 2:].amax(dim=(2, 3)))[..., None, None]
+        stack_a = torch.stack([g(fa, ma[:, c : c + 1]) for c in range(2, 10)], 1)
+        stack_b = torch.stack([g(fb, mb[:, c : c + 1]) for c in range(2, 10)], 1)
+        return float(torch.nn.functional.mse_loss(visible * stack_a, visible * stack_b))
     upper, pants = maps[:, 3:4], maps[:, 4:5]
-    expected = float(((g(features, upper) - g(other, upper)) ** 2).mean() + ((g(features, pants) - g(other, pants)) ** 2).mean())
-    assert loss == pytest.approx(expected, rel=1e-5)
+    summed = float(((g(features, upper) - g(other, upper)) ** 2).mean() + ((g(features, pants) - g(other, pants)) ** 2).mean())
+    assert loss == pytest.approx(demo(features, other, maps, maps), rel=1e-5) == pytest.approx(summed / 8, rel=1e-5)
     no_pants = one_hot(torch.full((4, 4), 3))[None]
-    expected_upper = float(((g(features, no_pants[:, 3:4]) - g(other, upper)) ** 2).mean())
-    assert float(style_loss(features, other, no_pants, maps)) == pytest.approx(expected_upper, rel=1e-5)
+    assert float(style_loss(features, other, no_pants, maps)) == pytest.approx(demo(features, other, no_pants, maps), rel=1e-5)
+    # the demo's classes: hair (2) counts, face (1) does not
+    face, hair = one_hot(torch.full((4, 4), 1))[None], one_hot(torch.full((4, 4), 2))[None]
+    assert float(style_loss(features, other, face, face)) == 0.0 and float(style_loss(features, other, hair, hair)) > 0
 
 
 def test_pixel_style_loss_follows_the_clothing_to_its_new_place():
@@ -166,7 +174,7 @@ def recipe(steps: int = 3, **options) -> object:
 
 
 @pytest.mark.parametrize("weights", [{}, {"lambda_pose": 3.0, "lambda_cont": 0.5, "lambda_sty": 2.0, "lambda_ce": 7.0,
-                                            "face": False}])
+                                            "face": True}])
 @torch.no_grad()  # only the values are compared
 def test_losses_combine_with_the_papers_weights(weights):
     r = recipe(**weights)
@@ -186,10 +194,10 @@ def test_losses_combine_with_the_papers_weights(weights):
         assert "A_face" not in losses
     assert float(total) == pytest.approx(float(expected), rel=1e-6)
     assert float(losses["A_sty"]) > 0  # without VGG weights the style loss compares the pixels' colours per class
-    if not weights:
-        assert (cfg["lambda_ce"], cfg["lambda_pose"], cfg["lambda_cont"], cfg["lambda_sty"]) == (100, 700, 0.03, 1)
+    if not weights:  # TinyPoses names no preset: Market-1501's, the paper's §4.1
+        assert (cfg["lambda_ce"], cfg["lambda_pose"], cfg["lambda_cont"], cfg["lambda_sty"]) == (100, 1, 0.003, 1)
         assert (cfg["alpha"], cfg["beta"], cfg["lr"], cfg["beta1"], cfg["candidates"]) == (1, 10, 2e-4, 0.5, 4)
-        assert cfg["face"] is True and cfg["aux_backgrounds"] is None
+        assert cfg["face"] is False and cfg["aux_backgrounds"] is None and cfg["clip"] is None
 
 
 def test_lsgan_targets():
@@ -201,7 +209,7 @@ def test_stages_split_the_steps_and_train_what_the_paper_trains():
     assert stage_lengths((1, 1, 1), 3) == {"hs": 1, "ha": 1, "e2e": 1}
     with pytest.raises(UsageError, match="3 numbers"):
         stage_lengths((1, 1), 3)
-    r = recipe(steps=3, stages=(1, 1, 1))
+    r = recipe(steps=3, stages=(1, 1, 1), face=True)
     before = {name: [p.detach().clone() for p in module.parameters()] for name, module in
               (("hs", r.networks["generator"].hs), ("fg", r.networks["generator"].fg), ("bg", r.networks["generator"].bg),
                ("P", r.networks["P"]), ("D_F", r.networks["D_F"]))}
@@ -214,7 +222,8 @@ def test_stages_split_the_steps_and_train_what_the_paper_trains():
         changed.append({n for n in now if any(not torch.equal(a, b) for a, b in zip(before[n], now[n]))})
         before = now
         assert all(np.isfinite(v) for v in logged.values())
-    # D_F learns alongside D_A in Algorithm 1 (stage ha) and in the end-to-end stage, not in H_S pretraining
+    # D_F learns alongside D_A in Algorithm 1 (stage ha) and in the end-to-end stage, not in H_S pretraining;
+    # the background stream (part of H_A) in stage ha only
     assert changed == [{"hs", "P"}, {"fg", "bg", "D_F"}, {"hs", "fg", "D_F"}]
 
 
@@ -273,10 +282,11 @@ def test_spt_trains_its_stages_on_pose_synth_and_its_weights_run(cli, tmp_path, 
     small_vgg16(isolated_env / "torch")
     out = tmp_path / "spt"
     code, _, err = cli("train", "--method", "spt", "--dataset", "pose-synth", "--data-root", synth_root, "--steps", "3",
-                       "--batch-size", "2", *TINY, "--out", out)
+                       "--batch-size", "2", *TINY, "--option", "face=true", "--out", out)
     assert code == 0, err
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["recipe"]["stages"] == {"hs": 1, "ha": 1, "e2e": 1}
+    assert manifest["recipe"]["preset"].startswith("market (dataset pose-synth's)")  # face=true overrides it
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert {"S_ce", "P"} <= set(log[0]["losses"]) and {"A_sty", "B_rec", "D_B", "A_face", "D_F"} <= set(log[1]["losses"])
     assert {"A_face", "D_F"} <= set(log[2]["losses"])

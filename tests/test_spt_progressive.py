@@ -126,7 +126,7 @@ def snapshot(modules: dict[str, torch.nn.Module]) -> dict[str, list[torch.Tensor
 
 def test_progressive_recipe_trains_half_resolution_stages_then_grows():
     method = SPT(width=4, ndf=8, candidates=4, vgg="none", progressive=True, stages=(1, 1, 1, 3), fade=0.5,
-                 fix_global=0.34)
+                 fix_global=0.34, preset="deepfashion")
     r = method.training_recipe(TinyPoses2x(count=6), TrainContext(batch_size=2, steps=6, seed=0))
     assert r.stages == {"hs": 1, "ha": 1, "e2e": 1, "grow": 3} and (r.fade_steps, r.fix_steps) == (2, 1)
     assert "stage grow (3 steps) at 128x64" in r.description["progressive"]
@@ -150,7 +150,8 @@ def test_progressive_recipe_trains_half_resolution_stages_then_grows():
         before = now
         if step == 3:  # frozen: no gradients of its own, none left over from stage e2e
             assert all(p.grad is None for p in g.fg.global_net.parameters())
-    assert changed == [{"hs", "P", "D_S"}, {"global", "bg", "D_A", "D_F"}, {"hs", "global", "D_A", "D_S", "D_F"},
+    # stage e2e: H_S with L_A alone (Algorithm 2, step 3), so D_S rests; the background stream learns in ha only
+    assert changed == [{"hs", "P", "D_S"}, {"global", "bg", "D_A", "D_F"}, {"hs", "global", "D_A", "D_F"},
                        {"local", "D_A", "D_F"}, {"global", "local", "D_A", "D_F"}, {"global", "local", "D_A", "D_F"}]
     assert alphas == [None, None, None, 0.5, 1.0, 1.0]
     assert float(r.export()["fg.alpha"]) == 1.0

@@ -73,6 +73,7 @@ class DeepFashionPose(PoseDataset):
                    "and pair lists, or Def-GAN pairs built from the annotations; optional LIP parsing maps.")
     paper = "Liu et al., DeepFashion, CVPR 2016; pairs: Siarohin et al., Deformable GANs, CVPR 2018 / Zhu et al., PATN, CVPR 2019"
     image_size = (256, 256)
+    training_preset = "deepfashion"
     default_metrics = {"ssim": {"convention": "defgan"}, "is": {"protocol": "torch-fidelity"}, "fid": {}}
     source = (
         "DeepFashion In-shop Clothes Retrieval (img.zip, Liu et al., http://mmlab.ie.cuhk.edu.hk/projects/DeepFashion.html), "

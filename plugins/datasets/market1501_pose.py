@@ -30,6 +30,7 @@ class Market1501Pose(PoseDataset):
                    "IS/SSIM/FID plus mask-IS/mask-SSIM; optional LIP parsing maps.")
     paper = "Zheng et al., Market-1501, ICCV 2015; pairs: Siarohin et al., Deformable GANs, CVPR 2018"
     image_size = (128, 64)
+    training_preset = "market"
     default_metrics = {
         "ssim": {"convention": "defgan"}, "mask-ssim": {}, "is": {"protocol": "torch-fidelity"},
         "mask-is": {"protocol": "torch-fidelity"}, "fid": {},

@@ -19,8 +19,8 @@ has fewer pairs than n. The person of a name is given by the dataset (Def-GAN: t
 first ``_``).
 
 Parsing maps come as label PNGs (one grey level or palette index per pixel). LIP parser output (20
-labels) is merged to the 10 classes the pose-transfer contract fixes by `LIP_TO_MERGED` below; maps
-already in the merged labels are read as they are (option ``parsing_labels``).
+labels) is merged to the 10 classes the pose-transfer contract fixes, SPT's (`SPT_CLASSES`), by `LIP_TO_SPT`
+below; maps already in SPT's labels are read as they are (option ``parsing_labels``).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+from scipy import ndimage
 
 from harness import DataError, Option, Reference, Sample
 from harness.data import digest_files, read_image, to_tensor
@@ -46,33 +47,37 @@ PAIR_SEED = 0
 ANNOTATION_HEADER = "name:keypoints_y:keypoints_x"
 PAIR_HEADER = "from,to"
 
-MERGED_CLASSES = ("background", "hair", "face", "upper-clothes", "pants", "skirt", "arm", "leg", "shoes", "hat-accessory")
-"""The pose-transfer contract's 10 parsing classes, label = index."""
+SPT_CLASSES = ("background", "face", "hair", "upper-clothes", "pants", "skirt", "left-arm", "right-arm", "left-leg",
+               "right-leg")
+"""The pose-transfer contract's 10 parsing classes, label = index: SPT's ten (paper §4.1) in the order of the
+official demo's README (0 background, 1 face, 2 hair, ... 6 leftArm, 7 rightArm, 8 leftLeg, 9 rightLeg)."""
 LIP_CLASSES = (
     "background", "hat", "hair", "glove", "sunglasses", "upper-clothes", "dress", "coat", "socks", "pants",
     "jumpsuits", "scarf", "skirt", "face", "left-arm", "right-arm", "left-leg", "right-leg", "left-shoe", "right-shoe",
 )
-LIP_TO_MERGED = np.array([
+LIP_TO_SPT = np.array([
     0,  # background
-    9,  # hat -> hat/accessory
-    1,  # hair
-    9,  # glove -> accessory
-    9,  # sunglasses -> accessory
+    2,  # hat -> hair (the head above the face; SPT has no hat class)
+    2,  # hair
+    6,  # glove -> the nearer arm (`LIP_SIDED`; 6 when the map shows no arm)
+    1,  # sunglasses -> face
     3,  # upper clothes
     3,  # dress -> upper clothes (it starts at the shoulders; the skirt class is for skirts proper)
     3,  # coat -> upper clothes
-    7,  # socks -> leg
+    8,  # socks -> the nearer leg (`LIP_SIDED`; 8 when the map shows no leg)
     4,  # pants
     4,  # jumpsuits -> pants (they cover the legs as trousers)
-    9,  # scarf -> accessory
+    3,  # scarf -> upper clothes (worn on the neck and chest)
     5,  # skirt
-    2,  # face
-    6, 6,  # left / right arm
-    7, 7,  # left / right leg
-    8, 8,  # left / right shoe
+    1,  # face
+    6, 7,  # left / right arm
+    8, 9,  # left / right leg
+    8, 9,  # left / right shoe -> left / right leg
 ], dtype=np.int64)
-"""LIP label -> merged label. SPT merges LIP into 10 classes but publishes no table; this is ours."""
-PARSING_LABELS = ("lip", "merged")
+"""LIP label -> SPT label. SPT merges LIP into its 10 classes but publishes no table; this one is ours (docs/spt.md)."""
+LIP_SIDED = {3: (6, 7), 8: (8, 9)}
+"""LIP labels without a side (glove, socks) -> the SPT (left, right) classes; each pixel takes the nearer one."""
+PARSING_LABELS = ("lip", "spt")
 DEFAULT_PARSING_FOLDER = "parsing"
 
 Pose = np.ndarray
@@ -191,7 +196,7 @@ def build_pairs(
 
 # -- parsing maps ----------------------------------------------------------------------------------
 def read_label_map(path: Path, labels: str = "lip") -> torch.Tensor:
-    """A label PNG -> int64 (H, W) in the merged 10 classes (``labels="lip"`` merges LIP's 20 first)."""
+    """A label PNG -> int64 (H, W) in SPT's 10 classes (``labels="lip"`` merges LIP's 20 first)."""
     try:
         with Image.open(path) as image:
             image.load()
@@ -202,18 +207,31 @@ def read_label_map(path: Path, labels: str = "lip") -> torch.Tensor:
         raise DataError(f"parsing map not found: {path}") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise DataError(f"cannot read parsing map {path}: {exc}") from None
-    table = LIP_TO_MERGED if labels == "lip" else np.arange(len(MERGED_CLASSES))
-    if array.min() < 0 or array.max() >= len(table):
+    count = len(LIP_CLASSES) if labels == "lip" else len(SPT_CLASSES)
+    if array.min() < 0 or array.max() >= count:
         raise DataError(
-            f"parsing map {path} holds label {int(array.max())}; {labels} maps have labels 0..{len(table) - 1} "
-            "(option parsing_labels: lip = the LIP parser's 20 labels, merged = the 10 merged classes)"
+            f"parsing map {path} holds label {int(array.max())}; {labels} maps have labels 0..{count - 1} "
+            "(option parsing_labels: lip = the LIP parser's 20 labels, spt = SPT's 10 classes)"
         )
-    return torch.from_numpy(table[array])
+    return torch.from_numpy(lip_to_spt(array) if labels == "lip" else array)
 
 
-def merge_lip(labels: np.ndarray) -> np.ndarray:
-    """LIP labels (any shape) -> merged labels."""
-    return LIP_TO_MERGED[np.asarray(labels, dtype=np.int64)]
+def lip_to_spt(labels: np.ndarray) -> np.ndarray:
+    """LIP label maps (..., H, W) -> SPT labels by `LIP_TO_SPT`; gloves and socks join the nearer arm / leg
+    (Euclidean distance to its pixels; the left class when the map shows neither side)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    if labels.ndim > 2:
+        return np.stack([lip_to_spt(one) for one in labels])
+    out = LIP_TO_SPT[labels]
+    for lip, (left, right) in LIP_SIDED.items():
+        where = labels == lip
+        lefts, rights = (out == left) & ~where, out == right
+        if not where.any() or not rights.any():
+            continue
+        to_right = ndimage.distance_transform_edt(~rights)
+        to_left = ndimage.distance_transform_edt(~lefts) if lefts.any() else np.full(out.shape, np.inf)
+        out[where & (to_right < to_left)] = right
+    return out
 
 
 # -- the base class --------------------------------------------------------------------------------
@@ -243,7 +261,8 @@ class PoseDataset(PoseImages):
     options: ClassVar[tuple[Option, ...]] = (
         Option("parsing", DEFAULT_PARSING_FOLDER, parsing_option_help, type=str),
         Option("parsing_labels", "lip", "labels of the parsing PNGs: lip (20 LIP labels, merged by "
-               "pose_common.LIP_TO_MERGED) or merged (already the 10 merged classes)", choices=PARSING_LABELS),
+               "pose_common.LIP_TO_SPT) or spt (already SPT's 10 classes: 0 background, 1 face, 2 hair, 3 upper "
+               "clothes, 4 pants, 5 skirt, 6/7 left/right arm, 8/9 left/right leg)", choices=PARSING_LABELS),
     )
 
     def __init__(self, root: Path, **options: Any) -> None:
@@ -321,8 +340,8 @@ class PoseDataset(PoseImages):
             expected = self.root / (self.config["parsing"] or DEFAULT_PARSING_FOLDER)
             raise DataError(
                 f"{self.name}: semantic parsing maps are needed but {expected} does not exist. Put one label PNG per "
-                f"image there (<folder>/<split>/<image stem>.png; LIP parser labels, or the 10 merged classes with "
-                f"--dataset-option parsing_labels=merged), or name another folder with --dataset-option parsing=FOLDER"
+                f"image there (<folder>/<split>/<image stem>.png; LIP parser labels, or SPT's 10 classes with "
+                f"--dataset-option parsing_labels=spt), or name another folder with --dataset-option parsing=FOLDER"
             )
         return folder
 

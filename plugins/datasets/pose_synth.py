@@ -18,7 +18,8 @@ source pose put it).
 
 Keypoints are the rounded joint positions; in back views the nose and eyes are missing (-1), and about
 one picture in 16 lacks a hip, as OpenPose often does, so Def-GAN's filter drops it from the pairs.
-Parsing maps use the contract's 10 merged labels (`pose_common.MERGED_CLASSES`).
+Parsing maps use the contract's 10 labels, SPT's (`pose_common.SPT_CLASSES`): shoes count as their leg and a
+hat as hair, as `pose_common.LIP_TO_SPT` merges LIP's.
 
 Splits: 24 train identities x 10 pictures, 10 test identities x 6 pictures (identities disjoint, as
 Market-1501's). Train pairs: every same-person ordered pair (Def-GAN construction); test pairs: 100 of
@@ -54,7 +55,8 @@ from .pose_common import (
 )
 
 GENERATOR = "harness pose-synth"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
+"""2: SPT's ten parsing classes (left/right arms and legs, face 1, hair 2); 1 had merged sides, shoes and hat."""
 SEED = 20190403
 SIZE = (128, 64)
 SUPERSAMPLE = 2
@@ -68,8 +70,10 @@ PATTERNS = ("plain", "stripes", "checks", "texture")
 LOWER = ("pants", "shorts", "skirt")
 J = {name: index for index, name in enumerate(COCO18_NAMES)}
 
-# merged parsing labels (pose_common.MERGED_CLASSES)
-BACKGROUND, HAIR, FACE, UPPER, PANTS, SKIRT, ARM, LEG, SHOES, HAT = range(10)
+# parsing labels (pose_common.SPT_CLASSES); sides are the person's own (R: COCO's R joints)
+BACKGROUND, FACE, HAIR, UPPER, PANTS, SKIRT, LEFT_ARM, RIGHT_ARM, LEFT_LEG, RIGHT_LEG = range(10)
+ARM = {"L": LEFT_ARM, "R": RIGHT_ARM}
+LEG = {"L": LEFT_LEG, "R": RIGHT_LEG}
 
 
 def _colour(rng: np.random.Generator, saturation=(0.35, 1.0), value=(0.25, 0.95)) -> np.ndarray:
@@ -206,7 +210,7 @@ def _background(person: Person, sources: Sources, rng: np.random.Generator, shap
 
 
 def render(person: Person, sources: Sources, rng: np.random.Generator, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One picture: uint8 RGB (H, W, 3), uint8 merged labels (H, W), float (18, 2) keypoints (-1 missing)."""
+    """One picture: uint8 RGB (H, W, 3), uint8 SPT labels (H, W), float (18, 2) keypoints (-1 missing)."""
     height, width = size[0] * SUPERSAMPLE, size[1] * SUPERSAMPLE
     points, back = skeleton(person, rng, (height, width))
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float64) + 0.5
@@ -225,12 +229,12 @@ def render(person: Person, sources: Sources, rng: np.random.Generator, size: tup
     for prefix in ("R", "L"):
         hip, knee, ankle = p[prefix + "hip"], p[prefix + "kne"], p[prefix + "ank"]
         thigh, shin = _capsule(yy, xx, hip, knee, limb * 1.15), _capsule(yy, xx, knee, ankle, limb)
-        paint(thigh | shin, person.skin * shade, LEG)
+        paint(thigh | shin, person.skin * shade, LEG[prefix])
         if person.lower == "pants":
             paint(thigh | shin, person.lower_colour, PANTS)
         elif person.lower == "shorts":
             paint(thigh & (yy < (hip[0] + knee[0]) / 2 + 0.3 * (knee[0] - hip[0])), person.lower_colour, PANTS)
-        paint(_ellipse(yy, xx, ankle + [limb * 0.3, 0], limb * 0.8, limb * 1.3), person.shoes, SHOES)
+        paint(_ellipse(yy, xx, ankle + [limb * 0.3, 0], limb * 0.8, limb * 1.3), person.shoes, LEG[prefix])
     if person.lower == "skirt":
         knee_y = (p["Rkne"][0] + p["Lkne"][0]) / 2
         hem = (p["Rhip"][0] + knee_y) / 2 + 0.25 * (knee_y - p["Rhip"][0])
@@ -261,7 +265,7 @@ def render(person: Person, sources: Sources, rng: np.random.Generator, size: tup
     for prefix in ("R", "L"):
         shoulder, elbow, wrist = p[prefix + "sho"], p[prefix + "elb"], p[prefix + "wri"]
         upper_arm, forearm = _capsule(yy, xx, shoulder, elbow, limb * 0.9), _capsule(yy, xx, elbow, wrist, limb * 0.8)
-        paint(upper_arm | forearm, person.skin, ARM)
+        paint(upper_arm | forearm, person.skin, ARM[prefix])
         sleeve = (upper_arm | forearm) if person.long_sleeves else (upper_arm & _capsule(yy, xx, shoulder, (shoulder + elbow) / 2, limb * 1.05))
         paint(sleeve, person.upper * 0.92, UPPER)
     # head: neck, face, hair, hat
@@ -275,7 +279,7 @@ def render(person: Person, sources: Sources, rng: np.random.Generator, size: tup
     paint(head, person.skin, FACE)
     paint(head if back else head & (yy < centre[0] - 0.15 * head_len), person.hair, HAIR)
     if person.hat is not None:
-        paint(_ellipse(yy, xx, centre - [0.42 * head_len, 0], 0.22 * head_len, 0.5 * head_len), person.hat, HAT)
+        paint(_ellipse(yy, xx, centre - [0.42 * head_len, 0], 0.22 * head_len, 0.5 * head_len), person.hat, HAIR)
     if not back:  # eyes, so the face has a front
         for prefix in ("R", "L"):
             paint(_ellipse(yy, xx, p[prefix + "eye"], 0.05 * head_len, 0.06 * head_len), person.hair * 0.5, FACE)
@@ -336,6 +340,7 @@ class PoseSynth(PoseDataset):
     )
     version = str(GENERATOR_VERSION)
     image_size = SIZE
+    training_preset = "market"  # 128x64 like Market-1501
     test_pairs = TEST_PAIRS
     default_metrics = {
         "ssim": {"convention": "defgan"}, "mask-ssim": {}, "is": {}, "mask-is": {}, "fid": {},
@@ -349,7 +354,7 @@ class PoseSynth(PoseDataset):
         "pose-synth-annotation-{train,test}.csv   name:keypoints_y:keypoints_x (COCO-18, -1 missing)\n"
         "pose-synth-pairs-{train,test}.csv        from,to\n"
         "train/0001_00.png ...  test/0025_00.png ...\n"
-        "parsing/{train,test}/<same names>.png    merged 10-class labels"
+        "parsing/{train,test}/<same names>.png    SPT's 10-class labels"
     )
     official_counts = {
         "train images": IDENTITIES["train"] * PICTURES["train"], "test images": IDENTITIES["test"] * PICTURES["test"],
@@ -357,7 +362,7 @@ class PoseSynth(PoseDataset):
     }
     options = (
         Option("parsing", DEFAULT_PARSING_FOLDER, PoseDataset.parsing_option_help, type=str),
-        Option("parsing_labels", "merged", "labels of the parsing PNGs (the bundled maps are already merged)",
+        Option("parsing_labels", "spt", "labels of the parsing PNGs (the bundled maps are already in SPT's classes)",
                choices=PARSING_LABELS),
     )
 

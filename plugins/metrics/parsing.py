@@ -89,7 +89,7 @@ class _ParsingMetric(Metric):
 
     outputs = frozenset({"label-map"})
     needs_paired_target = True
-    options = (Option("num_classes", DEFAULT_CLASSES, "number of labels (the pose datasets' merged parsing maps have 10)"),)
+    options = (Option("num_classes", DEFAULT_CLASSES, "number of labels (the pose datasets' parsing maps have SPT's 10)"),)
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

@@ -1,40 +1,45 @@
 """Face crops F(·) for SPT's face discriminator D_F (paper Eq. 11): a non-parametric spatial transformer
-driven by the facial keypoints of a COCO-18 pose.
+driven by the facial keypoints of a COCO-18 pose (nose 0, eyes 14/15, ears 16/17; (y, x) pixels, -1 missing).
 
-The paper crops faces "by a non-parametric STN from the facial joints"; the official demo estimates an
-affine face transform from the keypoints (``estimate_face_transform``) and gives no numbers. Here:
+Two crops (SPT option ``face_crop``):
 
-* The face keypoints are the nose (0), the eyes (14, 15) and the ears (16, 17), (y, x) pixels, -1 missing.
-* `CANONICAL` places them in the crop's normalised coordinates (u right, v down, [-1, 1]): eyes 0.6 apart
-  and 0.15 above the centre, the nose 0.33 below the eyes, the ears 1.28 apart (face proportions as in
-  the usual 5-point alignment templates), so the crop holds the whole head with a margin of hair and chin.
-* A similarity (scale, rotation, translation; no shear, so the face keeps its shape) is fitted by least
-  squares from the canonical positions of the visible keypoints to their image positions, in pixels. It
-  needs at least `MIN_KEYPOINTS` = 3 visible keypoints (2 fix a similarity exactly; the third makes the fit
-  over-determined, so one misplaced keypoint cannot swing the crop) and a face at least `MIN_SCALE` pixels
-  across per crop unit; other faces are masked out of the loss.
-* Annotation files disagree on which of 14/15 (16/17) is the left one (OpenPose: 14 right eye; Def-GAN's
-  label list: 14 left eye), so the fit is also done with the template mirrored and the better fit wins.
-  A similarity cannot mirror, so a wrong handedness would tilt the crop; the better fit always gives
-  an upright face, mirrored or not.
-* The crop is ``F.affine_grid`` + bilinear ``F.grid_sample`` of that transform (zeros outside the image),
-  so the generator gets gradients through the crop; the crop side is `crop_side` (32 at 256x256 and
-  at smaller images, where D_F's PatchGAN still scores 2x2 patches).
+* ``box`` (default; the official demo's ``estimate_face_transform``): an axis-aligned box centred on the mean
+  of the visible head keypoints (rounded down to whole pixels), half side 0.40 x the torso length (the
+  Def-GAN/demo ``st``: RMS of the two shoulder-hip distances; rounded down), clipped to the image; the crop
+  stretches that box over the crop window, so a face at the border keeps its clipped, non-square box, as in
+  the demo. It needs one visible head keypoint (the demo's ``no_point_tr`` otherwise sends the crop off the
+  image, a black crop; here such faces are masked out of the loss). The box is the same as Def-GAN's head
+  part (`pose_maps.HEAD_HALF`), whose torso-length fallback it shares for poses without a full torso.
+* ``similarity``: a similarity (scale, rotation, translation; no shear) fitted by least squares from the
+  visible face keypoints to a canonical template (`CANONICAL`: eyes 0.6 apart and 0.15 above the centre, the
+  nose 0.33 below the eyes, the ears 1.28 apart, in the crop's normalised coordinates, u right, v down), so a
+  tilted face comes out upright. It needs `MIN_KEYPOINTS` = 3 (2 fix a similarity exactly; the third makes
+  the fit over-determined) and a face at least `MIN_SCALE` pixels across per crop unit. Annotation files
+  disagree on which of 14/15 (16/17) is the left one, so the template is also fitted mirrored and the better
+  fit wins.
+
+Either crop is ``F.affine_grid`` + bilinear ``F.grid_sample`` of the transform (zeros outside the image), so
+the generator gets gradients through the crop; the crop side is `crop_side` (32 at 256x256 and at smaller
+images, where D_F's PatchGAN still scores 2x2 patches; the demo crops at the image size, 256).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness_plugins.shared.pose_maps import present
+from harness_plugins.shared.pose_maps import HEAD_HALF, present, torso_length
 
 FACE_KEYPOINTS = (0, 14, 15, 16, 17)
 """COCO-18 indices of the nose, the eyes and the ears."""
 CANONICAL = torch.tensor([  # (u, v) in the crop's normalised coordinates, in FACE_KEYPOINTS order
     [0.0, 0.18], [-0.3, -0.15], [0.3, -0.15], [-0.64, -0.12], [0.64, -0.12],
 ])
+FACE_CROPS = ("box", "similarity")
+"""The crops `face_transforms` offers (module docstring); ``box`` is the demo's."""
 MIN_KEYPOINTS = 3
+"""Visible face keypoints the ``similarity`` crop needs (the ``box`` crop needs one)."""
 MIN_SCALE = 1.0
 """Smallest accepted face: pixels per crop unit (half the crop side), i.e. a 2-pixel crop window."""
 MIN_SIDE = 32
@@ -69,7 +74,46 @@ def _fit(template: torch.Tensor, points: torch.Tensor,
     return matrix, residual, torch.sqrt(a * a + b * b)
 
 
-def face_transforms(poses: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+def face_transforms(poses: torch.Tensor, size: tuple[int, int], crop: str = "box") -> tuple[torch.Tensor, torch.Tensor]:
+    """``affine_grid`` matrices (B, 2, 3) of the face crops of poses (B, 18, 2) and which faces can be cropped
+    (B,) bool, by the ``crop`` of `FACE_CROPS`; faces that cannot be cropped get the identity (masked out)."""
+    if crop == "box":
+        return box_transforms(poses, size)
+    if crop == "similarity":
+        return similarity_transforms(poses, size)
+    raise ValueError(f"face crop must be one of {FACE_CROPS}, got {crop!r}")
+
+
+def box_transforms(poses: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The demo's ``estimate_face_transform``: the crop window covers the box of half side int(0.40 · st)
+    around the visible head keypoints' mean (whole pixels), clipped to the image (pixel-edge coordinates:
+    pixel x spans [x, x + 1])."""
+    height, width = int(size[0]), int(size[1])
+    thetas, valid = [], []
+    for pose in poses.detach().cpu().float().numpy():
+        head = pose[list(FACE_KEYPOINTS)]
+        seen = (head != -1).all(axis=1)
+        box = None
+        if seen.any():
+            centre = np.floor(head[seen].mean(axis=0)).astype(np.int64)  # (y, x)
+            half = int(HEAD_HALF * torso_length(pose, size))
+            top, left = max(int(centre[0]) - half, 0), max(int(centre[1]) - half, 0)
+            bottom, right = min(int(centre[0]) + half, height), min(int(centre[1]) + half, width)
+            box = (top, left, bottom, right) if bottom > top and right > left else None
+        if box is None:
+            thetas.append(np.eye(2, 3))
+            valid.append(False)
+            continue
+        top, left, bottom, right = box
+        # crop u in [-1, 1] -> image x = left + (u + 1) / 2 * (right - left), normalised 2x / W - 1
+        thetas.append(np.array([[(right - left) / width, 0.0, (left + right) / width - 1.0],
+                                [0.0, (bottom - top) / height, (top + bottom) / height - 1.0]]))
+        valid.append(True)
+    theta = torch.tensor(np.stack(thetas), dtype=torch.float32, device=poses.device).reshape(-1, 2, 3)
+    return theta, torch.tensor(valid, dtype=torch.bool, device=poses.device)
+
+
+def similarity_transforms(poses: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """``affine_grid`` matrices (B, 2, 3) taking the crop's normalised coordinates to the image's
     (``align_corners=False``), and which faces can be cropped (B,) bool; poses (B, 18, 2) (y, x) pixels.
 

@@ -15,10 +15,16 @@ One training recipe runs the paper's schedule as stages of one step count (optio
 
 1. H_S and D_S on pseudo pairs: L_S = L_adv + λ_ce·L_ce (Eqs. 3–5, λ_ce = 100); alongside, the pose
    detector P used by H_A's pose loss is fitted to the training images' heat maps (MSE), then frozen.
-2. Algorithm 1 with H_S fixed: H_A (foreground) on L_A = L_adv + λ_pose·L_pose + λ_cont·L_cont +
-   λ_sty·L_sty + L_face (Eqs. 7–12) through the cycle source → target pose → source pose; D_A and D_F;
-   then the background U-Net on α·L_rec + β·L_adv (Eq. 13; α = 1, β = 10) and D_B.
-3. End to end (Algorithm 2, step 3): H_S, D_S, H_A, D_A, D_F jointly, the background network fixed.
+2. Algorithm 1 with H_S fixed: H_A (foreground and background streams, step 4) on L_A = L_adv + λ_pose·L_pose
+   + λ_cont·L_cont + λ_sty·L_sty + L_face (Eqs. 7–12) through the cycle source → target pose → source pose;
+   D_A and D_F; then the background U-Net on α·L_rec + β·L_adv (Eq. 13; α = 1, β = 10, step 8) and D_B.
+3. End to end (Algorithm 2, step 4): H_S, H_A's foreground, D_A, D_F jointly on L_A^total, the background
+   network fixed; H_S learns only through L_A (option ``e2e_parsing_loss`` adds L_S on the pseudo pairs,
+   which ties H_S to the search errors this stage exists to correct, §3.4, and trains D_S).
+
+λ_pose, λ_cont, λ_sty and the face loss come from the paper's per-dataset setting (option ``preset``,
+``deepfashion`` or ``market``, chosen by the dataset's `PoseImages.training_preset`); each option given
+overrides its preset value.
 
 DeepFashion's progressive growing (option ``progressive``; the paper: joint learning at 128×128, then images
 at 256×256 "with progressive growing"; the demo's global generator + local enhancer): stages 1–3 run at half
@@ -34,8 +40,8 @@ loss of ``grow`` judges the 2× average-pooled images, since P learnt at half re
 
 The face loss (option ``face``, DeepFashion's; the paper omits it on Market-1501) is D_F, the demo's
 PatchGAN, on face crops of both cycle images (Ĩ_pt by the target pose, Ĩ_ps by the source pose), real
-crops of the source by its pose; the crops are a similarity fitted from the visible nose, eyes and ears
-to a canonical template (`face_crops`), and faces with fewer than 3 of them are masked out of the loss.
+crops of the source by its pose; the crop is the demo's box around the visible head keypoints (option
+``face_crop``; `face_crops`), and faces without a head keypoint are masked out of the loss.
 With ``aux_backgrounds`` (the paper: Places2 val), the background U-Net inpaints the batch's person
 silhouettes Ω(S_ps) cut out of auxiliary images (`background_data`), L_rec over the whole image.
 
@@ -47,11 +53,14 @@ Where the paper is silent (recorded in the training manifest): GAN losses are LS
 demo code (the paper writes the log form); L_ce is the per-pixel mean rather than the sum; Eq. 9's
 α_i are 1 on RGB, relu1_2 and relu2_1 (the paper's conv1_2/conv2_1; the demo: relu2_1 only); the style
 loss uses relu2_1 with per-class Gram matrices F·Fᵀ/(H·W) of every class but background and face,
-counted where the class is present in both maps (the demo's; without VGG weights, ``vgg=none``, both
+counted where the class is present in both maps and averaged over the 8 classes (the demo's; without VGG
+weights, ``vgg=none``, both
 losses use the pixels only: content Eq. 9's RGB term, style per-class colour Gram matrices, which carry
 the source's clothing colours to the target pose); predicted maps enter the style loss and
-E'_S as softmax probabilities, the composition as the hard foreground Ω; the face crop's template and
-size (an eighth of the image height, at least 32: 32x32 at 256x256). Without auxiliary backgrounds the
+E'_S as softmax probabilities, the composition as the hard foreground Ω, D_A as one-hot maps (as the demo's
+real and fake maps; option ``d_maps``) whose gradient is the probabilities' (straight-through); the face
+crop's size (an eighth of the image height, at least 32: 32x32 at 256x256); no gradient clipping (the demo
+clips before backward, which clips nothing; option ``clip``). Without auxiliary backgrounds the
 background network learns on the training images: the hole is another person's silhouette, the loss
 counts only the image's own background, and D_B sees both images with the image's own person blanked.
 """
@@ -83,7 +92,7 @@ from harness_plugins.shared.pose_maps import limb_masks, part_affines, scale_key
 from harness_plugins.shared.vgg_features import VGGFeatures, gram
 
 from .background_data import aux_images, load_background
-from .face_crops import MIN_KEYPOINTS, crop_faces, crop_side, face_transforms
+from .face_crops import FACE_CROPS, MIN_KEYPOINTS, crop_faces, crop_side, face_transforms
 from .spt_networks import (
     DOWNSAMPLINGS,
     GLOBAL_WARP_LEVELS,
@@ -103,12 +112,20 @@ PAPER = (
     "Parsing Transformation. IEEE TPAMI 2020, DOI 10.1109/TPAMI.2020.2992105 (CVPR 2019 version: arXiv:1904.03379). "
     "Official demo code: github.com/SijieSong/person_generation_spt"
 )
-STYLE_CLASSES = (1, 3, 4, 5, 6, 7, 8, 9)
-"""Every class but background and face (the demo's style classes, in the contract's order)."""
+STYLE_CLASSES = (2, 3, 4, 5, 6, 7, 8, 9)
+"""Every class but background and face: the demo's style classes (its 9 foreground channels minus the first, face),
+hair to right leg in the contract's order, which is the demo's."""
 VGG_TAPS = (3, 6)
 """relu1_2 and relu2_1 of torchvision's VGG-16/19 ``features`` (identical first layers)."""
 STYLE_TAP = 1
 """Index in `VGG_TAPS` of the style layer (relu2_1, as the demo)."""
+PRESETS: dict[str, dict[str, Any]] = {
+    "deepfashion": {"lambda_pose": 700.0, "lambda_cont": 0.03, "lambda_sty": 1.0, "face": True},
+    "market": {"lambda_pose": 1.0, "lambda_cont": 0.003, "lambda_sty": 1.0, "face": False},
+}
+"""The paper's training settings per dataset (§4.1), the loss weights and the face loss."""
+PRESET_BATCH = {"deepfashion": 4, "market": 16}
+"""The paper's batch per preset (§4.1), the default when ``harness train`` gets no ``--batch-size``."""
 STAGES = ("hs", "ha", "e2e")
 PROGRESSIVE_STAGES = STAGES + ("grow",)
 PSEUDO_STREAM = 91
@@ -178,14 +195,26 @@ def weighted_cross_entropy(prediction: torch.Tensor, target: torch.Tensor, mask:
     return -((target * log).sum(dim=1, keepdim=True) * (1.0 + mask)).mean()
 
 
+def judged_map(parsing: torch.Tensor, maps: str) -> torch.Tensor:
+    """The map D_A sees beside an image (classes 1..9). ``hard``: the one-hot map of the most likely labels, as
+    the demo feeds D_A hard maps for real and fake alike (so softness cannot tell a fake); its gradient is the
+    soft map's (straight-through), so H_S still learns from D_A end to end. ``soft``: the probabilities."""
+    if maps == "soft":
+        return parsing[:, 1:]
+    hard = F.one_hot(parsing.argmax(dim=1), CLASSES).movedim(-1, 1).to(parsing.dtype)
+    return (hard + (parsing - parsing.detach()))[:, 1:]
+
+
 def presence(parsing: torch.Tensor) -> torch.Tensor:
     """(B, 10): which classes a (one-hot or predicted) map shows, by its per-pixel most likely label."""
     return F.one_hot(parsing.argmax(dim=1), CLASSES).flatten(1, 2).amax(dim=1).to(parsing.dtype)
 
 
 def style_loss(features_a: torch.Tensor, features_b: torch.Tensor, parsing_a: torch.Tensor, parsing_b: torch.Tensor) -> torch.Tensor:
-    """Eq. 10's L^sty: Σ over classes of ‖G(Λ(I1) ⊗ Ψ_l(S1)) − G(Λ(I2) ⊗ Ψ_l(S2))‖², Ψ_l the map of class l
-    downsampled to the features (area), G = F·Fᵀ/(H·W); a class counts where both maps show it."""
+    """Eq. 10's L^sty: ‖G(Λ(I1) ⊗ Ψ_l(S1)) − G(Λ(I2) ⊗ Ψ_l(S2))‖² over the `STYLE_CLASSES` l, Ψ_l the map of
+    class l downsampled to the features (area), G = F·Fᵀ/(H·W); a class counts where both maps show it. Averaged
+    over classes, Gram entries and samples, a class not shown counting 0: the demo's ``MSELoss`` of the
+    visibility-masked (B, 8, C, C) Gram stacks (the paper's Σ_l is 8 times that)."""
     size = features_a.shape[-2:]
     pooled_a = F.adaptive_avg_pool2d(parsing_a, size)
     pooled_b = F.adaptive_avg_pool2d(parsing_b, size)
@@ -196,7 +225,7 @@ def style_loss(features_a: torch.Tensor, features_b: torch.Tensor, parsing_a: to
         gram_a = gram(features_a * pooled_a[:, label : label + 1]) * channels  # harness gram divides by C·H·W
         gram_b = gram(features_b * pooled_b[:, label : label + 1]) * channels
         total = total + ((gram_a - gram_b).square().mean(dim=(1, 2)) * visible[:, label]).mean()
-    return total
+    return total / len(STYLE_CLASSES)
 
 
 class SPTRecipe(TrainingRecipe):
@@ -206,7 +235,10 @@ class SPTRecipe(TrainingRecipe):
         if not isinstance(dataset, PoseImages):
             raise UsageError(f"spt trains on a pose-transfer dataset with single-image access (PoseImages), "
                              f"not {dataset.name!r}")
-        cfg = self.cfg = method.config
+        self.preset = method.preset_for(dataset)
+        preset = PRESETS[self.preset]
+        cfg = self.cfg = {**method.config, **{key: preset[key] if method.config[key] is None else method.config[key]
+                                              for key in preset}}
         self.context, self.dataset = context, dataset
         self.rows = dataset.images("train")
         if len(self.rows) < 2:
@@ -243,7 +275,16 @@ class SPTRecipe(TrainingRecipe):
             content_layers, style_layer = f"MSE on RGB, relu1_2, relu2_1 of {cfg['vgg']}", "relu2_1"
         super().__init__(
             description={
+                "preset": (f"{self.preset} (" + ("given" if method.config["preset"] else
+                                                 f"dataset {dataset.name}'s" if dataset.training_preset else
+                                                 "default: the dataset names none") +
+                           f"): {PRESETS[self.preset]}; options given override it; the paper's batch for it: "
+                           f"{PRESET_BATCH[self.preset]}, this run: {context.batch_size}"),
                 "stages": self.stages,
+                "end_to_end": "H_S, D_A, D_F and H_A's foreground on L_A (Algorithm 2, step 4), the background network "
+                              "fixed" + (f"; plus L_S ({cfg['lambda_ce']:g} x cross entropy to the pseudo labels + "
+                                         "L_S^adv, D_S trained): e2e_parsing_loss" if cfg["e2e_parsing_loss"] else
+                                         "; no L_S (the paper's)"),
                 "parameters": counts,
                 "images": len(self.rows), "image_size": list(self.size),
                 "pseudo_labels": f"Eq. 1 search among {cfg['candidates']} random training maps of the same clothing type "
@@ -251,18 +292,22 @@ class SPTRecipe(TrainingRecipe):
                                  "image height apart on average; none found: the image itself in its own pose",
                 "losses": {
                     "H_S": f"LSGAN + {cfg['lambda_ce']:g} x weighted cross entropy (1 + M_t), per-pixel mean",
-                    "H_A": f"LSGAN (D_A on image + 9 parsing channels, both cycle images) + {cfg['lambda_pose']:g} x pose MSE "
+                    "H_A": f"LSGAN (D_A on image + 9 parsing channels, {cfg['d_maps']} maps for the fakes"
+                           f"{' (one-hot, straight-through gradient)' if cfg['d_maps'] == 'hard' else ' (softmax)'}, "
+                           f"both cycle images) + {cfg['lambda_pose']:g} x pose MSE "
                            f"(frozen P) + {cfg['lambda_cont']:g} x content ({content_layers}, weights 1) + "
-                           f"{cfg['lambda_sty']:g} x semantic style ({style_layer} Gram per class)",
+                           f"{cfg['lambda_sty']:g} x semantic style ({style_layer} Gram per class of classes "
+                           f"{list(STYLE_CLASSES)}, mean over classes as the demo); trains the foreground generator and "
+                           "the background stream (Algorithm 1, step 4)",
                     "background": self.background_description(),
-                    "face": (f"LSGAN of D_F (PatchGAN on {face_sides} face crops: least-squares "
-                             f"similarity of the visible nose/eyes/ears, at least {MIN_KEYPOINTS}, to a canonical "
-                             "template; other faces masked) on both cycle images, weight 1, added to L_A; D_F: real "
+                    "face": (f"LSGAN of D_F (PatchGAN on {face_sides} face crops: {self.face_crop_description()}; "
+                             "other faces masked) on both cycle images, weight 1, added to L_A; D_F: real "
                              "crops of the source by its pose") if cfg["face"] else "off (the paper's Market-1501 setting)",
                     "P": "MSE to the training images' heat maps (stage hs), frozen afterwards",
                 },
-                "optimizer": f"Adam lr {cfg['lr']} betas ({cfg['beta1']}, 0.999) per network; gradient norm clipped "
-                             f"at {cfg['clip']:g} for the generators",
+                "optimizer": f"Adam lr {cfg['lr']} betas ({cfg['beta1']}, 0.999) per network; " + (
+                    "no gradient clipping (the demo's clip_grad_norm runs before backward and clips nothing)"
+                    if cfg["clip"] is None else f"gradient norm clipped at {cfg['clip']:g} for the generators"),
                 "pose_inputs": f"Gaussian heat maps sigma {cfg['sigma']:g}; PG² pose mask (Def-GAN body mask)",
                 "progressive": self.growing_description(),
             },
@@ -276,11 +321,15 @@ class SPTRecipe(TrainingRecipe):
         if cfg["face"]:
             self.networks["D_F"] = initialised(discriminator(3, cfg["ndf"])).to(device)
         adam = lambda params: torch.optim.Adam(params, lr=cfg["lr"], betas=(cfg["beta1"], 0.999))  # noqa: E731
-        if self.progressive:  # the global generator (stages ha, e2e, grow) and the local enhancer (grow)
-            self.optimizers.update(H_S=adam(generator.hs.parameters()), H_A=adam(generator.fg.global_net.parameters()),
+        # H_A: the foreground generator (progressive: its global U-Net; the local enhancer has H_L) and the
+        # background stream, both updated on L_A (Algorithm 1, step 4); BG: the background's own losses (step 8)
+        background = list(generator.bg.parameters()) if generator.bg is not None else []
+        if self.progressive:
+            self.optimizers.update(H_S=adam(generator.hs.parameters()),
+                                   H_A=adam(list(generator.fg.global_net.parameters()) + background),
                                    P=adam(self.networks["P"].parameters()), H_L=adam(generator.fg.local.parameters()))
         else:
-            self.optimizers.update(H_S=adam(generator.hs.parameters()), H_A=adam(generator.fg.parameters()),
+            self.optimizers.update(H_S=adam(generator.hs.parameters()), H_A=adam(list(generator.fg.parameters()) + background),
                                    P=adam(self.networks["P"].parameters()))
         if generator.bg is not None:
             self.optimizers["BG"] = adam(generator.bg.parameters())
@@ -303,6 +352,13 @@ class SPTRecipe(TrainingRecipe):
                 "at half resolution, their outputs upsampled bilinearly; D_A and D_F continue at full resolution (the "
                 "demo's D_A; its fade-in face PatchGAN is called without alpha, so D_F here continues as it is); "
                 "pose loss on the 2x2 average-pooled images (P learnt at half resolution)")
+
+    def face_crop_description(self) -> str:
+        if self.cfg["face_crop"] == "box":
+            return ("the demo's axis-aligned box of half side 0.40 x torso length around the visible head keypoints' "
+                    "mean, clipped to the image; at least 1 head keypoint")
+        return (f"least-squares similarity of the visible nose/eyes/ears, at least {MIN_KEYPOINTS}, to a canonical "
+                "template")
 
     def background_description(self) -> str:
         cfg = self.cfg
@@ -366,7 +422,7 @@ class SPTRecipe(TrainingRecipe):
             target_poses.append(self.parsing_and_pose(target)[1])
         raw = {"image": torch.stack(images), "labels": torch.stack(parsings), "pose_s": torch.stack(poses),
                "pose_t": torch.stack(target_poses)}
-        if stage in ("hs", "e2e"):
+        if stage == "hs" or (stage == "e2e" and self.cfg["e2e_parsing_loss"]):
             pseudo = [self.parsing_and_pose(self.pseudo_label(index)) for index in sources]
             raw["labels_p"] = torch.stack([parsing.long() for parsing, _ in pseudo])
             raw["pose_p"] = torch.stack([pose for _, pose in pseudo])
@@ -395,8 +451,8 @@ class SPTRecipe(TrainingRecipe):
             out["parsing_p"] = one_hot(raw["labels_p"])
             out.update(self.pose_batch("p", raw["pose_p"], size))
         if self.cfg["face"]:
-            out["face_s"], out["face_valid_s"] = face_transforms(out["pose_s"], size)
-            out["face_t"], out["face_valid_t"] = face_transforms(out["pose_t"], size)
+            out["face_s"], out["face_valid_s"] = face_transforms(out["pose_s"], size, self.cfg["face_crop"])
+            out["face_t"], out["face_valid_t"] = face_transforms(out["pose_t"], size, self.cfg["face_crop"])
         if aux is not None:
             out["aux"] = torch.stack([load_background(self.aux[i], size) for i in aux])
         return out
@@ -422,23 +478,26 @@ class SPTRecipe(TrainingRecipe):
         else:
             self.networks["P"].requires_grad_(False).eval()
             e2e = stage == "e2e"
+            if g.bg is not None:  # H_A's background stream learns in stage ha only (Algorithm 2, step 4: fixed)
+                g.bg.requires_grad_(not e2e)
             generator_loss = self.ha_loss(b, losses, e2e)
             optimizers = [self.optimizers["H_A"]]
             if e2e:
-                generator_loss = generator_loss + self.hs_loss(b, losses)
                 optimizers.append(self.optimizers["H_S"])
-            self.update(optimizers, generator_loss, g.hs if e2e else None, g.fg)
+                if self.cfg["e2e_parsing_loss"]:
+                    generator_loss = generator_loss + self.hs_loss(b, losses)
+            self.update(optimizers, generator_loss, g.hs if e2e else None, g.fg, None if e2e else g.bg)
             self.update_appearance_discriminators(b, losses)
-            if e2e:
+            if e2e and self.cfg["e2e_parsing_loss"]:
                 self.update_d("D_S", b["parsing_p"], [losses.pop("_S_pred")], losses)
-            elif g.bg is not None:
+            elif not e2e and g.bg is not None:
                 self.background_step(b, losses)
         return {name: float(value.detach()) for name, value in losses.items()}
 
     def update_appearance_discriminators(self, b: dict[str, torch.Tensor], losses: dict[str, torch.Tensor]) -> None:
         real = torch.cat([b["image"] * 2 - 1, b["parsing"][:, 1:]], 1)
         self.update_d("D_A", real, [losses.pop("_A_fake_t"), losses.pop("_A_fake_s")], losses)
-        if "D_F" in self.networks:  # Algorithm 1 step 3: D_F with D_A; real faces: the source's, by its pose
+        if "D_F" in self.networks:  # Algorithm 1 step 5: D_F with D_A; real faces: the source's, by its pose
             self.update_d("D_F", crop_faces(b["image"] * 2 - 1, b["face_s"], crop_side(b["image"].shape[-2])),
                           [losses.pop("_F_fake_t"), losses.pop("_F_fake_s")], losses,
                           [b["face_valid_s"], b["face_valid_t"], b["face_valid_s"]])
@@ -452,6 +511,8 @@ class SPTRecipe(TrainingRecipe):
         g.fg.alpha.fill_(alpha)
         frozen = index < self.fix_steps
         g.fg.global_net.requires_grad_(not frozen)
+        if g.bg is not None:
+            g.bg.requires_grad_(False)
         self.optimizers["H_A"].zero_grad(set_to_none=True)  # no stale gradients of stage e2e in the clipped norm
         self.networks["P"].requires_grad_(False).eval()
         generator_loss = self.ha_loss(b, losses, e2e=False, grow=True)
@@ -465,7 +526,7 @@ class SPTRecipe(TrainingRecipe):
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
         ctx.backward(loss)
-        if ctx.scaler is None:  # the demo clips G's gradient norm (at 100); under fp16 scaling gradients are scaled
+        if ctx.scaler is None and self.cfg["clip"] is not None:  # fp16 scaling: the gradients are scaled
             for module in modules:
                 if module is not None:
                     nn.utils.clip_grad_norm_(module.parameters(), self.cfg["clip"])
@@ -527,8 +588,8 @@ class SPTRecipe(TrainingRecipe):
                        b["half_valid_ts"], b["half_parts_s"]) if grow else None
             fake_s = g.render(fake_t, parsing_t, b["heat_t"], parsing_back, b["heat_s"], b["theta_ts"], b["valid_ts"],
                               b["parts_s"], half=half_ts)
-            judged_t = torch.cat([fake_t, parsing_t[:, 1:]], 1)
-            judged_s = torch.cat([fake_s, parsing_back[:, 1:]], 1)
+            judged_t = torch.cat([fake_t, judged_map(parsing_t, cfg["d_maps"])], 1)
+            judged_s = torch.cat([fake_s, judged_map(parsing_back, cfg["d_maps"])], 1)
             adversarial = lsgan(d(judged_t), True) + lsgan(d(judged_s), True)
             posed_t, posed_s = (halve(fake_t), halve(fake_s)) if grow else (fake_t, fake_s)
             pose = F.mse_loss(p(posed_t), b[h + "heat_t"]) + F.mse_loss(p(posed_s), b[h + "heat_s"])
@@ -565,7 +626,7 @@ class SPTRecipe(TrainingRecipe):
         return face
 
     def background_step(self, b: dict[str, torch.Tensor], losses: dict[str, torch.Tensor]) -> None:
-        """Algorithm 1, steps 4–6: inpaint another person's silhouette cut out of a training image (with
+        """Algorithm 1, steps 6–9: inpaint another person's silhouette cut out of a training image (with
         auxiliary images: `aux_background_step`)."""
         if "aux" in b:
             self.aux_background_step(b, losses)
@@ -586,7 +647,7 @@ class SPTRecipe(TrainingRecipe):
         losses.update(B_rec=reconstruction, B_adv=adversarial)
 
     def aux_background_step(self, b: dict[str, torch.Tensor], losses: dict[str, torch.Tensor]) -> None:
-        """Algorithm 1, steps 4–6 with auxiliary images (Eq. 13): the person-shaped holes Ω(S_ps) of the batch's
+        """Algorithm 1, steps 6–9 with auxiliary images (Eq. 13): the person-shaped holes Ω(S_ps) of the batch's
         real maps cut into I_aux; L_rec over the whole image; D_B sees I_aux against the composites."""
         cfg, g, d, ctx = self.cfg, self.networks["generator"], self.networks["D_B"], self.context
         image = b["aux"] * 2 - 1
@@ -611,7 +672,7 @@ class SPT(Method):
     tasks = frozenset({"pose-transfer"})
     needs_checkpoint = True
     batch_size = 8
-    default_batch_size = 16  # the paper's Market-1501 batch (DeepFashion: 4)
+    default_batch_size = 16  # the paper's Market-1501 batch; the deepfashion preset's is 4 (default_batch_size_for)
     default_steps = 50_000  # the paper gives wall-clock time only (< 1 day on 4 P40 for Market-1501)
     model_options = ("width", "background", "progressive")
     options = (
@@ -637,12 +698,28 @@ class SPT(Method):
                "displacement, as a fraction of the image height (the paper excludes very similar poses without a threshold)",
                float),
         Option("lambda_ce", 100.0, "training: λ_ce of H_S's cross entropy (paper: 10^2)", float),
-        Option("lambda_pose", 700.0, "training: λ_pose (paper: 700 DeepFashion, 1 Market-1501)", float),
-        Option("lambda_cont", 0.03, "training: λ_cont (paper: 0.03 DeepFashion, 0.003 Market-1501)", float),
-        Option("lambda_sty", 1.0, "training: λ_sty (paper: 1)", float),
-        Option("face", True, "training: face discriminator D_F on face crops from the facial keypoints, its "
+        Option("preset", None, "training: the paper's per-dataset setting (§4.1) of λ_pose, λ_cont, λ_sty and face: "
+               "deepfashion (700, 0.03, 1, face on) or market (1, 0.003, 1, face off); unset: the dataset's "
+               "(PoseImages.training_preset: DeepFashion deepfashion, Market-1501 and pose-synth market); each of "
+               "those options given overrides its preset value; without --batch-size the preset's batch (4, 16)", str,
+               tuple(PRESETS)),
+        Option("lambda_pose", None, "training: λ_pose (paper: 700 DeepFashion, 1 Market-1501; unset: the preset's)", float),
+        Option("lambda_cont", None, "training: λ_cont (paper: 0.03 DeepFashion, 0.003 Market-1501; unset: the preset's)",
+               float),
+        Option("lambda_sty", None, "training: λ_sty (paper: 1; unset: the preset's)", float),
+        Option("face", None, "training: face discriminator D_F on face crops from the facial keypoints, its "
                "adversarial loss added to L_A (Eq. 11; the paper's DeepFashion setting); false on Market-1501, where "
-               "the paper omits it (low resolution)", bool),
+               "the paper omits it (low resolution); unset: the preset's", bool),
+        Option("face_crop", "box", "training: the face crop F(·): box (the demo's estimate_face_transform: an "
+               "axis-aligned box of half side 0.40 x torso length around the visible head keypoints) or similarity "
+               "(a similarity fitted to a face template from at least 3 of nose, eyes, ears)", str, FACE_CROPS),
+        Option("d_maps", "hard", "training: the parsing maps D_A sees beside the fakes: hard (one-hot of the predicted "
+               "map, as the demo feeds hard maps for real and fake; straight-through gradient to H_S) or soft (the "
+               "softmax probabilities, which D_A can tell from the real one-hot maps by their softness)", str,
+               ("hard", "soft")),
+        Option("e2e_parsing_loss", False, "training: stage e2e adds H_S's own L_S (λ_ce x cross entropy to the "
+               "pseudo labels + L_S^adv, D_S trained) to L_A; the paper (Algorithm 2, step 4) trains H_S with L_A alone, "
+               "so the search errors that stage corrects do not pull it back", bool),
         Option("aux_backgrounds", None, "training: folder of auxiliary background images (Eq. 13; the paper: Places2 "
                "val, val_256/*.jpg) the background network learns to inpaint, with person-shaped holes from the "
                "batch's parsing maps; unset: another person's silhouette cut out of the training image", str),
@@ -656,7 +733,8 @@ class SPT(Method):
         Option("ndf", 64, "training: discriminator base width (demo PatchGAN: 64)", int),
         Option("lr", 2e-4, "training: Adam learning rate (paper: 0.0002)", float),
         Option("beta1", 0.5, "training: Adam β1 (paper: 0.5)", float),
-        Option("clip", 100.0, "training: gradient-norm clipping of the generators (demo: 100)", float),
+        Option("clip", None, "training: gradient-norm clipping of the generators; unset: none (the demo calls "
+               "clip_grad_norm(G, 100) before backward, on gradients already zeroed, so it clips nothing)", float),
     )
 
     def __init__(self, **options: Any) -> None:
@@ -670,6 +748,16 @@ class SPT(Method):
         if not (0 <= cfg["fade"] <= 1 and 0 <= cfg["fix_global"] <= 1):
             raise UsageError(f"{self.name}: options fade and fix_global are fractions of the stage grow, between 0 and 1; "
                              f"got fade={cfg['fade']}, fix_global={cfg['fix_global']}")
+
+    def preset_for(self, dataset: Any) -> str:
+        """The ``preset`` option, else the dataset's (`PoseImages.training_preset`), else market (the paper's
+        Market-1501 setting, whose batch is `default_batch_size`)."""
+        named = dataset.training_preset if isinstance(dataset, PoseImages) else None
+        return self.config["preset"] or named or "market"
+
+    def default_batch_size_for(self, dataset: Any) -> int:
+        """The preset's batch (paper §4.1: 4 DeepFashion, 16 Market-1501) when ``--batch-size`` is not given."""
+        return PRESET_BATCH[self.preset_for(dataset)]
 
     def build(self) -> SPTGenerator:
         return initialised(SPTGenerator(self.config["width"], self.config["background"], self.config["progressive"]))

@@ -14,7 +14,8 @@ Every generator is the same U-Net family, built from the official demo's foregro
   decoder block the features of every stream at that level are concatenated (U-Net skips); the
   foreground generator first warps its appearance stream with Def-GAN's deformable skip (the shared
   `pose_maps.deform`: 10 part affines, each warped copy multiplied by its target-pose part mask, max
-  over parts).
+  over parts) on its first 4 levels, as the demo's global generator and Def-GAN (the two deepest levels,
+  4×4 and 2×2 at 128×64, are not warped).
 
 The demo shows only the foreground generator (w = 64). The paper gives no layers for H_S ("U-Net
 based", two encoders, softmax), the background U-Net or the pose detector; they reuse the same blocks
@@ -234,7 +235,7 @@ class SPTGenerator(nn.Module):
         # E_A^F(I_s, S_s without background, p_s): 3 + 9 + 18; E'_S(p_t, S̃_t without background): 18 + 9
         streams = (3 + CLASSES - 1 + HEATMAPS, HEATMAPS + CLASSES - 1)
         self.fg: UNet | ProgressiveForeground = ProgressiveForeground(streams, width) if progressive else \
-            UNet(streams, 3, width)
+            UNet(streams, 3, width, warp_levels=GLOBAL_WARP_LEVELS)
         self.bg = UNet((4,), 3, width) if background else None
 
     @property
@@ -277,16 +278,15 @@ class SPTGenerator(nn.Module):
     def render(self, image: torch.Tensor, parsing_s: torch.Tensor, heat_s: torch.Tensor, parsing_t: torch.Tensor,
                heat_t: torch.Tensor, theta: torch.Tensor, valid: torch.Tensor, parts: torch.Tensor,
                half: Level | None = None) -> torch.Tensor:
-        """Ĩ_t (Eq. 6). The background stream learns only from its own losses, so it runs without gradients;
-        with ``half`` (progressive) it inpaints at half resolution and is upsampled."""
+        """Ĩ_t (Eq. 6). The background stream is part of H_A: L_A reaches it through the composition (Algorithm 1,
+        step 4), besides its own losses; with ``half`` (progressive) it inpaints at half resolution and is upsampled."""
         foreground = self.foreground(image, parsing_s, heat_s, parsing_t, heat_t, theta, valid, parts, half)
         background = None
         if self.bg is not None:
-            with torch.no_grad():
-                if half is None:
-                    background = self.background(image.detach(), foreground_mask(parsing_s))
-                else:
-                    background = double(self.background(half[0].detach(), foreground_mask(half[1])))
+            if half is None:
+                background = self.background(image, foreground_mask(parsing_s))
+            else:
+                background = double(self.background(half[0], foreground_mask(half[1])))
         return self.compose(foreground, background, parsing_t)
 
     def compose(self, foreground: torch.Tensor, background: torch.Tensor | None, parsing_t: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,7 @@
 Eqs. 1–2).
 
 Keypoints follow the pose-transfer contract: (18, 2) float tensors of (y, x) pixel coordinates in
-COCO-18 order, −1 where missing; semantic maps are int64 (H, W) labels in the contract's 10 classes.
+COCO-18 order, −1 where missing; semantic maps are int64 (H, W) labels in the contract's 10 classes, SPT's (`CLASSES`).
 
 The search's 10 rigid parts are Def-GAN's ("following [5]"), taken from the shared helper
 `pose_maps.limb_masks` (the whole image for the torso, a head box, eight limb quadrilaterals), and
@@ -23,7 +23,8 @@ from harness_plugins.shared.body_mask import body_mask
 from harness_plugins.shared.pose_maps import keypoint_heatmaps, limb_masks, part_affines
 
 CLASSES = 10
-"""Contract order: 0 background, 1 hair, 2 face, 3 upper clothes, 4 pants, 5 skirt, 6 arm, 7 leg, 8 shoes, 9 hat/other."""
+"""SPT's classes in the demo's order (`pose_common.SPT_CLASSES`): 0 background, 1 face, 2 hair, 3 upper clothes,
+4 pants, 5 skirt, 6 left arm, 7 right arm, 8 left leg, 9 right leg."""
 CLOTHING = (3, 4, 5)
 """Labels whose presence defines a map's clothing type (upper clothes, pants, skirt)."""
 MISSING = -1
