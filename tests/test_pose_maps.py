@@ -139,15 +139,23 @@ def test_part_affine_maps_target_points_to_source_points() -> None:
     torch.testing.assert_close(mapped, to_norm(source[torso]), atol=1e-5, rtol=0)
 
 
-def test_keypoint_discs_match_skimage_disk() -> None:
-    from skimage.draw import disk
+def test_keypoint_discs_are_pg2s_sparse_keypoints() -> None:
+    """PG²'s ``_getSparseKeypoint(mode='Solid')`` as its loops: int-truncated centre, i² + j² ≤ r² (inclusive)."""
+    def official(r: float, c: float, height: int, width: int, radius: int = 4) -> np.ndarray:
+        out = np.zeros((height, width), dtype=bool)
+        r, c = int(r), int(c)
+        for i in range(-radius, radius + 1):
+            for j in range(-radius, radius + 1):
+                if 0 <= r + i < height and 0 <= c + j < width and np.sqrt(float(i**2 + j**2)) <= radius:
+                    out[r + i, c + j] = True
+        return out
 
     keypoints = torch.full((18, 2), -1.0)
     keypoints[0] = torch.tensor([5.0, 6.0])
     keypoints[7] = torch.tensor([0.0, 11.0])  # at the border: clipped
+    keypoints[9] = torch.tensor([7.8, 3.6])  # truncated to (7, 3), not rounded
     maps = pose_maps.keypoint_discs(keypoints, (16, 12))
-    for k in (0, 7):
-        expected = np.zeros((16, 12), dtype=bool)
-        expected[disk(tuple(keypoints[k].tolist()), 4, shape=(16, 12))] = True
-        assert np.array_equal(maps[k].numpy().astype(bool), expected)
-    assert maps[[i for i in range(18) if i not in (0, 7)]].sum() == 0
+    for k in (0, 7, 9):
+        assert np.array_equal(maps[k].numpy().astype(bool), official(*keypoints[k].tolist(), 16, 12))
+    assert maps[0].sum() == 49  # distance exactly 4 counts (skimage's open disc has 37 pixels)
+    assert maps[[i for i in range(18) if i not in (0, 7, 9)]].sum() == 0

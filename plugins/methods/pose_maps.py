@@ -5,7 +5,7 @@ One place for what every pose-guided generator needs from 18 OpenPose COCO-order
 
 * `keypoint_heatmaps`: Def-GAN's ``pose_utils.cords_to_map`` (also PG²'s input): one Gaussian
   exp(-((y-yk)² + (x-xk)²) / (2σ²)) per keypoint on the pixel grid, a zero map for a missing keypoint.
-* `keypoint_discs`: PG²'s pose maps, 1 within 4 px of each keypoint.
+* `keypoint_discs`: PG²'s pose maps, 1 within 4 px (distance ≤ 4) of each keypoint's integer pixel.
 * `limb_masks`: the 10 body-part masks of Def-GAN's deformable skip connections
   (``AliaksandrSiarohin/pose-gan``, ``pose_transform.pose_masks``, final version): the whole image
   (the part the torso transform moves), a head box, and eight limb quadrilaterals.
@@ -78,16 +78,19 @@ def keypoint_heatmaps(keypoints: torch.Tensor, size: tuple[int, int], sigma: flo
 
 
 def keypoint_discs(keypoints: torch.Tensor, size: tuple[int, int], radius: float = 4.0) -> torch.Tensor:
-    """Binary maps (..., 18, H, W): 1 at pixels closer than ``radius`` to the keypoint (PG²'s pose maps).
+    """Binary maps (..., 18, H, W): PG²'s pose maps (``_getSparsePose`` / ``_getSparseKeypoint``, 'Solid').
 
-    "Closer than" is strict, as ``skimage.draw.disk``; missing keypoints give zero maps.
+    As the official code: the keypoint is truncated to an integer pixel (``int(r)``, ``int(c)``) and every
+    pixel at distance ≤ ``radius`` from it is 1 (inclusive, so the disc of radius 4 has 49 pixels, not
+    ``skimage.draw.disk``'s 37 open disc around the real-valued point); missing keypoints give zero maps.
     """
     keypoints = torch.as_tensor(keypoints, dtype=torch.float32)
+    centres = torch.trunc(keypoints)  # Python int(): toward zero
     ys = torch.arange(int(size[0]), dtype=torch.float32, device=keypoints.device)
     xs = torch.arange(int(size[1]), dtype=torch.float32, device=keypoints.device)
-    dy = (ys - keypoints[..., 0:1]) ** 2
-    dx = (xs - keypoints[..., 1:2]) ** 2
-    maps = ((dy[..., :, None] + dx[..., None, :]) < radius**2).float()
+    dy = (ys - centres[..., 0:1]) ** 2
+    dx = (xs - centres[..., 1:2]) ** 2
+    maps = ((dy[..., :, None] + dx[..., None, :]) <= radius**2).float()
     return maps * present(keypoints)[..., None, None].float()
 
 
