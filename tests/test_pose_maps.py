@@ -128,6 +128,28 @@ def test_part_affines_of_a_translated_pose_and_deform() -> None:
     assert torch.all(out[..., 29:] == 0)
 
 
+def test_nearest_deform_copies_pixels_where_bilinear_blends() -> None:
+    """A 2.4 px shift: nearest sampling (Def-GAN's tf.contrib.image.transform default) reads whole source
+    pixels 2 columns over; bilinear mixes columns 2 and 3."""
+    source = skeleton()
+    target = source.clone()
+    target[:, 1] -= 2.4
+    theta, valid = part_affines(source, target, (64, 32))
+    image = torch.rand(1, 3, 64, 32) + 0.1
+    masks = limb_masks(target, (64, 32))
+    nearest = deform(image, theta[None], valid[None], masks[None], "nearest")
+    torch.testing.assert_close(nearest[..., :28], image[..., 2:30], atol=0, rtol=0)
+    bilinear = deform(image, theta[None], valid[None], masks[None])
+    torch.testing.assert_close(bilinear[..., :28], 0.6 * image[..., 2:30] + 0.4 * image[..., 3:31], atol=1e-4, rtol=0)
+
+
+def test_def_gan_warps_nearest_by_default() -> None:
+    from harness_plugins.methods.def_gan import DefGAN
+
+    assert DefGAN(width=4).build().warp == "nearest"
+    assert DefGAN(width=4, warp="bilinear").build().warp == "bilinear"
+
+
 def test_part_affine_maps_target_points_to_source_points() -> None:
     source = skeleton()
     target = source.clone()

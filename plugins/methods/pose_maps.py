@@ -234,18 +234,20 @@ def part_affines(source: torch.Tensor, target: torch.Tensor, size: tuple[int, in
     return thetas.to(src.device), valid.to(src.device)
 
 
-def deform(features: torch.Tensor, theta: torch.Tensor, valid: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+def deform(features: torch.Tensor, theta: torch.Tensor, valid: torch.Tensor, masks: torch.Tensor,
+           mode: str = "bilinear") -> torch.Tensor:
     """Def-GAN's deformable skip connection on (B, C, h, w) source features.
 
-    Each part's transform warps the features (bilinear, zero outside), the part mask (resized nearest to
-    h×w) multiplies them, and the parts are combined by the element-wise max (Def-GAN's ``'max'``).
+    Each part's transform warps the features (``mode``: bilinear, or nearest as Def-GAN's
+    ``tf.contrib.image.transform`` default; zero outside), the part mask (resized nearest to h×w)
+    multiplies them, and the parts are combined by the element-wise max (Def-GAN's ``'max'``).
     """
     batch, channels, height, width = features.shape
     parts = theta.shape[1]
     grid = F.affine_grid(theta.reshape(batch * parts, 2, 3).to(features.dtype),
                          [batch * parts, channels, height, width], align_corners=False)
     repeated = features.unsqueeze(1).expand(batch, parts, channels, height, width).reshape(batch * parts, channels, height, width)
-    warped = F.grid_sample(repeated, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    warped = F.grid_sample(repeated, grid, mode=mode, padding_mode="zeros", align_corners=False)
     gate = F.interpolate(masks.to(features.dtype), size=(height, width), mode="nearest")
     gate = gate * valid.to(features.dtype)[..., None, None]
     warped = warped.reshape(batch, parts, channels, height, width) * gate[:, :, None]
