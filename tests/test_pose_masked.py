@@ -266,3 +266,17 @@ def test_mask_is_scores_the_masked_generated_images(inception_stub):
     assert np.array_equal(to_uint8(predictions[0]), pairs[0][0])
     with pytest.raises(UsageError, match="target_pose"):
         metric.update(predictions[:1], [{"id": "x", "target": samples[0]["target"]}])
+
+
+def test_spt_leaderboard_files_pg2s_numbers_under_pg2s_convention():
+    """PG²'s own Market mask-SSIM (0.792) sits, comparable, in the pg2 column; Def-GAN's (0.805) in the defgan one."""
+    from harness.publish.definitions import load, packaged_dir
+    from harness.publish.tables import build
+
+    board = build(load(packaged_dir() / "spt-person-generation.yaml"), [])
+    table = next(t for t in board.tables if t.dataset == "market1501-pose")
+    rows = {row.method: row for row in table.rows}
+    pg2, defgan = rows["PG²"].cells, rows["Def-GAN"].cells
+    assert pg2["mask-ssim[pg2]"].value == 0.792 and pg2["mask-ssim[pg2]"].comparable and "mask-ssim[defgan]" not in pg2
+    assert pg2["ssim[pg2]"].value == 0.253 and "ssim[defgan]" not in pg2
+    assert defgan["mask-ssim[defgan]"].value == 0.805 and defgan["mask-ssim[defgan]"].comparable
