@@ -115,7 +115,8 @@ def test_pg2_deepfashion_variant_is_models256() -> None:
 def test_pg2_trains_with_its_own_pose_mask() -> None:
     """M_B of PG²'s losses is the official ``pose_mask_r4`` (`pg2_body_mask`), not Def-GAN's rectangles."""
     from harness_plugins.methods.pg2 import body_masks
-    from harness_plugins.metrics.pose_masked import body_mask, pg2_body_mask
+    from harness_plugins.methods.pose_maps import pg2_body_mask
+    from harness_plugins.metrics.pose_masked import body_mask
 
     pose = torch.tensor([[14, 33], [26, 32], [26, 22], [44, 20], [60, 19], [26, 42], [44, 44], [60, 45], [64, 25],
                          [88, 25], [112, 25], [64, 39], [88, 39], [112, 40], [12, 30], [12, 36], [14, 27], [-1, -1]]).float()

@@ -26,7 +26,7 @@ it (10 Market, 50 DeepFashion, as the two trainers).
 Training (one recipe, two stages): stage 1 trains G1 alone with the pose-mask loss
 mean(|G1 − I_B| ⊙ (1 + M_B)); stage 2 freezes G1 and trains G2 against D with
 BCE + λ·(mean|Ĝ − I_B| + mean(|Ĝ − I_B| ⊙ M_B)), λ = 10 (Market) or 50 (DeepFashion). M_B is PG²'s
-own body mask of the target pose (``pose_mask_r4``: `pose_masked.pg2_body_mask`, radius-4 discs along
+own body mask of the target pose (``pose_mask_r4``: `pose_maps.pg2_body_mask`, radius-4 discs along
 the limbs and a closing). Adam(2e-5, β1 0.5) for G1, G2 and D (``MODE='dcgan'``), batch 16, G1 for
 22,000 steps, 500,000 steps in all.
 
@@ -43,7 +43,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from harness_plugins.metrics.pose_masked import pg2_body_mask
 from torch import nn
 
 from harness import (
@@ -57,7 +56,7 @@ from harness import (
     hookimpl,
 )
 
-from .pose_maps import NUM_KEYPOINTS, keypoint_discs
+from .pose_maps import NUM_KEYPOINTS, keypoint_discs, pg2_body_mask
 from .pose_transfer_common import PairBatches, generate, parse_size
 
 PAPER = (

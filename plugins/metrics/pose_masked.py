@@ -39,7 +39,7 @@ inside the image.
 Functional twins::
 
     body_mask(keypoints, size) -> bool tensor (H, W)              # Def-GAN
-    pg2_body_mask(keypoints, size) -> bool tensor (H, W)          # PG²
+    pose_maps.pg2_body_mask(keypoints, size) -> bool tensor (H, W)   # PG²
     mask_ssim(pred, target, keypoints, convention="defgan", **ssim_params) -> float64 tensor (per image)
 """
 
@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 import skimage
 import torch
-from harness_plugins.methods.pose_maps import COCO18_LIMBS, MISSING
+from harness_plugins.methods.pose_maps import COCO18_LIMBS, MISSING, pg2_body_mask
 from skimage.draw import disk, polygon
 from skimage.morphology import dilation, erosion
 
@@ -94,40 +94,6 @@ def draw_with_skimage(keypoints: torch.Tensor | np.ndarray, size: tuple[int, int
         mask[rows, cols] = True
     square = np.ones((CLOSING, CLOSING), dtype=bool)
     return torch.from_numpy(erosion(dilation(mask, square), square))
-
-
-def _disc_offsets(radius: int) -> np.ndarray:
-    """(K, 2) pixel offsets (di, dj) with sqrt(di² + dj²) ≤ radius: PG²'s ``_getSparseKeypoint`` 'Solid' disc."""
-    steps = np.arange(-radius, radius + 1)
-    di, dj = np.meshgrid(steps, steps, indexing="ij")
-    inside = di**2 + dj**2 <= radius**2
-    return np.stack([di[inside], dj[inside]], axis=1)
-
-
-def pg2_body_mask(keypoints: torch.Tensor | np.ndarray, size: tuple[int, int]) -> torch.Tensor:
-    """PG²'s body mask (bool, H×W) from 18 COCO-order (y, x) keypoints, −1 where missing: discs of radius 4
-    along each limb whose ends are present (``_getPoseMask``), then the 5×5 closing."""
-    points, height, width = _checked(keypoints, size)
-    present = ~(points == MISSING).any(axis=1)
-    offsets = _disc_offsets(RADIUS)
-    dense = np.zeros((height, width), dtype=np.float64)
-
-    def stamp(row: float, col: float) -> None:
-        rows, cols = int(row) + offsets[:, 0], int(col) + offsets[:, 1]  # int(): the official truncation
-        keep = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
-        dense[rows[keep], cols[keep]] = 1.0
-
-    for start, end in COCO18_LIMBS:
-        if not (present[start] and present[end]):
-            continue
-        (r0, c0), (r1, c1) = points[start], points[end]
-        stamp(r0, c0)
-        stamp(r1, c1)
-        samples = int(np.sqrt((r0 - r1) ** 2 + (c0 - c1) ** 2) / RADIUS)
-        for i in range(1, samples if samples > 1 else 0):
-            stamp(r0 + (r1 - r0) * i / samples, c0 + (c1 - c0) * i / samples)
-    square = np.ones((CLOSING, CLOSING), dtype=bool)
-    return torch.from_numpy(erosion(dilation(dense, square), square) > 0)
 
 
 MASKS: dict[str, Callable[[Any, tuple[int, int]], torch.Tensor]] = {"defgan": body_mask, "pg2": pg2_body_mask}
