@@ -22,6 +22,11 @@ inner-product ranking. ``--checkpoint`` takes a ``harness train`` output, a safe
 network, or the official ``gen_NNNNNNNN.pt`` / ``id_NNNNNNNN.pt`` pair (a folder holding them, or
 either file): ``gen`` holds ``{"a": RGB generator, "b": IR generator}``, ``id`` holds
 ``{"id": classifier, "backbone_pro": H, "combine_weight": α}``.
+
+Training follows the official code where it departs from the paper (docs/vireid.md lists each case):
+images resized by PIL bicubic and kept as uint8, the official sampler's batch (identities drawn in
+proportion to their image counts), the IR encoders and IR discriminator started as copies of the RGB
+ones, random erasing with a uniform aspect ratio, and the code's forms of Eqs. 2, 3, 6, 7 and 9.
 """
 
 from __future__ import annotations
