@@ -372,8 +372,8 @@ def inference_modules(net: HiCMDNet, infrared: bool = False) -> list[nn.Module]:
 
 def resize_bicubic(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """(3, H, W) [0, 1] → (3, *size) by PIL bicubic on the 8-bit image: the official loaders'
-    ``transforms.Resize((256, 128), interpolation=3)`` on the PIL images they read (torch's bicubic
-    differs by 1.2–1.75/255 on average: no antialiasing, other kernel support)."""
+    ``transforms.Resize((256, 128), interpolation=3)`` on the PIL images they read (torch's bicubic,
+    without PIL's antialiasing support, differs by about 1/255 on average)."""
     if tuple(image.shape[-2:]) == tuple(size):
         return image.float()
     return resize_pil(image, size[1], size[0], Image.BICUBIC)
