@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from harness_plugins.methods.pose_maps import pg2_body_mask
 from harness_plugins.metrics import inception
 from harness_plugins.metrics.inception_net import PROTOCOLS
-from harness_plugins.methods.pose_maps import pg2_body_mask
 from harness_plugins.metrics.pose_masked import body_mask, draw_with_skimage, mask_ssim
 from scipy import ndimage
 from skimage.metrics import structural_similarity

@@ -109,7 +109,7 @@ def test_random_erasing_uniform_aspect_is_the_authors_draw() -> None:
         while True:
             target = rng.uniform(0.02, 0.4) * 64 * 32
             aspect = rng.uniform(0.3, 1 / 0.3)
-            h, w = int(round(math.sqrt(target * aspect))), int(round(math.sqrt(target / aspect)))
+            h, w = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
             if 0 < h < 64 and 0 < w < 32:
                 top, left = int(rng.integers(0, 64 - h + 1)), int(rng.integers(0, 32 - w + 1))
                 break

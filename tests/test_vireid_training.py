@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -99,15 +100,15 @@ def test_hi_cmd_batches_draw_identities_in_proportion_to_their_images():
     anchors = [int(hi_cmd_batch(data, seed=0, step=step)[1][0]) for step in range(300)]
     assert 0.8 < anchors.count(0) / 300 < 0.97
     for step in range(20):
-        x_a, y_a, x_b, y_b, neg_a, y_na, neg_b, y_nb = hi_cmd_batch(data, seed=3, step=step)
+        _, y_a, _, y_b, _, y_na, _, y_nb = hi_cmd_batch(data, seed=3, step=step)
         assert torch.equal(y_a, y_b) and len(set(y_a.tolist() + y_na.tolist() + y_nb.tolist())) == 6
 
 
 def test_hi_cmd_resizes_with_pil_bicubic_and_stores_8_bit_images(tmp_path):
+    from harness_plugins.methods.hi_cmd import preprocess, resize_bicubic
     from PIL import Image
 
     from harness.data import to_tensor, to_uint8
-    from harness_plugins.methods.hi_cmd import preprocess, resize_bicubic
 
     image = torch.rand(3, 40, 20)
     expected = to_tensor(np.array(Image.fromarray(to_uint8(image)).resize((16, 32), Image.BICUBIC)))
@@ -170,7 +171,7 @@ def test_hi_cmd_short_training_lowers_the_loss(tmp_path, cli):
     # term over seeds 0 and 1), so the check is that training beats the first step and D's loss falls steadily.
     assert min(losses[1:]) < losses[0] - 50, losses
     d_losses = _losses(out, "D")
-    assert all(later < earlier for earlier, later in zip(d_losses, d_losses[1:])), d_losses
+    assert all(later < earlier for earlier, later in itertools.pairwise(d_losses)), d_losses
     assert {"D", "same", "cross", "cycle", "code", "kl", "adv", "ce", "trip"} <= set(json.loads((out / "train_log.jsonl").read_text().splitlines()[0])["losses"])
     code, stdout, err = cli("run", "--method", "hi-cmd", "--dataset", "vireid-synth", "--checkpoint", out, "--dataset-option", "identities=6",
                             "--dataset-option", "images=1", "--option", "height=128", "--option", "width=64", "--json", "--quiet")
