@@ -123,6 +123,28 @@ def test_part_affines_of_a_translated_pose_and_deform() -> None:
     assert torch.all(out[..., 29:] == 0)
 
 
+def test_nearest_deform_copies_pixels_where_bilinear_blends() -> None:
+    """A 2.4 px shift: nearest sampling (Def-GAN's tf.contrib.image.transform default) reads whole source
+    pixels 2 columns over; bilinear mixes columns 2 and 3."""
+    source = skeleton()
+    target = source.clone()
+    target[:, 1] -= 2.4
+    theta, valid = part_affines(source, target, (64, 32))
+    image = torch.rand(1, 3, 64, 32) + 0.1
+    masks = limb_masks(target, (64, 32))
+    nearest = deform(image, theta[None], valid[None], masks[None], "nearest")
+    torch.testing.assert_close(nearest[..., :28], image[..., 2:30], atol=0, rtol=0)
+    bilinear = deform(image, theta[None], valid[None], masks[None])
+    torch.testing.assert_close(bilinear[..., :28], 0.6 * image[..., 2:30] + 0.4 * image[..., 3:31], atol=1e-4, rtol=0)
+
+
+def test_def_gan_warps_nearest_by_default() -> None:
+    from harness_plugins.methods.pose_transfer.def_gan import DefGAN
+
+    assert DefGAN(width=4).build().warp == "nearest"
+    assert DefGAN(width=4, warp="bilinear").build().warp == "bilinear"
+
+
 def test_part_affine_maps_target_points_to_source_points() -> None:
     source = skeleton()
     target = source.clone()
@@ -134,15 +156,23 @@ def test_part_affine_maps_target_points_to_source_points() -> None:
     torch.testing.assert_close(mapped, to_norm(source[torso]), atol=1e-5, rtol=0)
 
 
-def test_keypoint_discs_match_skimage_disk() -> None:
-    from skimage.draw import disk
+def test_keypoint_discs_are_pg2s_sparse_keypoints() -> None:
+    """PG²'s ``_getSparseKeypoint(mode='Solid')`` as its loops: int-truncated centre, i² + j² ≤ r² (inclusive)."""
+    def official(r: float, c: float, height: int, width: int, radius: int = 4) -> np.ndarray:
+        out = np.zeros((height, width), dtype=bool)
+        r, c = int(r), int(c)
+        for i in range(-radius, radius + 1):
+            for j in range(-radius, radius + 1):
+                if 0 <= r + i < height and 0 <= c + j < width and np.sqrt(float(i**2 + j**2)) <= radius:
+                    out[r + i, c + j] = True
+        return out
 
     keypoints = torch.full((18, 2), -1.0)
     keypoints[0] = torch.tensor([5.0, 6.0])
     keypoints[7] = torch.tensor([0.0, 11.0])  # at the border: clipped
+    keypoints[9] = torch.tensor([7.8, 3.6])  # truncated to (7, 3), not rounded
     maps = pose_maps.keypoint_discs(keypoints, (16, 12))
-    for k in (0, 7):
-        expected = np.zeros((16, 12), dtype=bool)
-        expected[disk(tuple(keypoints[k].tolist()), 4, shape=(16, 12))] = True
-        assert np.array_equal(maps[k].numpy().astype(bool), expected)
-    assert maps[[i for i in range(18) if i not in (0, 7)]].sum() == 0
+    for k in (0, 7, 9):
+        assert np.array_equal(maps[k].numpy().astype(bool), official(*keypoints[k].tolist(), 16, 12))
+    assert maps[0].sum() == 49  # distance exactly 4 counts (skimage's open disc has 37 pixels)
+    assert maps[[i for i in range(18) if i not in (0, 7, 9)]].sum() == 0

@@ -18,6 +18,7 @@ from harness_plugins.metrics import inception
 from harness_plugins.metrics.pose_masked import mask_ssim
 from harness_plugins.shared.body_mask import body_mask, draw_with_skimage
 from harness_plugins.shared.inception_net import PROTOCOLS
+from harness_plugins.shared.pose_maps import pg2_body_mask
 
 H, W = 128, 64  # Market-1501
 
@@ -164,6 +165,64 @@ def test_mask_ssim_metric():
         metric.update(predictions[:1], [{"id": "c", "target": samples[0]["target"]}])
 
 
+def pg2_reference_mask(points: np.ndarray, height: int = H, width: int = W) -> np.ndarray:
+    """PG²'s ``_getPoseMask(radius=4)`` written out as its loops: for each limb with both ends, 'Solid'
+    discs (i² + j² ≤ 16 around the int-truncated point) at the ends and at int(length/4) − 1 points
+    between, then grey dilation and erosion with a 5×5 square (scipy, edges reflected as skimage's)."""
+    dense = np.zeros((height, width))
+
+    def disc(r: float, c: float) -> None:
+        r, c = int(r), int(c)
+        for i in range(-4, 5):
+            for j in range(-4, 5):
+                if 0 <= r + i < height and 0 <= c + j < width and np.sqrt(float(i**2 + j**2)) <= 4:
+                    dense[r + i, c + j] = 1
+
+    for a, b in LIMBS_1_BASED:
+        p0, p1 = points[a - 1], points[b - 1]
+        if (p0 == -1).any() or (p1 == -1).any():
+            continue
+        disc(*p0)
+        disc(*p1)
+        n = int(np.sqrt((p0[0] - p1[0]) ** 2 + (p0[1] - p1[1]) ** 2) / 4)
+        if n > 1:
+            for i in range(1, n):
+                disc(p0[0] + (p1[0] - p0[0]) * i / n, p0[1] + (p1[1] - p0[1]) * i / n)
+    closed = ndimage.grey_erosion(ndimage.grey_dilation(dense, size=(5, 5), mode="reflect"), size=(5, 5), mode="reflect")
+    return closed > 0
+
+
+@pytest.mark.parametrize("index", [None, 0, 3, 6])
+def test_pg2_body_mask_is_pg2s_own_get_pose_mask(index):
+    points = STANDING if index is None else poses()[index]
+    ours = pg2_body_mask(points, (H, W)).numpy()
+    assert np.array_equal(ours, pg2_reference_mask(points))
+    assert not np.array_equal(ours, body_mask(points, (H, W)).numpy())  # not Def-GAN's rectangles
+    # a lone joint (no limb with both ends present) draws nothing, unlike Def-GAN's discs at every joint
+    lone = np.full((18, 2), -1.0)
+    lone[4] = (60, 19)
+    assert not pg2_body_mask(lone, (H, W)).any() and body_mask(lone, (H, W)).any()
+
+
+def test_mask_ssim_pg2_matches_score_mask_py():
+    generated, target = images(5)
+    mask = pg2_reference_mask(STANDING)[..., None].astype(np.float64) * 255  # the saved mask image
+    gen_masked = np.uint8(mask / 255.0 * generated)  # score_mask.py's masking
+    ref_masked = np.uint8(mask / 255.0 * target)
+    expected = structural_similarity(gen_masked, ref_masked, channel_axis=-1, win_size=7, use_sample_covariance=True,
+                                     gaussian_weights=False, data_range=255)
+    ours = mask_ssim(to_tensor(generated), to_tensor(target), torch.from_numpy(STANDING), convention="pg2")
+    assert float(ours) == pytest.approx(expected, abs=1e-10)
+    sample = {"id": "a", "target": to_tensor(target), "target_pose": torch.from_numpy(STANDING).float()}
+    metric = harness.create_metric("mask-ssim", convention="pg2", target_field="target")
+    assert metric.update([to_tensor(generated)], [sample]) == [pytest.approx(expected, abs=1e-10)]
+    record = metric.convention()
+    assert record["convention"] == "pg2" and record["ssim_params"]["kernel"] == "uniform" and "_getPoseMask" in record["mask"]
+    assert harness.create_metric("mask-ssim").convention()["convention"] == "defgan"
+    with pytest.raises(UsageError, match="convention"):
+        mask_ssim(to_tensor(generated), to_tensor(target), torch.from_numpy(STANDING), convention="pg3")
+
+
 @pytest.fixture
 def inception_stub(monkeypatch):
     """An Inception weights file where the metric looks (never loaded), and an extractor whose features are
@@ -209,3 +268,17 @@ def test_mask_is_scores_the_masked_generated_images(inception_stub):
     assert np.array_equal(to_uint8(predictions[0]), pairs[0][0])
     with pytest.raises(UsageError, match="target_pose"):
         metric.update(predictions[:1], [{"id": "x", "target": samples[0]["target"]}])
+
+
+def test_spt_leaderboard_files_pg2s_numbers_under_pg2s_convention():
+    """PG²'s own Market mask-SSIM (0.792) sits, comparable, in the pg2 column; Def-GAN's (0.805) in the defgan one."""
+    from harness.publish.definitions import load, packaged_dir
+    from harness.publish.tables import build
+
+    board = build(load(packaged_dir() / "spt-person-generation.yaml"), [])
+    table = next(t for t in board.tables if t.dataset == "market1501-pose")
+    rows = {row.method: row for row in table.rows}
+    pg2, defgan = rows["PG²"].cells, rows["Def-GAN"].cells
+    assert pg2["mask-ssim[pg2]"].value == 0.792 and pg2["mask-ssim[pg2]"].comparable and "mask-ssim[defgan]" not in pg2
+    assert pg2["ssim[pg2]"].value == 0.253 and "ssim[defgan]" not in pg2
+    assert defgan["mask-ssim[defgan]"].value == 0.805 and defgan["mask-ssim[defgan]"].comparable

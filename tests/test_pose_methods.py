@@ -13,7 +13,7 @@ import torch
 from harness import count_parameters
 from harness_plugins.datasets.pose_synth import PoseSynth
 from harness_plugins.methods.pose_transfer.def_gan import DefGANDiscriminator, DefGANGenerator, nn_loss
-from harness_plugins.methods.pose_transfer.pg2 import G1, G2, DCGANDiscriminator
+from harness_plugins.methods.pose_transfer.pg2 import G1, G2, PG2, DCGANDiscriminator, PG2Generator
 from harness_plugins.methods.pose_transfer.pose_transfer_common import SampleNorm
 
 DATA = ("--dataset", "pose-synth")
@@ -24,7 +24,7 @@ QUICKSTART = {
     "pg2": (("--steps", "100", "--batch-size", "4", "--option", "width=8", "--option", "d_width=8", "--option", "lr=0.002",
              "--option", "stage1_steps=90"), ("--option", "width=8")),
 }
-MARGIN = {"def-gan": 0.02, "pg2": 0.003}  # measured: def-gan 0.822, pg2 0.790, copy-source 0.783
+MARGIN = {"def-gan": 0.02, "pg2": 0.003}  # measured: def-gan 0.822, pg2 0.789, copy-source 0.783
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +84,41 @@ def test_pg2_parameter_counts_at_market_resolution() -> None:
     assert count_parameters(G2((128, 64), n)).params == g2 == 6_058_883
     d = conv(6, 64, 5) + conv(64, 128, 5) + conv(128, 256, 5) + conv(256, 512, 5) + 2 * (128 + 256 + 512) + 512 * 8 * 4 + 1
     assert count_parameters(DCGANDiscriminator((128, 64))).params == d == 4_329_537
+
+
+def test_pg2_deepfashion_variant_is_models256() -> None:
+    """At 256×256 the official code builds G2 with UAE_noFC_AfterNoise (a skip at every level, the finest
+    included) and DCGANDiscriminator_256 (a fifth 512 conv with batch norm, 8×8 into the linear layer)."""
+    n = 128
+    enc = conv(6, n, 3) + sum(conv(a, b, 3) + conv(b, b, 3) for a, b in ((n, n), (n, 2 * n), (2 * n, 3 * n), (3 * n, 4 * n)))
+    enc += conv(n, n, 3) + conv(2 * n, 2 * n, 3) + conv(3 * n, 3 * n, 3)  # stride-2 convs keep the width
+    dec = sum(conv(c, n, 3) + conv(n, n, 3) for c in (8 * n, 4 * n, 3 * n, 2 * n)) + conv(n, 3, 3)
+    assert count_parameters(G2((256, 256), n, all_skips=True)).params == enc + dec == 12_696_067
+    assert count_parameters(G2((256, 256), n)).params == 12_548_611  # Market's G2 at 256: no finest skip
+    d = conv(6, 64, 5) + conv(64, 128, 5) + conv(128, 256, 5) + conv(256, 512, 5) + conv(512, 512, 5)
+    d += 2 * (128 + 256 + 512 + 512) + 512 * 8 * 8 + 1
+    deep = DCGANDiscriminator((256, 256), deep=True)
+    assert count_parameters(deep).params == d == 10_901_057
+    assert deep(torch.zeros(2, 3, 256, 256), torch.zeros(2, 3, 256, 256)).shape == (2, 1)
+    method = PG2(size="256x256", width=4)
+    assert method.variant == "deepfashion" and PG2(width=4).variant == "market"
+    assert PG2(size="256x256", width=4, variant="market").variant == "market"
+    generator = method.build()
+    assert isinstance(generator, PG2Generator) and generator.g2.all_skips
+    assert generator(torch.zeros(1, 3, 256, 256), torch.zeros(1, 18, 256, 256)).shape == (1, 3, 256, 256)
+
+
+def test_pg2_trains_with_its_own_pose_mask() -> None:
+    """M_B of PG²'s losses is the official ``pose_mask_r4`` (`pg2_body_mask`), not Def-GAN's rectangles."""
+    from harness_plugins.methods.pose_transfer.pg2 import body_masks
+    from harness_plugins.shared.pose_maps import pg2_body_mask
+    from harness_plugins.shared.body_mask import body_mask
+
+    pose = torch.tensor([[14, 33], [26, 32], [26, 22], [44, 20], [60, 19], [26, 42], [44, 44], [60, 45], [64, 25],
+                         [88, 25], [112, 25], [64, 39], [88, 39], [112, 40], [12, 30], [12, 36], [14, 27], [-1, -1]]).float()
+    masks = body_masks(pose[None], (128, 64))
+    assert torch.equal(masks[0, 0].bool(), pg2_body_mask(pose, (128, 64)))
+    assert not torch.equal(masks[0, 0].bool(), body_mask(pose, (128, 64)))
 
 
 def test_nearest_neighbour_loss_against_brute_force() -> None:

@@ -239,6 +239,18 @@ def test_skimage_default_convention(pairs) -> None:
         )
 
 
+def test_pg2_convention_is_compare_ssim_with_its_defaults(pairs) -> None:
+    """PG²'s score.py: compare_ssim(G, x, multichannel=True), every other argument at its default (uniform 7×7,
+    sample covariance, data range 255 from uint8), not Def-GAN's Gaussian with the prediction's range."""
+    for pred, target in pairs:
+        gen, ref = to_uint8(pred), to_uint8(target)
+        expected = structural_similarity(gen, ref, channel_axis=-1, win_size=7, use_sample_covariance=True,
+                                         gaussian_weights=False, data_range=255)
+        assert float(ssim(pred, target, convention="pg2")) == pytest.approx(expected, abs=1e-9)
+        assert abs(float(ssim(pred, target, convention="defgan")) - expected) > 1e-4
+        assert float(psnr(pred, target, convention="pg2")) == pytest.approx(peak_signal_noise_ratio(ref, gen), abs=1e-9)
+
+
 def test_edge_connect_convention(pairs) -> None:
     for pred, target in pairs:
         gen, ref = rgb2gray(to_uint8(pred) / 255.0), rgb2gray(to_uint8(target) / 255.0)

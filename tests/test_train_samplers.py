@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness import DataError
+from harness import DataError, UsageError
 from harness.train.augment import random_crop, random_erasing, random_flip
 from harness.train.loader import StepLoader
 from harness.train.samplers import cross_modality_pk_batch, pk_batch, step_rng, uniform_batch, unpaired_batch
@@ -94,6 +94,36 @@ def test_augmentations_are_seeded_and_correct():
     assert int(hole[0].sum()) == int(area)  # one filled rectangle
     assert 0.02 * 120 * 0.5 <= int(area) <= 0.4 * 120 * 1.5
     assert torch.equal(random_erasing(image, step_rng(0, 1, 1), p=0.0), image)
+
+
+def test_random_erasing_uniform_aspect_is_the_authors_draw() -> None:
+    """``aspect_sampling="uniform"``: the ratio is ``uniform(0.3, 1/0.3)`` as Zhong's random_erasing.py (and
+    Hi-CMD's copy); replaying the same generator by hand gives the same rectangle."""
+    import math
+
+    image = torch.ones(3, 64, 32)
+    for step in range(20):
+        erased = random_erasing(image, step_rng(0, step, 1), p=1.0, aspect_sampling="uniform")
+        rng = step_rng(0, step, 1)
+        rng.random()
+        while True:
+            target = rng.uniform(0.02, 0.4) * 64 * 32
+            aspect = rng.uniform(0.3, 1 / 0.3)
+            h, w = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
+            if 0 < h < 64 and 0 < w < 32:
+                top, left = int(rng.integers(0, 64 - h + 1)), int(rng.integers(0, 32 - w + 1))
+                break
+        expected = image.clone()
+        expected[:, top : top + h, left : left + w] = 0
+        assert torch.equal(erased, expected)
+    # the two draws differ: over many rectangles the uniform one is taller on average (mean ratio 1.82 vs 1.26)
+    def ratio(mode: str, step: int) -> float:
+        hole = random_erasing(torch.ones(1, 400, 400), step_rng(1, step, 1), p=1.0, aspect_sampling=mode)[0].eq(0)
+        return float(hole.any(1).sum() / hole.any(0).sum())  # rows / columns of the rectangle
+
+    assert np.mean([ratio("uniform", s) for s in range(200)]) > np.mean([ratio("log-uniform", s) for s in range(200)]) + 0.3
+    with pytest.raises(UsageError, match="aspect_sampling"):
+        random_erasing(image, step_rng(0, 0, 1), aspect_sampling="beta")
 
 
 def _batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:

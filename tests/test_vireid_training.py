@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -78,6 +79,62 @@ def test_training_set_and_cross_modality_batches_are_deterministic(tmp_path):
     assert len(set(y_a.tolist()) | set(y_na.tolist()) | set(y_nb.tolist())) == 6
 
 
+class _Skewed:
+    """A TrainingSet stand-in: identity 0 has 40 RGB + 40 IR images, identities 1–5 one of each (SYSU-like skew)."""
+
+    def __init__(self) -> None:
+        labels = [0] * 80 + [k for k in range(1, 6) for _ in range(2)]
+        infrared = [i % 2 == 1 for i in range(80)] + [False, True] * 5
+        self.labels, self.infrared = torch.tensor(labels), torch.tensor(infrared)
+        self.both: dict[int, tuple[list[int], list[int]]] = {}
+        for index, (label, ir) in enumerate(zip(labels, infrared)):
+            self.both.setdefault(label, ([], []))[int(ir)].append(index)
+
+    def rows(self, rows, seed, step, stream=1):
+        return torch.zeros(len(rows), 3, 4, 2)
+
+
+def test_hi_cmd_batches_draw_identities_in_proportion_to_their_images():
+    """The official sampler picks identities through images (data_sampler.py): identity 0, with 80 of the
+    90 images, anchors about 8 batches in 9; drawing identities uniformly would give it 1 in 6."""
+    data = _Skewed()
+    anchors = [int(hi_cmd_batch(data, seed=0, step=step)[1][0]) for step in range(300)]
+    assert 0.8 < anchors.count(0) / 300 < 0.97
+    for step in range(20):
+        _, y_a, _, y_b, _, y_na, _, y_nb = hi_cmd_batch(data, seed=3, step=step)
+        assert torch.equal(y_a, y_b) and len(set(y_a.tolist() + y_na.tolist() + y_nb.tolist())) == 6
+
+
+def test_hi_cmd_resizes_with_pil_bicubic_and_stores_8_bit_images(tmp_path):
+    from harness_plugins.methods.reid.hi_cmd import preprocess, resize_bicubic
+    from PIL import Image
+
+    from harness.data import to_tensor, to_uint8
+
+    image = torch.rand(3, 40, 20)
+    expected = to_tensor(np.array(Image.fromarray(to_uint8(image)).resize((16, 32), Image.BICUBIC)))
+    assert torch.equal(resize_bicubic(image, (32, 16)), expected)
+    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+    torch.testing.assert_close(preprocess([image], (32, 16))[0], (expected - mean) / std)
+    dataset = harness.create_dataset("vireid-synth", tmp_path, identities=4, images=1, height=40, width=20)
+    data = TrainingSet(dataset, "train", (32, 16), resizer=resize_bicubic, uint8=True)
+    assert data.images.dtype == torch.uint8
+    first = dataset.load(dataset.index("train")[0])["image"]
+    assert torch.equal(data.image(0), resize_bicubic(first, (32, 16)))
+
+
+def test_hi_cmd_ir_modules_start_as_copies_of_the_rgb_ones():
+    from harness_plugins.methods.reid.hi_cmd import HiCMDNet, HiCMDTraining
+
+    torch.manual_seed(0)
+    model = HiCMDTraining(HiCMDNet(4, init="scratch"), (128, 64))
+    net = model.net
+    for rgb, ir in ((net.gen_RGB.enc_pro, net.gen_IR.enc_pro), (net.gen_RGB.enc_att, net.gen_IR.enc_att), (model.dis_RGB, model.dis_IR)):
+        for (name, a), (_, b) in zip(rgb.state_dict().items(), ir.state_dict().items()):
+            assert torch.equal(a, b), name
+        assert next(rgb.parameters()).data_ptr() != next(ir.parameters()).data_ptr()  # copies, not shared
+
+
 def test_weighted_regularized_triplet_prefers_separated_identities():
     labels = torch.tensor([0, 0, 1, 1])
     separated = torch.tensor([[0.0, 0.0], [0.1, 0.0], [5.0, 0.0], [5.1, 0.0]])
@@ -111,7 +168,11 @@ def test_hi_cmd_short_training_lowers_the_loss(tmp_path, cli):
                        "--steps", "6", "--out", out, "--quiet")
     assert code == 0, err
     losses = _losses(out)
-    assert np.mean(losses[-2:]) < np.mean(losses[:2]), losses
+    # Each step sees another 2-identity batch and the reconstruction terms swing with its content (60-110 per
+    # term over seeds 0 and 1), so the check is that training beats the first step and D's loss falls steadily.
+    assert min(losses[1:]) < losses[0] - 50, losses
+    d_losses = _losses(out, "D")
+    assert all(later < earlier for earlier, later in itertools.pairwise(d_losses)), d_losses
     assert {"D", "same", "cross", "cycle", "code", "kl", "adv", "ce", "trip"} <= set(json.loads((out / "train_log.jsonl").read_text().splitlines()[0])["losses"])
     code, stdout, err = cli("run", "--method", "hi-cmd", "--dataset", "vireid-synth", "--checkpoint", out, "--dataset-option", "identities=6",
                             "--dataset-option", "images=1", "--option", "height=128", "--option", "width=64", "--json", "--quiet")

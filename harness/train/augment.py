@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import DataError
+from ..errors import DataError, UsageError
 
 
 def random_crop(image: torch.Tensor, size: tuple[int, int], rng: np.random.Generator, padding: int = 0) -> torch.Tensor:
@@ -41,15 +41,21 @@ def random_erasing(
     ratio: tuple[float, float] = (0.3, 1 / 0.3),
     value: float | torch.Tensor = 0.0,
     attempts: int = 100,
+    aspect_sampling: str = "log-uniform",
 ) -> torch.Tensor:
     """Random erasing (Zhong et al., AAAI 2020): with probability ``p`` fill one random rectangle of
-    ``area`` × image area and aspect ratio in ``ratio`` (log-uniform) with ``value``."""
+    ``area`` × image area and aspect ratio in ``ratio`` with ``value``. ``aspect_sampling``: how the ratio
+    is drawn, ``log-uniform`` (torchvision's ``RandomErasing``, symmetric in h/w) or ``uniform`` (the
+    authors' ``random_erasing.py``, ``random.uniform(r1, 1/r1)``: tall rectangles more often)."""
+    if aspect_sampling not in ("log-uniform", "uniform"):
+        raise UsageError(f"random_erasing: aspect_sampling must be 'log-uniform' or 'uniform'; got {aspect_sampling!r}")
     if rng.random() >= p:
         return image
     height, width = image.shape[-2:]
     for _ in range(attempts):
         target = rng.uniform(*area) * height * width
-        aspect = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
+        aspect = (rng.uniform(*ratio) if aspect_sampling == "uniform"
+                  else math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1]))))
         h, w = int(round(math.sqrt(target * aspect))), int(round(math.sqrt(target / aspect)))
         if 0 < h < height and 0 < w < width:
             top, left = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))

@@ -1,9 +1,12 @@
-"""`mask-ssim`, `mask-is`: SSIM and Inception Score on the person only, as Def-GAN/PG² report them.
+"""`mask-ssim`, `mask-is`: SSIM and Inception Score on the person only, as Def-GAN and PG² report them.
 
 Pose-transfer papers (PG², Def-GAN and those copying their tables, e.g. SPT on Market-1501) score
 the generated and the ground-truth image after multiplying both by a binary body mask drawn from the
-*target* keypoints, so the background does not count. The mask is Def-GAN's ``produce_ma_mask``
-(``AliaksandrSiarohin/pose-gan``, ``pose_utils.py``, called from ``test.py: create_masked_image``):
+*target* keypoints, so the background does not count. The two papers do this differently, so each is
+a named ``convention`` of both metrics (``mask-ssim@defgan``, ``mask-ssim@pg2``; default ``defgan``).
+
+``defgan``: the mask is Def-GAN's ``produce_ma_mask`` (``AliaksandrSiarohin/pose-gan``, ``pose_utils.py``,
+called from ``test.py: create_masked_image``), SSIM the ``defgan`` convention of `psnr_ssim`:
 
 * 18 COCO-order keypoints (y, x), a keypoint with a coordinate equal to −1 is missing;
 * for each of 23 limbs whose two ends are present, the rectangle of half-width 4 px around the
@@ -19,9 +22,25 @@ took more than half of mask-SSIM's time (issue 6), and `draw_with_skimage`, whic
 calls, is kept as the reference it is tested against bit for bit. Both versions are recorded. One difference: a zero-length limb (both ends on one pixel) divides 0 by 0 in Def-GAN and
 its NaN corners draw nothing; here it is skipped (same pixels, no warning).
 
-Functional twins (the mask itself is `harness_plugins.shared.body_mask.body_mask`)::
+``pg2``: the mask is PG²'s own ``_getPoseMask`` (``charliememory/Pose-Guided-Person-Image-Generation``,
+``datasets/convert_market.py``, ``radius=4``), saved with the test images and read back by
+``score_mask.py``; SSIM the ``pg2`` convention (``compare_ssim(multichannel=True)`` defaults):
 
-    mask_ssim(pred, target, keypoints, **ssim_params) -> float64 tensor (per image)
+* for each of the same 23 limbs whose two ends are present, solid discs (pixels at distance ≤ 4 from
+  the keypoint truncated to an integer pixel, ``_getSparseKeypoint``) at both ends and at
+  ``int(distance / 4) − 1`` evenly spaced points between them (none when that count is below 2);
+  joints outside every drawn limb get no disc;
+* the same closing (``dilation`` then ``erosion``, 5×5 square).
+
+The in-between points are the Python 3 reading (``int(r0 + (r1 − r0)·i/n)``); the Python 2 original
+floors ``(r1 − r0)·i/n`` on its integer keypoints, which gives the same pixels for integer keypoints
+inside the image.
+
+Functional twins::
+
+    shared.body_mask.body_mask(keypoints, size) -> bool tensor (H, W)        # Def-GAN
+    shared.pose_maps.pg2_body_mask(keypoints, size) -> bool tensor (H, W)    # PG²
+    mask_ssim(pred, target, keypoints, convention="defgan", **ssim_params) -> float64 tensor (per image)
 """
 
 from __future__ import annotations
@@ -35,7 +54,7 @@ import torch
 
 from harness import DataError, Metric, Option, Sample, UsageError, hookimpl
 from harness_plugins.shared.body_mask import CLOSING, RADIUS, body_mask
-from harness_plugins.shared.pose_maps import COCO18_LIMBS
+from harness_plugins.shared.pose_maps import COCO18_LIMBS, pg2_body_mask
 
 from .inception import InceptionScore
 from .psnr_ssim import CONVENTIONS, ssim
@@ -43,22 +62,34 @@ from .psnr_ssim import CONVENTIONS, ssim
 POSE_FIELD = "target_pose"
 
 
-def masked(image: torch.Tensor, keypoints: torch.Tensor | np.ndarray) -> torch.Tensor:
-    """``image`` (3,H,W) with everything outside the body mask set to 0."""
-    return image * body_mask(keypoints, tuple(image.shape[-2:])).to(image.device, image.dtype)
+MASKS: dict[str, Callable[[Any, tuple[int, int]], torch.Tensor]] = {"defgan": body_mask, "pg2": pg2_body_mask}
+"""Body mask of each convention (the SSIM convention of `psnr_ssim` has the same name)."""
 
 
-def mask_ssim(pred: torch.Tensor, target: torch.Tensor, keypoints: torch.Tensor | np.ndarray, **params: Any) -> torch.Tensor:
-    """Def-GAN mask-SSIM of one (3,H,W) pair: SSIM (``defgan`` convention) of the masked images.
+def masked(image: torch.Tensor, keypoints: torch.Tensor | np.ndarray, convention: str = "defgan") -> torch.Tensor:
+    """``image`` (3,H,W) with everything outside the body mask of ``convention`` set to 0."""
+    return image * _mask_of(convention)(keypoints, tuple(image.shape[-2:])).to(image.device, image.dtype)
 
-    Both images are quantised to 8 bits by `psnr_ssim.ssim` (masking commutes with rounding), and the
-    data range is max − min of the masked prediction, as Def-GAN's call on its masked uint8 arrays.
-    ``params`` override the ``defgan`` SSIM parameters (e.g. ``truncate=3.5`` for scikit-image ≥ 0.15).
+
+def _mask_of(convention: str) -> Callable[[Any, tuple[int, int]], torch.Tensor]:
+    if convention not in MASKS:
+        raise UsageError(f"mask convention must be one of {', '.join(MASKS)}; got {convention!r}")
+    return MASKS[convention]
+
+
+def mask_ssim(pred: torch.Tensor, target: torch.Tensor, keypoints: torch.Tensor | np.ndarray,
+              convention: str = "defgan", **params: Any) -> torch.Tensor:
+    """Mask-SSIM of one (3,H,W) pair: SSIM of the masked images, mask and SSIM of ``convention``.
+
+    Both images are quantised to 8 bits by `psnr_ssim.ssim` (masking commutes with rounding). Under
+    ``defgan`` the data range is max − min of the masked prediction, as Def-GAN's call on its masked
+    uint8 arrays; under ``pg2`` it is 255, as PG²'s call on its masked uint8 arrays. ``params`` override
+    the convention's SSIM parameters (e.g. ``truncate=3.5`` for scikit-image ≥ 0.15 under ``defgan``).
     """
     if pred.dim() != 3:
         raise DataError(f"mask_ssim: expected one (3, H, W) image, got shape {tuple(pred.shape)}")
-    mask = body_mask(keypoints, tuple(pred.shape[-2:])).to(pred.device)  # drawn once for both images
-    return ssim(pred * mask, target.to(pred.device) * mask, convention="defgan", **params)
+    mask = _mask_of(convention)(keypoints, tuple(pred.shape[-2:])).to(pred.device)  # drawn once for both images
+    return ssim(pred * mask, target.to(pred.device) * mask, convention=convention, **params)
 
 
 def target_pose(sample: Sample, metric: str) -> torch.Tensor:
@@ -70,28 +101,43 @@ def target_pose(sample: Sample, metric: str) -> torch.Tensor:
     return sample[POSE_FIELD]
 
 
-MASK_CONVENTION = {
-    "mask": "Def-GAN pose_utils.produce_ma_mask of the target keypoints: 23 limb rectangles of half-width "
-    f"{RADIUS} px (skimage.draw.polygon), discs of radius {RADIUS} at joints (skimage.draw.disk), "
-    f"dilation then erosion with a {CLOSING}x{CLOSING} square",
-    "keypoints": f"sample field {POSE_FIELD!r}: 18 COCO-order (y, x), -1 missing",
-    "limbs": [list(limb) for limb in COCO18_LIMBS],
-    "drawing": "compiled replica of scikit-image 0.26 draw.polygon, draw.disk, dilation, erosion (bit-identical, tested)",
+MASK_CONVENTIONS: dict[str, dict[str, Any]] = {
+    "defgan": {
+        "mask": "Def-GAN pose_utils.produce_ma_mask of the target keypoints: 23 limb rectangles of half-width "
+        f"{RADIUS} px (skimage.draw.polygon), discs of radius {RADIUS} at joints (skimage.draw.disk), "
+        f"dilation then erosion with a {CLOSING}x{CLOSING} square",
+        "keypoints": f"sample field {POSE_FIELD!r}: 18 COCO-order (y, x), -1 missing",
+        "limbs": [list(limb) for limb in COCO18_LIMBS],
+        "drawing": "compiled replica of scikit-image 0.26 draw.polygon, draw.disk, dilation, erosion (bit-identical, tested)",
+    },
+    "pg2": {
+        "mask": f"PG2 convert_market._getPoseMask(radius={RADIUS}) of the target keypoints: for each of 23 limbs with both "
+        f"ends, solid discs (distance <= {RADIUS} from the int-truncated point) at the ends and int(length/{RADIUS})-1 "
+        f"points between, then dilation and erosion with a {CLOSING}x{CLOSING} square (skimage.morphology)",
+        "keypoints": f"sample field {POSE_FIELD!r}: 18 COCO-order (y, x), -1 missing",
+        "limbs": [list(limb) for limb in COCO18_LIMBS],
+    },
 }
+CONVENTION_OPTION = Option("convention", "defgan", "body mask and SSIM of: defgan (Def-GAN test.py, the default) or "
+                           "pg2 (PG2 score_mask.py: its own _getPoseMask, compare_ssim defaults)", choices=tuple(MASKS))
 
 
 class MaskSSIM(Metric):
-    """SSIM on the body region only (Def-GAN protocol), per image, then the mean."""
+    """SSIM on the body region only (Def-GAN's or PG²'s protocol), per image, then the mean."""
 
     name = "mask-ssim"
-    description = "Def-GAN mask-SSIM: skimage-style SSIM of generated and target images masked by the target-pose body mask."
+    description = ("mask-SSIM: SSIM of generated and target images masked by the target-pose body mask; convention defgan "
+                   "(Def-GAN test.py, default) or pg2 (PG2 score_mask.py).")
     paper = "Ma et al., Pose Guided Person Image Generation (PG2), NeurIPS 2017; Siarohin et al., Deformable GANs, CVPR 2018"
     version = "1"
     outputs = frozenset({"image"})
     needs_paired_target = True
+    preset_option = "convention"
     options = (
+        CONVENTION_OPTION,
         Option("truncate", None, "Gaussian truncation in sigmas: default the defgan convention's 4.0 "
-               "(scikit-image < 0.15, Def-GAN's era); 3.5 = scikit-image >= 0.15", type=float),
+               "(scikit-image < 0.15, Def-GAN's era); 3.5 = scikit-image >= 0.15 (no effect under pg2's uniform window)",
+               type=float),
     )
 
     def __init__(self, **options: Any) -> None:
@@ -107,7 +153,8 @@ class MaskSSIM(Metric):
     def update(self, predictions: list[Any], samples: list[Sample]) -> list[float]:
         values = []
         for prediction, sample in zip(predictions, samples, strict=True):
-            value = mask_ssim(prediction, self.target(sample), target_pose(sample, self.name), **self._ssim_params())
+            value = mask_ssim(prediction, self.target(sample), target_pose(sample, self.name), self.config["convention"],
+                              **self._ssim_params())
             values.append(float(value))
         self._values.extend(values)
         return values
@@ -121,32 +168,39 @@ class MaskSSIM(Metric):
         return {"n": len(self._values)}
 
     def convention(self) -> dict[str, Any]:
+        name = self.config["convention"]
         return {
             "implementation": f"harness_plugins.metrics.pose_masked/{self.version}",
-            "ssim": CONVENTIONS["defgan"]["ssim"],
-            "ssim_params": {**CONVENTIONS["defgan"]["params"], **self._ssim_params()},
-            **MASK_CONVENTION,
+            "convention": name,
+            "overrides": sorted(self._ssim_params()),
+            "ssim": CONVENTIONS[name]["ssim"],
+            "ssim_params": {**CONVENTIONS[name]["params"], **self._ssim_params()},
+            **MASK_CONVENTIONS[name],
             "scikit-image": skimage.__version__,
             "aggregation": "mean over images",
         }
 
 
 class MaskIS(InceptionScore):
-    """Inception Score of the generated images masked by the target-pose body mask (Def-GAN protocol)."""
+    """Inception Score of the generated images masked by the target-pose body mask (Def-GAN's or PG²'s)."""
 
     name = "mask-is"
-    description = "Def-GAN mask-IS: Inception Score of generated images multiplied by the target-pose body mask."
+    description = "mask-IS: Inception Score of generated images multiplied by the target-pose body mask (Def-GAN's or PG2's)."
     paper = MaskSSIM.paper
+    preset_option = "convention"
+    options = InceptionScore.options + (CONVENTION_OPTION,)
 
     def images_to_score(self, predictions: list[Any], samples: list[Sample]) -> list[torch.Tensor]:
-        return [masked(p, target_pose(s, self.name)) for p, s in zip(predictions, samples, strict=True)]
+        convention = self.config["convention"]
+        return [masked(p, target_pose(s, self.name), convention) for p, s in zip(predictions, samples, strict=True)]
 
     def compute(self) -> dict[str, float]:
         values = super().compute()
         return {"mask-is": values["is"], "mask-is-std": values["is-std"]}
 
     def convention(self) -> dict[str, Any]:
-        return {**super().convention(), **MASK_CONVENTION, "scikit-image": skimage.__version__}
+        name = self.config["convention"]
+        return {**super().convention(), "mask_convention": name, **MASK_CONVENTIONS[name], "scikit-image": skimage.__version__}
 
 
 @hookimpl

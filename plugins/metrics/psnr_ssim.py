@@ -14,10 +14,14 @@ named ``convention`` sets them all at once (explicit parameters override it):
 * ``sdsen-official``: the S-DSEN code's SSIM: 3 RGB channels of the unclipped float output, L = 1,
   zero-padded "same" Gaussian filtering. Its code has no PSNR; the PSNR of this convention is the
   plausible reconstruction 10·log10(1/MSE) on the same RGB floats (unverified).
-* ``defgan``: Def-GAN/PG² pose-transfer SSIM, i.e. scikit-image < 0.15 ``compare_ssim(gaussian_weights
+* ``defgan``: Def-GAN's pose-transfer SSIM (``test.py``), i.e. scikit-image < 0.15 ``compare_ssim(gaussian_weights
   =True, sigma=1.5, use_sample_covariance=False, multichannel=True, data_range=gen.max()-gen.min())``
   on uint8 RGB. Before scikit-image#3802 the Gaussian was truncated at 4σ (13 taps) while the map was
   cropped by 5 pixels, the overhang reading mirrored pixels. No PSNR is defined for it.
+* ``pg2``: PG²'s own ``score.py`` / ``score_mask.py``: ``compare_ssim(G, x, multichannel=True)`` with every
+  other argument at its default, on the uint8 RGB images read back from disk: uniform 7×7 window, sample
+  covariance, data range 255 (from the uint8 dtype), map cropped by 3. The same numbers as
+  ``skimage-default``, named for the paper that used them. Its PSNR is ``compare_psnr`` (peak 255, RGB).
 * ``skimage-default``: scikit-image defaults on uint8 RGB (7×7 uniform window, sample covariance).
 * ``edge-connect``: edge-connect's inpainting script: ``rgb2gray`` (BT.709 weights) of the 8-bit
   images in [0, 1], data range 1, 51×51 uniform window, sample covariance.
@@ -126,8 +130,14 @@ CONVENTIONS: dict[str, dict[str, Any]] = {
     "defgan": {
         "params": {**_RGB8, "data_range": "pred-range", "truncate": 4.0},
         "psnr": None,
-        "ssim": "Def-GAN/PG2 skimage<0.15 compare_ssim(gaussian_weights, sigma=1.5, population, multichannel, "
+        "ssim": "Def-GAN test.py: skimage<0.15 compare_ssim(gaussian_weights, sigma=1.5, population, multichannel, "
         "data_range=gen.max()-gen.min()) on uint8 RGB",
+    },
+    "pg2": {
+        "params": {**_RGB8, "kernel": "uniform", "window": 7, "covariance": "sample"},
+        "psnr": "PG2 score.py compare_psnr(im_true=x, im_test=G) on uint8 RGB (data_range 255 from the dtype)",
+        "ssim": "PG2 score.py / score_mask.py compare_ssim(G, x, multichannel=True) defaults on uint8 RGB: uniform 7x7, "
+        "sample covariance, data_range 255",
     },
     "skimage-default": {
         "params": {**_RGB8, "kernel": "uniform", "window": 7, "covariance": "sample"},

@@ -5,7 +5,7 @@ One place for what every pose-guided generator needs from 18 OpenPose COCO-order
 
 * `keypoint_heatmaps`: Def-GAN's ``pose_utils.cords_to_map`` (also PG²'s input): one Gaussian
   exp(-((y-yk)² + (x-xk)²) / (2σ²)) per keypoint on the pixel grid, a zero map for a missing keypoint.
-* `keypoint_discs`: PG²'s pose maps, 1 within 4 px of each keypoint.
+* `keypoint_discs`: PG²'s pose maps, 1 within 4 px (distance ≤ 4) of each keypoint's integer pixel.
 * `limb_masks`: the 10 body-part masks of Def-GAN's deformable skip connections
   (``AliaksandrSiarohin/pose-gan``, ``pose_transform.pose_masks``, final version): the whole image
   (the part the torso transform moves), a head box, and eight limb quadrilaterals.
@@ -13,8 +13,10 @@ One place for what every pose-guided generator needs from 18 OpenPose COCO-order
   from target-pose points to source-pose points, as `affine_grid` matrices in normalised coordinates,
   so one matrix serves every feature resolution.
 * `deform`: a deformable skip connection: warp features by each part's transform, mask, take the max.
-* `COCO18_LIMBS`: the 23 limbs of Def-GAN's body mask (``pose_utils.produce_ma_mask``), used by the
-  mask-SSIM metric and PG²'s pose-mask loss.
+* `COCO18_LIMBS`: the 23 limbs of Def-GAN's body mask (``pose_utils.produce_ma_mask``, ported from
+  PG²'s ``limbSeq``), used by the mask-SSIM metric and PG²'s pose-mask loss.
+* `pg2_body_mask`: PG²'s own body mask (``_getPoseMask``, radius 4): `keypoint_discs`' discs along those
+  limbs, then a closing; PG²'s loss mask and the ``pg2`` convention of mask-SSIM / mask-IS.
 
 Def-GAN's first part is a torso rectangle in the paper; the official code's final version replaced its
 mask with the whole image (``body_mask = np.ones(img_size)``), which is what is done here.
@@ -25,6 +27,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from skimage.morphology import dilation, erosion
+
+from harness import DataError
 
 MISSING = -1
 NUM_KEYPOINTS = 18
@@ -78,17 +83,64 @@ def keypoint_heatmaps(keypoints: torch.Tensor, size: tuple[int, int], sigma: flo
 
 
 def keypoint_discs(keypoints: torch.Tensor, size: tuple[int, int], radius: float = 4.0) -> torch.Tensor:
-    """Binary maps (..., 18, H, W): 1 at pixels closer than ``radius`` to the keypoint (PG²'s pose maps).
+    """Binary maps (..., 18, H, W): PG²'s pose maps (``_getSparsePose`` / ``_getSparseKeypoint``, 'Solid').
 
-    "Closer than" is strict, as ``skimage.draw.disk``; missing keypoints give zero maps.
+    As the official code: the keypoint is truncated to an integer pixel (``int(r)``, ``int(c)``) and every
+    pixel at distance ≤ ``radius`` from it is 1 (inclusive, so the disc of radius 4 has 49 pixels, not
+    ``skimage.draw.disk``'s 37 open disc around the real-valued point); missing keypoints give zero maps.
     """
     keypoints = torch.as_tensor(keypoints, dtype=torch.float32)
+    centres = torch.trunc(keypoints)  # Python int(): toward zero
     ys = torch.arange(int(size[0]), dtype=torch.float32, device=keypoints.device)
     xs = torch.arange(int(size[1]), dtype=torch.float32, device=keypoints.device)
-    dy = (ys - keypoints[..., 0:1]) ** 2
-    dx = (xs - keypoints[..., 1:2]) ** 2
-    maps = ((dy[..., :, None] + dx[..., None, :]) < radius**2).float()
+    dy = (ys - centres[..., 0:1]) ** 2
+    dx = (xs - centres[..., 1:2]) ** 2
+    maps = ((dy[..., :, None] + dx[..., None, :]) <= radius**2).float()
     return maps * present(keypoints)[..., None, None].float()
+
+
+def _disc_offsets(radius: int) -> np.ndarray:
+    """(K, 2) pixel offsets (di, dj) with sqrt(di² + dj²) ≤ radius: PG²'s ``_getSparseKeypoint`` 'Solid' disc."""
+    steps = np.arange(-radius, radius + 1)
+    di, dj = np.meshgrid(steps, steps, indexing="ij")
+    inside = di**2 + dj**2 <= radius**2
+    return np.stack([di[inside], dj[inside]], axis=1)
+
+
+def pg2_body_mask(keypoints: torch.Tensor | np.ndarray, size: tuple[int, int], radius: int = 4, closing: int = 5) -> torch.Tensor:
+    """PG²'s body mask (bool, H×W) from 18 COCO-order (y, x) keypoints, −1 where missing
+    (``datasets/convert_market.py: _getPoseMask``, stored as ``pose_mask_r4``).
+
+    For each of the `COCO18_LIMBS` whose two ends are present: a solid disc (distance ≤ ``radius`` from
+    the int-truncated point) at both ends and at ``int(length / radius) − 1`` evenly spaced points between
+    them (none when that count is below 2); joints outside every drawn limb get nothing. Then grey
+    dilation and erosion with a ``closing``×``closing`` square (scikit-image, as the official code). The
+    in-between points are the Python 3 reading ``int(r0 + (r1 − r0)·i/n)``; the Python 2 original floors
+    ``(r1 − r0)·i/n`` on integer keypoints, the same pixels for integer keypoints inside the image."""
+    points = np.asarray(keypoints.detach().cpu() if isinstance(keypoints, torch.Tensor) else keypoints, np.float64)
+    if points.shape != (NUM_KEYPOINTS, 2):
+        raise DataError(f"PG2 body mask: expected 18 COCO-order (y, x) keypoints, shape (18, 2); got {points.shape}")
+    height, width = int(size[0]), int(size[1])
+    present = ~(points == MISSING).any(axis=1)
+    offsets = _disc_offsets(radius)
+    dense = np.zeros((height, width), dtype=np.float64)
+
+    def stamp(row: float, col: float) -> None:
+        rows, cols = int(row) + offsets[:, 0], int(col) + offsets[:, 1]  # int(): the official truncation
+        keep = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+        dense[rows[keep], cols[keep]] = 1.0
+
+    for start, end in COCO18_LIMBS:
+        if not (present[start] and present[end]):
+            continue
+        (r0, c0), (r1, c1) = points[start], points[end]
+        stamp(r0, c0)
+        stamp(r1, c1)
+        samples = int(np.sqrt((r0 - r1) ** 2 + (c0 - c1) ** 2) / radius)
+        for i in range(1, samples if samples > 1 else 0):
+            stamp(r0 + (r1 - r0) * i / samples, c0 + (c1 - c0) * i / samples)
+    square = np.ones((closing, closing), dtype=bool)
+    return torch.from_numpy(erosion(dilation(dense, square), square) > 0)
 
 
 def scale_keypoints(keypoints: torch.Tensor, from_size: tuple[int, int], to_size: tuple[int, int]) -> torch.Tensor:
@@ -231,18 +283,20 @@ def part_affines(source: torch.Tensor, target: torch.Tensor, size: tuple[int, in
     return thetas.to(src.device), valid.to(src.device)
 
 
-def deform(features: torch.Tensor, theta: torch.Tensor, valid: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+def deform(features: torch.Tensor, theta: torch.Tensor, valid: torch.Tensor, masks: torch.Tensor,
+           mode: str = "bilinear") -> torch.Tensor:
     """Def-GAN's deformable skip connection on (B, C, h, w) source features.
 
-    Each part's transform warps the features (bilinear, zero outside), the part mask (resized nearest to
-    h×w) multiplies them, and the parts are combined by the element-wise max (Def-GAN's ``'max'``).
+    Each part's transform warps the features (``mode``: bilinear, or nearest as Def-GAN's
+    ``tf.contrib.image.transform`` default; zero outside), the part mask (resized nearest to h×w)
+    multiplies them, and the parts are combined by the element-wise max (Def-GAN's ``'max'``).
     """
     batch, channels, height, width = features.shape
     parts = theta.shape[1]
     grid = F.affine_grid(theta.reshape(batch * parts, 2, 3).to(features.dtype),
                          [batch * parts, channels, height, width], align_corners=False)
     repeated = features.unsqueeze(1).expand(batch, parts, channels, height, width).reshape(batch * parts, channels, height, width)
-    warped = F.grid_sample(repeated, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    warped = F.grid_sample(repeated, grid, mode=mode, padding_mode="zeros", align_corners=False)
     gate = F.interpolate(masks.to(features.dtype), size=(height, width), mode="nearest")
     gate = gate * valid.to(features.dtype)[..., None, None]
     warped = warped.reshape(batch, parts, channels, height, width) * gate[:, :, None]

@@ -7,7 +7,9 @@ heatmaps (21 channels), one for the target heatmaps (18 channels). Encoder width
 512, 512 (one more 512 level at 256×256): a 3×3 convolution, then LeakyReLU(0.2) → 4×4 stride-2
 convolution (no bias) → normalisation, none on the deepest level. On the four finest levels the
 source features pass through a deformable skip connection (`pose_maps.deform`: 10 per-part affine
-warps, each masked by its target-pose part mask, combined by max) and are concatenated with the
+warps, each masked by its target-pose part mask, combined by max; the warp samples the nearest
+feature, as ``tf.contrib.image.transform``'s default ``interpolation='NEAREST'`` in the official
+``AffineTransformLayer``, or bilinearly with ``warp=bilinear``) and are concatenated with the
 target-pose features; deeper levels are concatenated unwarped. Decoder widths 512, 512, 512, 256, 128
 (+512 at 256×256): ReLU → 4×4 stride-2 transposed convolution (no bias) → normalisation, dropout 0.5
 on the first three; last a ReLU → 3×3 convolution → tanh. The normalisation is keras-contrib's
@@ -27,6 +29,8 @@ Differences, recorded in the training manifest: torchvision's VGG-19 weights (Im
 [0, 1] input) instead of Keras' caffe-style ones; their conv1_2 features are multiplied by
 `VGG_SCALE` = 255·0.226 so that λ = 0.01 weighs them as in the Keras model (whose input is 0–255).
 ``nn_features=pixels`` computes L_NN on the image itself (no weights needed; for quick starts).
+The nearest warp is ``grid_sample(mode='nearest')``, which rounds a sampling position exactly half-way
+between two pixels to the even one; TensorFlow's kernel rounds it away from zero (same pixel otherwise).
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ PAPER = (
     "Human Image Generation. CVPR 2018. Official code: github.com/AliaksandrSiarohin/pose-gan"
 )
 WARPED_LEVELS = 4  # deformable skips on the four finest levels (conditional_gan.concatenate_skips)
+WARPS = ("nearest", "bilinear")  # nearest: tf.contrib.image.transform's default, what the official model used
 DROPOUT_LEVELS = 3
 VGG_SCALE = 255 * 0.226  # torchvision VGG sees (x - mean) / std, Keras' caffe VGG sees 255·x - mean
 VGG_CONV1_2 = 3  # torchvision vgg19().features index of relu after conv1_2 (Keras block1_conv2 has the ReLU built in)
@@ -99,8 +104,11 @@ class Encoder(nn.Module):
 class DefGANGenerator(nn.Module):
     """(source image [-1,1], source heatmaps, target heatmaps, part affines, validity, target part masks) → image [-1,1]."""
 
-    def __init__(self, size: tuple[int, int] = (128, 64), width: int = 64) -> None:
+    def __init__(self, size: tuple[int, int] = (128, 64), width: int = 64, warp: str = "nearest") -> None:
         super().__init__()
+        if warp not in WARPS:
+            raise UsageError(f"def-gan: option 'warp' must be one of {', '.join(WARPS)}; got {warp!r}")
+        self.warp = warp
         levels = levels_for(size)
         factor = 2 ** (levels - 1)
         if size[0] % factor or size[1] % factor:
@@ -124,7 +132,7 @@ class DefGANGenerator(nn.Module):
         pose = self.pose(target_maps)
         skips = []
         for level, (a, p) in enumerate(zip(app, pose)):
-            skips.append(torch.cat([deform(a, theta, valid, masks) if level < WARPED_LEVELS else a, p], 1))
+            skips.append(torch.cat([deform(a, theta, valid, masks, self.warp) if level < WARPED_LEVELS else a, p], 1))
         skips = skips[::-1]
         x = skips[0]
         for index, block in enumerate(self.ups):
@@ -193,6 +201,9 @@ class DefGAN(Method):
         Option("width", 64, "channels of the first encoder level (paper 64; the others scale with it); 8 trains on "
                "a CPU in a minute (quick start)"),
         Option("sigma", 6.0, "standard deviation in pixels of the keypoint heatmaps (Def-GAN: 6)"),
+        Option("warp", "nearest", "sampling of the deformable skips' affine warps: nearest (the official "
+               "tf.contrib.image.transform default) or bilinear (smoother gradients; the harness before issue 20)",
+               choices=WARPS),
         Option("lr", 2e-4, "Adam learning rate of both networks (beta1 0.5)"),
         Option("lambda_nn", 0.01, "weight of the nearest-neighbour loss (paper: 0.01)"),
         Option("nn_area", 0, "neighbourhood side of the nearest-neighbour loss (0: 3 up to 128 px, 5 at 256 px, as the paper)"),
@@ -206,7 +217,7 @@ class DefGAN(Method):
         return parse_size(self.config["size"], self.name)
 
     def build(self) -> nn.Module:
-        return DefGANGenerator(self.size, self.config["width"])
+        return DefGANGenerator(self.size, self.config["width"], self.config["warp"])
 
     def predict(self, samples: list[Sample]) -> list[Any]:
         if self.model is None:
@@ -244,6 +255,8 @@ class DefGANRecipe(TrainingRecipe):
         batches = PairBatches(dataset, context, size)
         description = {
             "network": f"Def-GAN generator ({levels_for(size)} levels, deformable skips on {WARPED_LEVELS}) at {size[0]}x{size[1]}",
+            "warp": f"{cfg['warp']} sampling of the part-wise affine warps"
+            + (" (tf.contrib.image.transform default, as the official code)" if cfg["warp"] == "nearest" else " (official: nearest)"),
             "parameters": count_parameters(generator).params,
             "discriminator_parameters": count_parameters(discriminator).params,
             "width": cfg["width"],

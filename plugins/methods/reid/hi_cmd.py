@@ -22,10 +22,16 @@ inner-product ranking. ``--checkpoint`` takes a ``harness train`` output, a safe
 network, or the official ``gen_NNNNNNNN.pt`` / ``id_NNNNNNNN.pt`` pair (a folder holding them, or
 either file): ``gen`` holds ``{"a": RGB generator, "b": IR generator}``, ``id`` holds
 ``{"id": classifier, "backbone_pro": H, "combine_weight": α}``.
+
+Training follows the official code where it departs from the paper (docs/vireid.md lists each case):
+images resized by PIL bicubic and kept as uint8, the official sampler's batch (identities drawn in
+proportion to their image counts), the IR encoders and IR discriminator started as copies of the RGB
+ones, random erasing with a uniform aspect ratio, and the code's forms of Eqs. 2, 3, 6, 7 and 9.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
@@ -41,6 +48,7 @@ from harness.train.augment import random_erasing
 from harness.train.samplers import step_rng
 from harness.checkpoints import load_into
 
+from harness_plugins.methods.translation.cyclegan import resize_pil
 from harness_plugins.shared.imagenet import IMAGENET_MEAN, IMAGENET_STD, INITS, resnet50
 from harness_plugins.shared.munit_blocks import LayerNorm, MultiScalePatches
 from .reid_training import TrainingSet, normalise
@@ -362,12 +370,18 @@ def inference_modules(net: HiCMDNet, infrared: bool = False) -> list[nn.Module]:
     return [generator.enc_pro, *attribute, net.backbone_pro.model.layer2, net.backbone_pro.model.layer3, head[0], head[1]]
 
 
+def resize_bicubic(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(3, H, W) [0, 1] → (3, *size) by PIL bicubic on the 8-bit image: the official loaders'
+    ``transforms.Resize((256, 128), interpolation=3)`` on the PIL images they read (torch's bicubic,
+    without PIL's antialiasing support, differs by about 1/255 on average)."""
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image.float()
+    return resize_pil(image, size[1], size[0], Image.BICUBIC)
+
+
 def preprocess(images: list[torch.Tensor], size: tuple[int, int] = (256, 128)) -> torch.Tensor:
-    """Resize (bicubic, as the official loader) and ImageNet-normalise a list of (3, H, W) [0, 1] images."""
-    batch = torch.stack([
-        F.interpolate(image[None].float(), size=size, mode="bicubic", align_corners=False)[0] if tuple(image.shape[-2:]) != size else image.float()
-        for image in images
-    ])
+    """Resize (PIL bicubic, as the official loader) and ImageNet-normalise a list of (3, H, W) [0, 1] images."""
+    batch = torch.stack([resize_bicubic(image, size) for image in images])
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     return (batch - mean) / std
@@ -475,13 +489,18 @@ WEIGHTS = {"cross": 50.0, "same": 50.0, "cycle": 50.0, "code": 10.0, "kl": 1.0, 
 
 class HiCMDTraining(nn.Module):
     """The generator/HFL network and both discriminators; `step` runs one official iteration:
-    a discriminator update on freshly generated fakes, then one backward of ID-PIG + HFL losses."""
+    a discriminator update on freshly generated fakes, then one backward of ID-PIG + HFL losses.
+
+    The IR encoders and the IR discriminator start as copies of the RGB ones, as the official
+    ``trainer.py`` builds them (``copy.deepcopy``); they are trained separately from there."""
 
     def __init__(self, net: HiCMDNet, size: tuple[int, int]) -> None:
         super().__init__()
         self.net = net
         self.dis_RGB = Discriminator()
-        self.dis_IR = Discriminator()
+        self.dis_IR = copy.deepcopy(self.dis_RGB)
+        net.gen_IR.enc_pro.load_state_dict(net.gen_RGB.enc_pro.state_dict())
+        net.gen_IR.enc_att.load_state_dict(net.gen_RGB.enc_att.state_dict())
         self.size = size
 
     def encode(self, images: torch.Tensor, infrared: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -541,8 +560,8 @@ class HiCMDTraining(nn.Module):
                    neg_a: torch.Tensor, neg_b: torch.Tensor, neg_labels: tuple[torch.Tensor, torch.Tensor],
                    rng: np.random.Generator) -> dict[str, torch.Tensor]:
         """Alternate sampling (sets 1–8 of §2.6) on randomly erased, detached images; CE + cosine triplet."""
-        def erase(images: torch.Tensor) -> torch.Tensor:  # official RandomErasing: p 0.5, area 0.02–0.4, aspect ≥ 0.3, fill 0
-            return torch.stack([random_erasing(image, rng) for image in images.detach()])
+        def erase(images: torch.Tensor) -> torch.Tensor:  # official RandomErasing: p 0.5, area 0.02–0.4, aspect U(0.3, 1/0.3), fill 0
+            return torch.stack([random_erasing(image, rng, aspect_sampling="uniform") for image in images.detach()])
 
         x_a, x_b, x_ab, x_ba, neg_a, neg_b = map(erase, (x_a, x_b, x_ab, x_ba, neg_a, neg_b))
         codes = {name: self.encode(images, infrared) for name, images, infrared in (
@@ -565,24 +584,50 @@ class HiCMDTraining(nn.Module):
 
 
 def hi_cmd_batch(data: TrainingSet, seed: int, step: int, positives: int = 2, negatives: int = 2) -> tuple[torch.Tensor, ...]:
-    """One official sampler item: ``positives`` identities with one RGB and one IR image each (same order),
-    plus ``negatives`` RGB and ``negatives`` IR images of further distinct identities; seeded flips."""
-    identities = sorted(data.both)
-    if len(identities) < positives + 2 * negatives:
-        raise DataError(f"hi-cmd batches need {positives + 2 * negatives} identities with both modalities; the split has {len(identities)}")
-    rng = step_rng(seed, step, 0)
-    chosen = [identities[i] for i in rng.choice(len(identities), positives + 2 * negatives, replace=False)]
+    """One official sampler item (``data_sampler.PosNegSampler``, 'P_PAIR' + 'N_PAIR'): ``positives``
+    identities with one RGB and one IR image each (same order), plus ``negatives`` RGB and ``negatives``
+    IR images of further distinct identities; seeded flips.
 
-    def pick(label: int, modality: int) -> int:
+    Identities are drawn through images, so in proportion to their image counts, as the official
+    loader does: the anchor is a uniformly drawn image (its identity's other-modality partner drawn
+    among that identity's images); each further positive identity is the first IR image, in a random
+    order, of an unused identity; the negatives are the first RGB and IR images, in a random order
+    of all images, of unused identities."""
+    labels, infrared = data.labels.numpy(), data.infrared.numpy()
+    paired = np.isin(labels, np.fromiter(data.both, dtype=labels.dtype, count=len(data.both)))
+    if len(data.both) < positives + 2 * negatives:
+        raise DataError(f"hi-cmd batches need {positives + 2 * negatives} identities with both modalities; the split has {len(data.both)}")
+    rng = step_rng(seed, step, 0)
+
+    def partner(label: int, modality: int) -> int:
         members = data.both[label][modality]
         return members[int(rng.integers(len(members)))]
 
-    groups = (
-        [pick(label, 0) for label in chosen[:positives]], [pick(label, 1) for label in chosen[:positives]],
-        [pick(label, 0) for label in chosen[positives : positives + negatives]], [pick(label, 1) for label in chosen[positives + negatives :]],
-    )
+    anchor = int(rng.choice(np.flatnonzero(paired)))
+    label = int(labels[anchor])
+    rgb_pos, ir_pos = ([partner(label, 0)], [anchor]) if infrared[anchor] else ([anchor], [partner(label, 1)])
+    used = {label}
+    for row in rng.permutation(np.flatnonzero(paired & infrared)):
+        if len(ir_pos) == positives:
+            break
+        if int(labels[row]) not in used:
+            used.add(int(labels[row]))
+            ir_pos.append(int(row))
+            rgb_pos.append(partner(int(labels[row]), 0))
+    rgb_neg: list[int] = []
+    ir_neg: list[int] = []
+    for row in rng.permutation(len(labels)):
+        if len(rgb_neg) == negatives and len(ir_neg) == negatives:
+            break
+        chosen = ir_neg if infrared[row] else rgb_neg
+        if int(labels[row]) not in used and len(chosen) < negatives:
+            used.add(int(labels[row]))
+            chosen.append(int(row))
+    if len(ir_pos) < positives or len(rgb_neg) < negatives or len(ir_neg) < negatives:
+        raise DataError(f"hi-cmd batches need {positives} identities with both modalities and {negatives} further RGB and "
+                        f"{negatives} further IR identities; the training split has too few")
     out: list[torch.Tensor] = []
-    for group, rows in enumerate(groups):  # stream 0 picked the rows; each image flips with its own stream
+    for group, rows in enumerate((rgb_pos, ir_pos, rgb_neg, ir_neg)):  # stream 0 picked the rows; each image flips with its own stream
         out.extend([data.rows(rows, seed, step, stream=1 + 8 * group), data.labels[torch.tensor(rows)]])
     return tuple(out)
 
@@ -672,11 +717,15 @@ class HiCMD(Method):
         one backward of ID-PIG + HFL; Adam (G), SGD/Nesterov (HFL), Adam (D); StepLR ×0.5 every
         ``step_size`` iterations for all three."""
         size = (self.config["height"], self.config["width"])
-        data = TrainingSet(dataset, "train", size)
+        data = TrainingSet(dataset, "train", size, resizer=resize_bicubic, uint8=True)
         model = HiCMDTraining(HiCMDNet(data.classes, init=self.config["init"]), size).to(context.device)
         description = {
             "method": self.name, "options": dict(self.config), "classes": data.classes, "train_images": len(data.labels),
-            "batch": "2 identities × (1 RGB + 1 IR) + 2 RGB and 2 IR negatives of 4 other identities, random flip",
+            "batch": "2 identities × (1 RGB + 1 IR) + 2 RGB and 2 IR negatives of 4 other identities, random flip; identities "
+            "drawn through images, i.e. in proportion to their image counts (official data_sampler.py)",
+            "input": "PIL bicubic resize of the 8-bit images (official transforms.Resize(interpolation=3)), kept as uint8",
+            "initialisation": "IR prototype and attribute encoders and IR discriminator start as copies of the RGB ones (official copy.deepcopy)",
+            "random_erasing": "p 0.5, area U(0.02, 0.4), aspect ratio U(0.3, 1/0.3) (official random_erasing.py), fill 0",
             "optimizers": "Adam 1e-4 (0.5, 0.999) wd 1e-4 for encoders + decoder; SGD Nesterov 0.9 wd 1e-4 lr 1e-3 (head, H), 1e-5 (α); Adam 1e-4 for D",
             "schedule": f"StepLR ×0.5 every {self.config['step_size']} steps", "loss_weights": WEIGHTS,
             "gan": "LSGAN, 3-scale D, R1 0.01 on reals, full and illumination-only swaps", "triplet": "cosine, margin 0.5, regulariser 1.0",

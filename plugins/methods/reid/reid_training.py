@@ -9,6 +9,7 @@ pooled features, both over the 2·P·K images.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,14 +44,25 @@ def resize(images: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
 
 class TrainingSet:
     """A training split decoded once (via `Dataset.index`/`load`) at the network's input size, with
-    labels re-indexed 0..N−1; batches are drawn with the core's samplers, so they depend only on (seed, step)."""
+    labels re-indexed 0..N−1; batches are drawn with the core's samplers, so they depend only on (seed, step).
 
-    def __init__(self, dataset: Dataset, split: str, size: tuple[int, int]) -> None:
+    ``resizer`` ((3, H, W) [0, 1] image, size) → (3, *size) replaces the default antialiased bilinear
+    resize. With ``uint8=True`` the resized images are kept as 8-bit levels (rounded; exact for a resizer
+    that works on 8-bit images, as PIL does) and converted back to [0, 1] floats per batch: a quarter of
+    the memory (SYSU-MM01's 34,167 training images at 256×128: 3.4 GB instead of 13.4 GB). Images are
+    decoded one at a time into the preallocated store, so the full-size originals never accumulate."""
+
+    def __init__(self, dataset: Dataset, split: str, size: tuple[int, int],
+                 resizer: Callable[[torch.Tensor, tuple[int, int]], torch.Tensor] | None = None, uint8: bool = False) -> None:
         dataset.verify(split)
         rows = dataset.index(split)
         if not rows:
             raise DataError(f"{dataset.name}: split {split!r} has no samples to train on")
-        self.images = resize([dataset.load(row)["image"] for row in rows], size)
+        self.images = torch.empty((len(rows), 3, *size), dtype=torch.uint8 if uint8 else torch.float32)
+        for index, row in enumerate(rows):
+            image = dataset.load(row)["image"]
+            resized = resizer(image, size) if resizer is not None else resize([image], size)[0]
+            self.images[index] = resized.clamp(0, 1).mul(255).round() if uint8 else resized
         pids = sorted({int(row["pid"]) for row in rows})
         self.label_of = {pid: index for index, pid in enumerate(pids)}
         self.labels = torch.tensor([self.label_of[int(row["pid"])] for row in rows])
@@ -62,9 +74,14 @@ class TrainingSet:
             by_identity.setdefault(label, ([], []))[int(infrared)].append(index)
         self.both = {label: rows for label, rows in by_identity.items() if rows[0] and rows[1]}
 
+    def image(self, row: int) -> torch.Tensor:
+        """Row ``row``'s image as [0, 1] floats (8-bit levels / 255 when stored as uint8)."""
+        image = self.images[row]
+        return image.float().div(255.0) if image.dtype == torch.uint8 else image
+
     def rows(self, rows: list[int], seed: int, step: int, stream: int = 1) -> torch.Tensor:
         """The images of ``rows``, each flipped at random with its own generator (streams ``stream``, ``stream`` + 1, ...)."""
-        return torch.stack([random_flip(self.images[row], step_rng(seed, step, stream + item)) for item, row in enumerate(rows)])
+        return torch.stack([random_flip(self.image(row), step_rng(seed, step, stream + item)) for item, row in enumerate(rows)])
 
     def cross_modality_batch(self, p: int, k: int, seed: int, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """P identities × (K visible + K infrared) images (`cross_modality_pk_batch`), randomly flipped."""
