@@ -14,6 +14,7 @@ used for maps and digits).
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -280,7 +281,7 @@ class SATRecipe(TrainingRecipe):
         ctx.step(self.optimizers["D"])
         weight.update(float(loss_d.detach()))
         with warnings.catch_warnings():  # the other stages' optimizers follow the schedule before they first step
-            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()` before")
+            warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()` before"))
             for scheduler in self.schedulers.values():
                 scheduler.step()
         return {"adversarial": float(adversarial.detach()), "regularisation": float(regularisation.detach()),
