@@ -210,3 +210,19 @@ def test_dosovitskiy_brox_trains_on_sparse_maps(cli, tmp_path):
     code, _, err = cli("run", "--method", "dosovitskiy-brox", "--dataset", "sift-synth", "--checkpoint", out,
                        "--option", "width=4", "--metric", "psnr", "--limit", "2")
     assert code == 0, err
+
+
+def test_fine_generator_uses_the_papers_pre_activation_batch_norm_blocks():
+    from harness_plugins.methods.translation.cyclegan import ResnetGenerator
+    from harness_plugins.methods.descriptor_inversion.sift_cgan import PreActBlock
+
+    fine = SiftCGAN(width=8, ngf=4, blocks=2).build().fine.generator
+    blocks = [m for m in fine.modules() if isinstance(m, PreActBlock)]
+    assert len(blocks) == 2
+    kinds = [type(m).__name__ for m in blocks[0].conv_block]
+    # §III-C: normalisation → ReLU → convolution, twice, dropout 0.5 before the second convolution
+    assert kinds == ["BatchNorm2d", "ReLU", "ReflectionPad2d", "Conv2d", "BatchNorm2d", "ReLU", "Dropout", "ReflectionPad2d", "Conv2d"]
+    assert not any(isinstance(m, torch.nn.InstanceNorm2d) for m in fine.modules())
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    assert fine.eval()(x).shape == x.shape
+    assert isinstance(SiftCGAN(width=8, ngf=4, blocks=2, resblock="cyclegan").build().fine.generator, ResnetGenerator)

@@ -203,18 +203,39 @@ def test_pixel_accuracy_matches_a_numpy_reference():
 
 
 def test_identity_floor_scores_pixel_accuracy_on_maps_through_the_cli(cli, tmp_path):
+    # Maps are scored at 256² by default (the thesis resizes every image to 256×256), natively on request.
     root = cyclegan_fixture(tmp_path / "maps", counts=(1, 1, 2, 2), aligned=True)
     write_image(root / "testB" / "1_B.jpg", read_image(root / "testA" / "1_A.jpg"))  # one map equals its photo
-    code, out, err = cli("run", "--method", "identity-translation", "--dataset", "maps", "--data-root", root,
-                         "--metric", "pixel-accuracy", "--json")
-    assert code == 0, err
-    record = json.loads(out)
-    expected = 100 * np.mean([
-        (np.abs(read_image(root / "testA" / f"{i}_A.jpg").astype(int) - read_image(root / "testB" / f"{i}_B.jpg")).sum(-1) <= 12).mean()
-        for i in (1, 2)
-    ])
-    assert record["metrics"]["pixel-accuracy"]["values"]["pixel-accuracy"] == pytest.approx(expected)
-    assert record["metrics"]["pixel-accuracy"]["params"] == {"threshold": 12.0, "difference": "sum"}
+
+    def at(size, array):
+        return np.asarray(Image.fromarray(array).resize((size, size), Image.BICUBIC)) if size else array
+
+    for size, given in ((256, []), (0, ["--metric-option", "pixel-accuracy.resolution=0"])):
+        code, out, err = cli("run", "--method", "identity-translation", "--dataset", "maps", "--data-root", root,
+                             "--metric", "pixel-accuracy", *given, "--json")
+        assert code == 0, err
+        entry = json.loads(out)["metrics"]["pixel-accuracy"]
+        expected = 100 * np.mean([
+            (np.abs(at(size, read_image(root / "testA" / f"{i}_A.jpg")).astype(int)
+                    - at(size, read_image(root / "testB" / f"{i}_B.jpg"))).sum(-1) <= 12).mean()
+            for i in (1, 2)
+        ])
+        assert entry["values"]["pixel-accuracy"] == pytest.approx(expected)
+        assert entry["params"] == {"threshold": 12.0, "difference": "sum", "resolution": size}
+        assert entry["convention"]["resolution"].startswith("256x256" if size else "native")
+
+
+def test_pixel_accuracy_at_a_resolution_accepts_a_prediction_already_that_size():
+    from harness_plugins.metrics.pixel_accuracy import PixelAccuracy
+
+    target = torch.rand(3, 12, 12)
+    small = torch.from_numpy(np.asarray(Image.fromarray((target.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+                                        .resize((8, 8), Image.BICUBIC)).copy()).permute(2, 0, 1).float() / 255
+    metric = PixelAccuracy(target_field="reference", resolution=8)
+    assert metric.update([small], [{"id": "a", "reference": target}]) == [100.0]  # the model-size output as it is
+    native = PixelAccuracy(target_field="reference")
+    with pytest.raises(DataError, match="differ in size"):
+        native.update([small], [{"id": "a", "reference": target}])
 
 
 def test_pixel_accuracy_refuses_an_unpaired_set(cli, tmp_path):
@@ -239,6 +260,26 @@ def test_sat_output_is_the_attention_composite():
         net.attention.head[-2].bias.fill_(-1e4)
         torch.testing.assert_close(net(x), x)
     assert SATGenerator(ngf=8, blocks=1, attention=False).attention is None
+
+
+def test_sat_test_time_batch_norm_uses_each_images_statistics_by_default(tmp_path):
+    from harness_plugins.methods.translation.sat import SATG0
+
+    image = torch.rand(3, 32, 32)
+    outputs = {}
+    for mode in ("batch", "running"):
+        method = SATG0(ngf=4, blocks=1, resize=0, test_norm=mode)
+        torch.manual_seed(0)
+        method.load(None, "cpu")
+        norms = [m for m in method.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        assert norms and all(m.training == (mode == "batch") for m in norms)
+        outputs[mode] = method.predict([{"id": "x", "image": image}])[0]
+    torch.manual_seed(0)
+    net = SATG0(ngf=4, blocks=1).build().train()  # train mode: each image's own statistics
+    with torch.no_grad():
+        expected = ((net(image[None] * 2 - 1) + 1) / 2).clamp(0, 1)[0]
+    torch.testing.assert_close(outputs["batch"], expected)
+    assert not torch.allclose(outputs["batch"], outputs["running"])
 
 
 # -- training ---------------------------------------------------------------------------------------
@@ -292,12 +333,42 @@ def test_sat_trains_its_three_stages(cli, tmp_path, isolated_env):
     assert code == 0, err
 
 
-def test_adaptive_weight_rises_until_the_adversarial_loss_falls_below_the_threshold():
+def test_adaptive_weight_watches_the_discriminator_after_a_warm_up():
     from harness_plugins.methods.translation.sat import AdaptiveWeight
 
-    weight = AdaptiveWeight(increment=0.5, threshold=1.0)
-    assert [weight.update(loss) for loss in (2.0, 2.0)] == [0.5, 1.0]
+    # Absolute threshold: idle for the warm-up even while L_D is high, then up by the increment per step while
+    # L_D's EMA stays at or above the threshold, held once it sinks below (and never raised again).
+    weight = AdaptiveWeight(increment=0.5, threshold=1.0, warmup=2)
+    assert [weight.update(loss) for loss in (2.0, 2.0, 2.0, 2.0)] == [0.0, 0.0, 0.5, 1.0]
     for _ in range(60):
         weight.update(0.1)
     held = weight.value
-    assert weight.held and weight.update(5.0) == held
+    assert weight.held and weight.update(5.0) == held == 4.5  # the EMA from 2.0 needs 8 steps of 0.1 to sink below 1
+    # Relative threshold: the level is a fraction of the EMA when the rule starts, so a discriminator that has
+    # already won (L_D far below chance) still lets λ rise until its loss falls further.
+    weight = AdaptiveWeight(increment=0.5, threshold=0.95, warmup=1, relative=True)
+    assert [weight.update(loss) for loss in (0.3, 0.3, 0.3)] == [0.0, 0.5, 1.0]
+    assert weight.update(0.01) == 1.0 and weight.held  # EMA 0.271 < 0.95 × 0.3
+    state = weight.state_dict()
+    restored = AdaptiveWeight(0.5, 0.8, relative=True)
+    restored.load_state_dict(state)
+    assert restored.state_dict() == state
+
+
+@pytest.mark.slow
+def test_sat_lambda_rises_in_real_training_on_every_seed(cli, tmp_path, isolated_env):
+    # The thesis's rule must let the self-regularisation act: a short real training of G0 on translate-synth
+    # with several seeds raises λ above 0 in every one (watching G's loss instead, it stayed at 0 in most).
+    small_vgg19(isolated_env / "torch")
+    for seed in range(4):
+        out = tmp_path / f"sat{seed}"
+        code, _, err = cli("train", "--method", "sat-g0", "--dataset", "translate-synth", "--steps", "30", "--batch-size",
+                           "1", "--seed", str(seed), *TINY, "--option", "load_size=0", "--option", "crop_size=32", "--out", out)
+        assert code == 0, err
+        log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+        lambdas = [row["losses"]["lambda"] for row in log]
+        assert lambdas[:4] == [0.0] * 4  # the warm-up: 10 % of 30 steps, plus the step that first reads L_D
+        assert max(lambdas) > 0, f"seed {seed}: lambda never rose ({lambdas})"
+        # The thesis's schedule: constant to step 15 of 30, then linearly towards 0.
+        rates = [row["lr"]["G0"] for row in log]
+        assert rates[0] == rates[14] == pytest.approx(2e-4) and rates[-1] < rates[20] < rates[14]

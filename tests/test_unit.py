@@ -216,3 +216,50 @@ def test_crop_check_agrees_with_the_discriminator():
                 check_crop(crop, 2, 4, 3)
     with pytest.raises(UsageError, match="multiple of 2\\^n_downsample = 4"):
         check_crop(66, 2, 4, 3)
+
+
+def test_training_resizes_the_shorter_side_before_the_crop_as_the_official_loader():
+    from harness_plugins.methods.translation.cyclegan import augmented
+    from harness_plugins.methods.translation.unit import resize_shorter_side
+
+    assert UNIT().config["load_size"] == 256  # official new_size
+    image = torch.rand(3, 30, 45)
+
+    class OneImage:
+        def load(self, row):
+            return {"image": image}
+
+    batch = augmented(OneImage(), [{}], 20, 20, True, 0, 0, 0, resize_shorter_side)
+    resized = resize_shorter_side(image, 20) * 2 - 1  # 20 × 30, PIL bilinear
+    windows = [resized[..., i : i + 20] for i in range(11)]
+    assert any(torch.equal(batch[0], w) or torch.equal(batch[0], w.flip(-1)) for w in windows)
+
+
+def test_non_square_training_images_reach_the_official_crop(cli, tmp_path):
+    # 40 × 48 images: the shorter side goes to 256 (bilinear), so the default 256 crop fits.
+    rng = np.random.default_rng(0)
+    for folder in ("trainA", "trainB", "testA", "testB"):
+        (tmp_path / "a2b" / folder).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(tmp_path / "a2b" / folder / f"{i}.png")
+    out = tmp_path / "unit"
+    code, _, err = cli("train", "--method", "unit", "--dataset", "cyclegan-folder", "--data-root", tmp_path / "a2b",
+                       "--steps", "1", "--batch-size", "1", *TINY, "--option", "dis_dim=4", "--option", "num_scales=1",
+                       "--out", out)
+    assert code == 0, err
+    recipe = json.loads((out / "manifest.json").read_text())["recipe"]
+    assert recipe["data"].startswith("shorter side to 256 (PIL bilinear), random crop 256")
+
+
+def test_normalize_is_the_official_per_image_min_max_stretch(tmp_path):
+    weights = tmp_path / "gen.pt"
+    official_gen_file(weights, dim=8)
+    image = torch.rand(3, 24, 28)
+    outputs = {}
+    for normalize in (False, True):
+        method = UNIT(dim=8, resize=0, normalize=normalize)
+        method.load(weights, "cpu")
+        outputs[normalize] = method.predict([{"id": "x", "image": image}])[0]
+    plain = outputs[False]
+    torch.testing.assert_close(outputs[True], (plain - plain.min()) / (plain.max() - plain.min()))
+    assert outputs[True].min() == 0 and outputs[True].max() == 1

@@ -8,6 +8,12 @@ PNGs are), and the other readings are options (``difference=max``: the largest c
 Accuracy is the fraction of right pixels over all pixels of all images (``pooled``; the same as the
 mean of the per-image values when all maps share a size, as Maps' do), in percent.
 
+Resolution: the thesis resizes all images to 256×256, so its maps are scored at 256², not at Maps' native
+600². ``resolution=N`` resizes the ground truth (and a prediction not already N×N) to N×N with PIL bicubic
+from 8 bits, as the CycleGAN loader resizes; ``resolution=0`` scores at the ground truth's native size. The
+Maps datasets fix 256 as their protocol; the value is part of the metric's convention, so rows scored at
+the two resolutions are never compared.
+
 The prediction is compared with the sample's own target-domain image, so the dataset must be aligned
 (`maps`, `maps-pix2pix`, `translate-synth`); on an unpaired set the sample has no such image and the
 metric says so.
@@ -18,7 +24,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 
 from harness import DataError, Metric, Option, Sample, UsageError, hookimpl
 
@@ -27,6 +35,15 @@ DIFFERENCES = ("sum", "max", "euclidean")
 
 def _to_255(image: torch.Tensor) -> torch.Tensor:
     return image.detach().double().clamp(0, 1).mul(255.0).round()
+
+
+def resized(image: torch.Tensor, size: int) -> torch.Tensor:
+    """[0, 1] (3, H, W) → uint8 → PIL bicubic to size×size → [0, 1] (unchanged when already that size)."""
+    if tuple(image.shape[-2:]) == (size, size):
+        return image
+    array = image.detach().cpu().clamp(0, 1).mul(255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    out = np.asarray(Image.fromarray(array).resize((size, size), Image.BICUBIC))
+    return torch.from_numpy(out.copy()).permute(2, 0, 1).float().div(255.0)
 
 
 def pixel_accuracy(
@@ -75,10 +92,15 @@ class PixelAccuracy(Metric):
             str,
             DIFFERENCES,
         ),
+        Option("resolution", 0, "score at this square size: the target (and a prediction of another size) resized "
+               "to it, PIL bicubic; 0: the target's native size (Maps' protocol: 256, as the thesis resizes all "
+               "images to 256x256)", int),
     )
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
+        if self.config["resolution"] < 0:
+            raise UsageError(f"{self.name}: option resolution must be 0 (native) or a size in pixels, got {self.config['resolution']}")
         self.reset()
 
     def reset(self) -> None:
@@ -96,12 +118,16 @@ class PixelAccuracy(Metric):
                     f"{self.name}: sample {sample.get('id')!r} has no aligned target image; pixel accuracy needs a "
                     "dataset whose test images come with their own target-domain counterpart (e.g. maps)"
                 ) from None
+            size = self.config["resolution"]
+            if size:
+                prediction, target = resized(prediction, size), resized(target, size)
             if tuple(prediction.shape) != tuple(target.shape):
                 raise DataError(
                     f"{self.name}: sample {sample.get('id')!r}: prediction {tuple(prediction.shape)} and target "
                     f"{tuple(target.shape)} differ in size; the method must return the input's size"
                 )
-            value = float(pixel_accuracy(prediction, target, **self.config))
+            value = float(pixel_accuracy(prediction, target, threshold=self.config["threshold"],
+                                         difference=self.config["difference"]))
             pixels = prediction.shape[-1] * prediction.shape[-2]
             self._right += value * pixels
             self._pixels += pixels
@@ -123,6 +149,8 @@ class PixelAccuracy(Metric):
             "scale": "both images rounded to 8 bits, differences on 0-255",
             "right": f"{self.config['difference']} difference <= threshold",
             "aggregation": "right pixels / all pixels over the split, in percent",
+            "resolution": (f"{self.config['resolution']}x{self.config['resolution']} (target and other-size predictions "
+                           "resized, PIL bicubic)" if self.config["resolution"] else "native (the target's own size)"),
             "target_field": self.target_field,
         }
 

@@ -10,8 +10,13 @@ below follow the text and fill the gaps with stated assumptions, all recorded as
   followed by batch norm and LeakyReLU 0.2 (paper). Assumed: 4×4 kernels for stride 2, 3×3 otherwise;
   widths w, 2w, 4w, 8w(, 8w) down and 8w, 4w, 2w, w, w/2, 3 up with w = ``width`` (64); the branch
   outputs are averaged, then tanh (the final activation is not stated);
-* fine generator G: DeblurGAN's — CycleGAN's ResNet-9 generator with dropout 0.5 in every block and a
-  global skip, output = clamp(R(F) + G(R(F)), -1, 1);
+* fine generator G: DeblurGAN's layout (2 stride-2 conv blocks, 9 residual blocks with dropout 0.5, 2
+  deconv blocks, a global skip: output = clamp(R(F) + G(R(F)), -1, 1)). The paper's §III-C makes each
+  residual block "a normalization layer, ReLU and a convolution layer", citing He et al.'s identity
+  mappings [26] (pre-activation), and its Fig. 3 caption names batch norm as the only normalisation: the
+  default ``resblock=preact`` is that — BN → ReLU → conv3×3, BN → ReLU → dropout → conv3×3, plus the
+  identity, a final BN + ReLU after the last block as [26], and batch norm in G's other blocks too.
+  ``resblock=cyclegan`` is DeblurGAN's own code: CycleGAN's conv → norm → ReLU blocks with instance norm;
 * D (training only): pix2pix's 70×70 PatchGAN with batch norm on the concatenation (R(F), image).
 
 Images are handled in [-1, 1]; predictions are returned in [0, 1]. Ablations (options): ``scales=4``
@@ -83,12 +88,57 @@ class CoarseNet(nn.Module):
         return torch.tanh(torch.stack(outputs).mean(dim=0))
 
 
-class FineNet(nn.Module):
-    """G: DeblurGAN's generator with its global skip connection."""
+class PreActBlock(nn.Module):
+    """He et al.'s pre-activation residual block [26] with batch norm and dropout 0.5 between the two convs."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv_block = nn.Sequential(
+            nn.BatchNorm2d(channels), nn.ReLU(True), nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=False),
+            nn.BatchNorm2d(channels), nn.ReLU(True), nn.Dropout(0.5), nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3, bias=False),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv_block(x)
+
+
+class PreActGenerator(nn.Module):
+    """G as the paper describes it: c7s1-ngf, two stride-2 conv blocks, pre-activation residual blocks, two
+    deconv blocks, c7s1-3 + tanh; batch norm throughout (convs before a norm carry no bias, as pix2pix's)."""
 
     def __init__(self, ngf: int, blocks: int) -> None:
         super().__init__()
-        self.generator = ResnetGenerator(ngf, blocks, dropout=True)
+        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(3, ngf, 7, bias=False), nn.BatchNorm2d(ngf), nn.ReLU(True)]
+        for power in range(2):
+            width = ngf * 2**power
+            layers += [nn.Conv2d(width, 2 * width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU(True)]
+        layers += [PreActBlock(4 * ngf) for _ in range(blocks)]
+        if blocks:  # [26]: the last block's sum goes through one more BN + ReLU
+            layers += [nn.BatchNorm2d(4 * ngf), nn.ReLU(True)]
+        for power in (2, 1):
+            width = ngf * 2**power
+            layers += [nn.ConvTranspose2d(width, width // 2, 3, stride=2, padding=1, output_padding=1, bias=False),
+                       nn.BatchNorm2d(width // 2), nn.ReLU(True)]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, 3, 7), nn.Tanh()]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+RESBLOCKS = ("preact", "cyclegan")
+
+
+class FineNet(nn.Module):
+    """G with DeblurGAN's global skip connection; pre-activation batch-norm blocks (paper) or CycleGAN's."""
+
+    def __init__(self, ngf: int, blocks: int, resblock: str = "preact") -> None:
+        super().__init__()
+        if resblock == "preact":
+            self.generator: nn.Module = PreActGenerator(ngf, blocks)
+        else:
+            self.generator = ResnetGenerator(ngf, blocks, dropout=True)
 
     def forward(self, coarse: torch.Tensor) -> torch.Tensor:
         return (coarse + self.generator(coarse)).clamp(-1, 1)
@@ -97,10 +147,11 @@ class FineNet(nn.Module):
 class SiftInversionNet(nn.Module):
     """R, then G unless ``stages == "r"``; ``forward`` returns (coarse, final), both in [-1, 1]."""
 
-    def __init__(self, scales: tuple[int, ...], width: int, stages: str, ngf: int, blocks: int) -> None:
+    def __init__(self, scales: tuple[int, ...], width: int, stages: str, ngf: int, blocks: int,
+                 resblock: str = "preact") -> None:
         super().__init__()
         self.coarse = CoarseNet(scales, width)
-        self.fine = FineNet(ngf, blocks) if stages == "rg" else None
+        self.fine = FineNet(ngf, blocks, resblock) if stages == "rg" else None
 
     def forward(self, maps: dict[int, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         coarse = self.coarse(maps)
@@ -118,7 +169,12 @@ def sample_maps(sample: Sample, scales: tuple[int, ...]) -> dict[int, torch.Tens
 # -- training ---------------------------------------------------------------------------------------
 class PerceptualStyle(nn.Module):
     """φ = VGG-16 relu1_2 (``features[3]``; one reading of the paper's "3-th layer"): ‖φ(a) − φ(b)‖² (mean)
-    and the ℓ1 distance of their Gram matrices."""
+    and the ℓ1 distance of their Gram matrices.
+
+    Scale: torchvision's VGG sees [0, 1] RGB normalised by the ImageNet mean and std (≈ 0.226), a Keras/Caffe
+    VGG-16 0–255 BGR with the mean removed, so its inputs (and, the first layers being nearly linear, its
+    relu1_2 features) are ≈ 255 × 0.226 ≈ 57.7 times larger, squared errors ≈ 3,300 times and Gram ℓ1 ≈ 3,300
+    times. The paper's weights (λ_p = 100, style 0.01) are kept as given; they do not carry over exactly."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -149,7 +205,10 @@ class SiftCGANRecipe(TrainingRecipe):
                 "L_R": "l2 + 1*perceptual + 1e-4*style" if cfg["loss"] == "joint" else "l2",
                 "L_GD": "cGAN log-loss + 100*l2 + 100*perceptual + 0.01*style" if cfg["loss"] == "joint" else "cGAN + 100*l2",
                 "d_updates": cfg["d_updates"], "optimizer": f"Adam lr {cfg['lr']} betas (0.9, 0.999)",
-                "perceptual": "VGG-16 features[3] (relu1_2), Gram style, l1" if cfg["loss"] == "joint" else None,
+                "perceptual": "VGG-16 features[3] (relu1_2) on torchvision's ImageNet-normalised [0, 1] input, Gram "
+                              "style, l1 (the paper's Keras/Caffe VGG sees 0-255 mean-subtracted BGR, features about "
+                              "57.7x larger, so its weights 100 and 0.01 are not in these units)" if cfg["loss"] == "joint" else None,
+                "G": f"{cfg['blocks']} {cfg['resblock']} residual blocks, ngf {cfg['ngf']}, dropout 0.5, global skip",
                 "label": "re-implementation (unverified)",
             },
             exported="net",
@@ -232,6 +291,8 @@ class SiftCGAN(Method):
         Option("width", 64, "base width w of R's branches (assumed; Fig. 3 missing)", int),
         Option("ngf", 64, "base width of G (DeblurGAN: 64)", int),
         Option("blocks", 9, "residual blocks of G (paper: 9)", int),
+        Option("resblock", "preact", "G's residual blocks: preact (paper §III-C: BN -> ReLU -> conv, citing He et al. "
+               "[26]; batch norm throughout G) or cyclegan (DeblurGAN's code: conv -> instance norm -> ReLU)", str, RESBLOCKS),
         Option("ndf", 64, "training: PatchGAN discriminator base width (pix2pix: 64)", int),
         Option("lr", 1e-4, "training: Adam learning rate (paper: 1e-4, betas 0.9, 0.999)", float),
         Option("pretrain", 0.5, "training: fraction of the steps that pretrain R alone before joint training "
@@ -254,7 +315,7 @@ class SiftCGAN(Method):
 
     def build(self) -> SiftInversionNet:
         cfg = self.config
-        return init_weights(SiftInversionNet(self.scales, cfg["width"], cfg["stages"], cfg["ngf"], cfg["blocks"]))
+        return init_weights(SiftInversionNet(self.scales, cfg["width"], cfg["stages"], cfg["ngf"], cfg["blocks"], cfg["resblock"]))
 
     def predict(self, samples: list[Sample]) -> list[Any]:
         if self.model is None:

@@ -205,27 +205,31 @@ def unpaired_rows(dataset: Any) -> tuple[list[Sample], list[Sample]]:
     return dataset.domain_index("train", "source"), dataset.domain_index("train", "target")
 
 
-def augmented(dataset: Any, rows: list[Sample], load: int, crop: int, flip: bool, seed: int, step: int, stream: int) -> torch.Tensor:
-    """The official training transform: resize to load×load (bicubic), random crop×crop, random flip; [-1, 1]."""
+def augmented(dataset: Any, rows: list[Sample], load: int, crop: int, flip: bool, seed: int, step: int, stream: int,
+              resize: Callable[[torch.Tensor, int], torch.Tensor] = resize_bicubic_pil) -> torch.Tensor:
+    """The official training transform: ``resize`` to ``load`` (CycleGAN's: bicubic load×load), random crop×crop,
+    random flip; [-1, 1]."""
     images = []
     for item, row in enumerate(rows):
         rng = step_rng(seed, step, stream, item)
         image = dataset.load(row)["image"]
-        image = resize_bicubic_pil(image, load) if load else image
+        image = resize(image, load) if load else image
         image = random_crop(image, (crop, crop), rng)
         images.append(random_flip(image, rng) if flip else image)
     return torch.stack(images) * 2.0 - 1.0
 
 
 def unpaired_training_batch(dataset: Any, rows: tuple[list[Sample], list[Sample]], context: TrainContext, step: int,
-                            load: int, crop: int, flip: bool) -> tuple[torch.Tensor, torch.Tensor]:
+                            load: int, crop: int, flip: bool,
+                            resize: Callable[[torch.Tensor, int], torch.Tensor] = resize_bicubic_pil,
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
     """One step's (source, target) batch of the official unaligned loader, shared by the unpaired recipes:
     independent draws from each domain (`unpaired_batch`), each image `augmented` on its own random stream."""
     source, target = rows
     a, b = unpaired_batch(len(source), len(target), context.batch_size, context.seed, step)
     common = (load, crop, flip, context.seed, step)
-    return (augmented(dataset, [source[i] for i in a], *common, 0),
-            augmented(dataset, [target[i] for i in b], *common, 1))
+    return (augmented(dataset, [source[i] for i in a], *common, 0, resize),
+            augmented(dataset, [target[i] for i in b], *common, 1, resize))
 
 
 class CycleGANRecipe(TrainingRecipe):

@@ -14,7 +14,10 @@ used for maps and digits).
 
 from __future__ import annotations
 
+import re
+import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,7 +27,7 @@ from torch.nn import functional as F
 
 from harness import ImagePool, Method, Option, Sample, TrainContext, TrainingRecipe, UsageError, hookimpl
 
-from .cyclegan import PatchDiscriminator, init_weights, translate, unpaired_rows, unpaired_training_batch
+from .cyclegan import PatchDiscriminator, init_weights, linear_decay, translate, unpaired_rows, unpaired_training_batch
 from harness_plugins.shared.vgg_features import VGGFeatures
 
 PAPER = (
@@ -140,37 +143,58 @@ class SelfRegularisation(nn.Module):
 
 
 class AdaptiveWeight:
-    """λ from 0 upwards by ``increment`` per step until the adversarial loss (EMA 0.9) falls below
-    ``threshold``; then held (thesis: "adaptive weight induction"; increment and threshold chosen)."""
+    """λ of the thesis's "adaptive weight induction" (ch. 4): 0 at first, then raised by ``increment`` per step
+    while the discriminator's loss L_D (eq. 4.2; an EMA with factor 0.9) stays at or above ``threshold``, and held
+    once it sinks below.
 
-    def __init__(self, increment: float, threshold: float) -> None:
-        self.increment, self.threshold = increment, threshold
-        self.reset()
+    The watched loss is D's: raising λ pulls G(x) back towards x, away from Y, "which makes it easier for D to
+    classify", so it is D's loss that falls as λ rises (G's own adversarial loss would rise). The rule starts
+    after ``warmup`` steps of adversarial training only (the EMA is tracked meanwhile), so that it judges a
+    discriminator that has begun to learn rather than its random start. With ``relative`` the threshold is a
+    fraction of the EMA when the rule starts (λ rises until L_D has fallen by that much: the level a trained D
+    reaches depends on the data, so a fixed value can lie below it from the start and never let λ rise);
+    otherwise it is a value of L_D. Increment, threshold and warm-up are not given by the thesis (chosen,
+    recorded as options)."""
 
-    def reset(self) -> None:
-        self.value, self.average, self.held = 0.0, None, False
+    def __init__(self, increment: float, threshold: float, warmup: int = 0, relative: bool = False) -> None:
+        self.increment, self.threshold, self.relative = increment, threshold, relative
+        self.reset(warmup)
 
-    def update(self, adversarial: float) -> float:
-        self.average = adversarial if self.average is None else 0.9 * self.average + 0.1 * adversarial
-        if not self.held:
-            if self.average < self.threshold:
+    def reset(self, warmup: int = 0) -> None:
+        """A new stage: λ back to 0, the rule idle for ``warmup`` steps."""
+        self.value, self.average, self.held, self.seen, self.warmup = 0.0, None, False, 0, int(warmup)
+        self.level: float | None = None
+
+    def update(self, discriminator_loss: float) -> float:
+        """Record one step's L_D; return λ for the next step."""
+        self.average = discriminator_loss if self.average is None else 0.9 * self.average + 0.1 * discriminator_loss
+        self.seen += 1
+        if not self.held and self.seen > self.warmup:
+            if self.level is None:
+                self.level = self.average * self.threshold if self.relative else self.threshold
+            if self.average < self.level:
                 self.held = True
             else:
                 self.value += self.increment
         return self.value
 
     def state_dict(self) -> dict[str, Any]:
-        return {"value": self.value, "average": self.average, "held": self.held}
+        return {"value": self.value, "average": self.average, "held": self.held, "seen": self.seen, "warmup": self.warmup,
+                "level": self.level}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.value, self.average, self.held = float(state["value"]), state["average"], bool(state["held"])
+        self.seen, self.warmup, self.level = int(state["seen"]), int(state["warmup"]), state["level"]
 
 
 class SATRecipe(TrainingRecipe):
     """The thesis's stages: G0 alone, then the attention branch with G0 frozen, then both at lr × 0.1.
 
     Log-loss GAN against a 5-layer PatchGAN on a history of 50 generated images; each stage restarts the
-    adaptive weight λ at 0. sat-g0 trains stage 1 only. The generator (G0 and A) is exported."""
+    adaptive weight λ at 0 (`AdaptiveWeight`, watching D's loss after a warm-up). Every optimizer's learning rate
+    is constant until ``decay_from`` of the steps, then decays linearly to 0 (the thesis: "starting from 5k
+    iteration, we linearly decay the learning rate over the remaining 5k iterations"). sat-g0 trains stage 1
+    only. The generator (G0 and A) is exported."""
 
     def __init__(self, method: "SAT", dataset: Any, context: TrainContext) -> None:
         cfg = method.config
@@ -179,12 +203,19 @@ class SATRecipe(TrainingRecipe):
         stages = (1.0,) if not method.attention else tuple(float(f) for f in cfg["stages"])
         bounds = np.cumsum(stages) / sum(stages) * context.steps
         self.bounds = [int(round(b)) for b in bounds]
+        starts = [0, *self.bounds[:-1]]
+        self.warmups = [int(round(cfg["lambda_warmup"] * (end - start))) for start, end in zip(starts, self.bounds)]
+        decay_from = int(round(cfg["decay_from"] * context.steps))
         super().__init__(
             description={
                 "stages": dict(zip(("g0", "attention", "joint"), self.bounds)),
                 "loss": "log-loss GAN + lambda * VGG-19 self-regularisation (relu1_1/2_1/3_1, weights 1/32, 1/16, 1/8)",
-                "adaptive_lambda": {"increment": cfg["lambda_increment"], "threshold": cfg["adv_threshold"]},
+                "adaptive_lambda": {"watches": "discriminator loss L_D (eq. 4.2), EMA 0.9",
+                                    "increment": cfg["lambda_increment"], "threshold": cfg["adv_threshold"],
+                                    "threshold_kind": cfg["threshold_kind"],
+                                    "warmup_steps": dict(zip(("g0", "attention", "joint"), self.warmups))},
                 "optimizer": f"Adam lr {cfg['lr']} betas (0.5, 0.999); joint stage lr x {cfg['joint_lr_factor']}",
+                "schedule": f"constant for {decay_from} steps, then linear to 0 (thesis: decay over the second half)",
                 "pool": cfg["pool"], "data": f"resize {cfg['load_size']}, random crop {cfg['crop_size']}, flip",
             },
             exported="G",
@@ -202,7 +233,11 @@ class SATRecipe(TrainingRecipe):
             self.optimizers["joint"] = torch.optim.Adam(g.parameters(), lr=cfg["lr"] * cfg["joint_lr_factor"], betas=betas)
         self.optimizers["D"] = torch.optim.Adam(self.networks["D"].parameters(), lr=cfg["lr"], betas=betas)
         self.stateful["pool"] = ImagePool(cfg["pool"])
-        self.stateful["lambda"] = AdaptiveWeight(cfg["lambda_increment"], cfg["adv_threshold"])
+        rule = linear_decay(context.steps, decay_from)
+        for name, optimizer in self.optimizers.items():
+            self.schedulers[name] = torch.optim.lr_scheduler.LambdaLR(optimizer, rule)
+        self.stateful["lambda"] = AdaptiveWeight(cfg["lambda_increment"], cfg["adv_threshold"], self.warmups[0],
+                                                 relative=cfg["threshold_kind"] == "relative")
         self.reg = SelfRegularisation().to(device)
         self.loader = context.loader(self.batch)
 
@@ -217,8 +252,9 @@ class SATRecipe(TrainingRecipe):
     def train_step(self, step: int) -> dict[str, float]:
         ctx, g, d = self.context, self.networks["G"], self.networks["D"]
         stage = self.stage(step)
+        weight = self.stateful["lambda"]
         if step in self.bounds[:-1]:  # a new stage starts adversarial-only again
-            self.stateful["lambda"].reset()
+            weight.reset(self.warmups[self.bounds.index(step) + 1])
         x, y = (t.to(ctx.device) for t in ctx.shard(self.loader(step)))
         bce = F.binary_cross_entropy_with_logits
         d.requires_grad_(False)
@@ -227,7 +263,7 @@ class SATRecipe(TrainingRecipe):
             score = d(fake)
             adversarial = bce(score, torch.ones_like(score))
             regularisation = self.reg(x, fake)
-        lam = self.stateful["lambda"].update(float(adversarial.detach()))
+        lam = weight.value
         optimizer = self.optimizers[stage]
         optimizer.zero_grad(set_to_none=True)
         for other in self.optimizers.values():
@@ -243,6 +279,11 @@ class SATRecipe(TrainingRecipe):
         self.optimizers["D"].zero_grad(set_to_none=True)
         ctx.backward(loss_d)
         ctx.step(self.optimizers["D"])
+        weight.update(float(loss_d.detach()))
+        with warnings.catch_warnings():  # the other stages' optimizers follow the schedule before they first step
+            warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()` before"))
+            for scheduler in self.schedulers.values():
+                scheduler.step()
         return {"adversarial": float(adversarial.detach()), "regularisation": float(regularisation.detach()),
                 "lambda": lam, "D": float(loss_d.detach())}
 
@@ -261,12 +302,23 @@ class SAT(Method):
         Option("blocks", 9, "dilated residual blocks of G0 (thesis: 9)", int),
         Option("resize", 256, "test-time resize to this square size (thesis: all images 256x256; 0: native)", int),
         Option("output_size", "input", "input: resize the result back to the input's size; model: keep it", str, ("input", "model")),
+        Option("test_norm", "batch", "batch norm at test time: batch (each image's own statistics, as the CycleGAN/"
+               "pix2pix test.py runs batch-norm models without --eval; training is at batch 1) or running (eval mode, "
+               "the running averages); chosen, the thesis does not say", str, ("batch", "running")),
         Option("stages", (0.5, 0.3, 0.2), "training: step fractions of the three stages (G0 alone, attention with G0 "
                "frozen, joint fine-tuning); chosen, the thesis gives none (sat-g0 trains stage 1 only)", tuple),
         Option("lr", 2e-4, "training: Adam learning rate (thesis 0.0002), betas (0.5, 0.999) as CycleGAN", float),
         Option("joint_lr_factor", 0.1, "training: learning-rate factor of the joint stage ('smaller'; chosen)", float),
         Option("lambda_increment", 1e-3, "training: adaptive weight increase per step (chosen)", float),
-        Option("adv_threshold", 1.0, "training: adversarial loss (EMA) below which lambda is held (chosen)", float),
+        Option("adv_threshold", 0.8, "training: lambda is held once the discriminator loss L_D (eq. 4.2, EMA 0.9) sinks "
+               "below this: a fraction of its EMA when the rule starts (threshold_kind=relative) or a value of L_D "
+               "(absolute; chance level is 2 ln 2 = 1.386); chosen", float),
+        Option("threshold_kind", "relative", "training: how adv_threshold is read: relative (to L_D when the rule "
+               "starts) or absolute; chosen", str, ("relative", "absolute")),
+        Option("lambda_warmup", 0.1, "training: fraction of each stage trained adversarially only before the lambda "
+               "rule applies (chosen)", float),
+        Option("decay_from", 0.5, "training: fraction of the steps after which every learning rate decays linearly "
+               "to 0 (thesis: from 5k of 10k iterations)", float),
         Option("pool", 50, "training: history of generated images for D (thesis: 50)", int),
         Option("load_size", 286, "training: resize before the random crop (0: none)", int),
         Option("crop_size", 256, "training: random crop size (thesis: 256x256 images)", int),
@@ -281,6 +333,9 @@ class SAT(Method):
             raise UsageError(f"{self.name}: option stages expects three comma-separated fractions") from None
         if len(stages) != 3 or min(stages) < 0 or not sum(stages):
             raise UsageError(f"{self.name}: option stages expects three non-negative fractions, got {stages}")
+        for option in ("lambda_warmup", "decay_from"):
+            if not 0.0 <= self.config[option] <= 1.0:
+                raise UsageError(f"{self.name}: option {option} is a fraction of the steps in [0, 1], got {self.config[option]}")
         return SATRecipe(self, dataset, context)
 
     def __init__(self, **options: Any) -> None:
@@ -290,6 +345,15 @@ class SAT(Method):
 
     def build(self) -> SATGenerator:
         return init_weights(SATGenerator(self.config["ngf"], self.config["blocks"], self.attention))
+
+    def load(self, checkpoint: Path | None, device: str) -> None:
+        """Load as any network method; with ``test_norm=batch`` the batch-norm layers then use each image's own
+        statistics (train mode; their running averages, which this copy never saves, are left unused)."""
+        super().load(checkpoint, device)
+        if self.config["test_norm"] == "batch":
+            for module in self._model.modules():
+                if isinstance(module, nn.BatchNorm2d):
+                    module.train()
 
     def predict(self, samples: list[Sample]) -> list[Any]:
         if self.model is None:

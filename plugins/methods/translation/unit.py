@@ -11,8 +11,11 @@ with its ``unit_*`` config for 256² sets; inference the official ``test.py``:
 * discriminator loss = gan_w·Σ_scales [mean(D(fake)²) + mean((D(real) − 1)²)] for both domains;
 * Adam lr 1e-4, betas (0.5, 0.999), weight decay 1e-4 for each of the two parameter groups; the
   learning rate halves every 100,000 steps (``lr_policy: step``); batch 1, 1,000,000 iterations;
-* test: resize the shorter side to ``new_size`` 256 (bilinear, as torchvision's ``Resize`` on a PIL
-  image), [-1, 1], ``decode_b(encode_a(x))`` with the latent mean (no noise), back to [0, 1].
+* data: the shorter side resized to ``new_size`` 256 (bilinear, as torchvision's ``Resize`` on a PIL image),
+  then a random 256 crop and a flip for training;
+* test: the same resize, [-1, 1], ``decode_b(encode_a(x))`` with the latent mean (no noise), back to [0, 1]
+  by (y + 1) / 2 clipped; the official ``test.py`` instead saves with ``normalize=True``, a per-image min-max
+  stretch, which ``normalize=true`` reproduces.
 
 The checkpoint's ``a`` is the domain translated from: the official ``gen_*.pt`` trained on ``trainA``/
 ``trainB`` has a = A; ``harness train`` makes ``a`` the dataset's source domain (so ``--dataset-option
@@ -134,6 +137,13 @@ def resize_shorter_side(image: torch.Tensor, size: int) -> torch.Tensor:
     return resize_pil(image, new_width, new_height, Image.BILINEAR)
 
 
+def min_max_stretch(image: torch.Tensor) -> torch.Tensor:
+    """torchvision ``save_image(normalize=True)`` on one image: (x − min) / max(max − min, 1e-5) over the whole
+    image (a constant image becomes 0, as there)."""
+    low, high = image.min(), image.max()
+    return (image - low) / max(float(high - low), 1e-5)
+
+
 def check_crop(crop: int, downsample: int, layers: int, scales: int) -> None:
     """Training crops must pass the generator's stride-2 stages evenly and leave every discriminator layer
     at least 2×2 input (reflection padding of 1) on the coarsest scale; say which options to change."""
@@ -171,7 +181,8 @@ class UNITRecipe(TrainingRecipe):
                              f"{cfg['weight_decay']}, gen and dis each",
                 "schedule": f"lr x {cfg['gamma']} every {cfg['step_size']} steps (official lr_policy step)",
                 "order": "dis update, then gen update, on the same batch",
-                "data": f"resize {cfg['load_size'] or 'none'}, random crop {cfg['crop_size']}, flip {cfg['flip']}; [-1, 1]",
+                "data": f"shorter side to {cfg['load_size'] or 'none (native)'} (PIL bilinear), random crop "
+                        f"{cfg['crop_size']}, flip {cfg['flip']}; [-1, 1]",
                 "domains": [len(self.rows[0]), len(self.rows[1])],
             },
             exported="gen",
@@ -190,7 +201,8 @@ class UNITRecipe(TrainingRecipe):
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.cfg
-        return unpaired_training_batch(self.dataset, self.rows, self.context, step, cfg["load_size"], cfg["crop_size"], cfg["flip"])
+        return unpaired_training_batch(self.dataset, self.rows, self.context, step, cfg["load_size"], cfg["crop_size"],
+                                       cfg["flip"], resize_shorter_side)
 
     def train_step(self, step: int) -> dict[str, float]:
         ctx, cfg = self.context, self.cfg
@@ -233,6 +245,8 @@ class UNIT(Method):
         Option("resize", 256, "test-time resize of the shorter side, bilinear (official new_size 256; 0: native size)", int),
         Option("output_size", "input", "input: resize the result back to the input's size; model: keep the size the "
                "model ran at", str, ("input", "model")),
+        Option("normalize", False, "stretch each output to its own min-max range, as the official test.py saves "
+               "(vutils.save_image normalize=True); false: the [-1, 1] output mapped to [0, 1] and clipped", bool),
         Option("dis_dim", 64, "training: discriminator base width (official dis.dim 64)", int),
         Option("dis_layers", 4, "training: stride-2 conv layers per discriminator scale (official n_layer 4)", int),
         Option("num_scales", 3, "training: discriminator scales (official 3)", int),
@@ -247,8 +261,8 @@ class UNIT(Method):
         Option("weight_decay", 1e-4, "training: Adam weight decay (official 0.0001)", float),
         Option("step_size", 100_000, "training: multiply the learning rate by gamma every this many steps (official 100000)", int),
         Option("gamma", 0.5, "training: step lr factor (official 0.5)", float),
-        Option("load_size", 0, "training: square bicubic resize before the crop (0: none; the official shorter-side "
-               "resize to 256 is a no-op on 256² sets)", int),
+        Option("load_size", 256, "training: resize the shorter side to this (PIL bilinear) before the random crop "
+               "(official new_size 256; 0: native size)", int),
         Option("crop_size", 256, "training: random crop size (official 256)", int),
         Option("flip", True, "training: random horizontal flips (official)", bool),
     )
@@ -288,6 +302,8 @@ class UNIT(Method):
         x = resize_shorter_side(image, resize) if resize else image
         with torch.inference_mode():
             y = translate(self._model, x, 0, output_size, self._device, multiple=2 ** self.config["n_downsample"])
+        if self.config["normalize"]:
+            y = min_max_stretch(y)
         if resize and output_size == "input" and (height, width) != tuple(y.shape[-2:]):
             y = F.interpolate(y[None], size=(height, width), mode="bicubic", align_corners=False, antialias=True)[0].clamp(0, 1)
         return y
