@@ -176,3 +176,45 @@ def test_a_row_requiring_a_method_option_is_incomparable_without_it(cli, tmp_pat
     else:
         assert cell["delta"] is None
         assert cell["reason"] == "the paper's number needs mask_convention=official (this run: full)"
+
+
+def translation_record(number: int, dataset: str, metric: str, value: float, params: dict, target_train: str | None) -> dict:
+    rec = record(number, "cyclegan", dataset, {}, 0.0, {},
+                 trained_on=None if target_train is None else {"target_train": target_train})
+    rec["task"] = "unpaired-translation"
+    rec["metrics"] = {metric: {"metric": metric, "label": metric, "values": {metric: value}, "n": 4,
+                               "higher_is_better": True, "version": "1", "params": params, "convention": {}, "details": {}}}
+    return rec
+
+
+def shipped_table(cli, tmp_path, records: list[dict], board: str, dataset: str) -> list[dict]:
+    store = ResultStore(tmp_path / "results")
+    for rec in records:
+        store.write(rec)
+    code, out, err = cli("publish", "--leaderboard", board, "--format", "json", "--results", tmp_path / "results")
+    assert code == 0, err
+    return next(t for t in json.loads(out)["leaderboards"][0]["tables"] if t["dataset"] == dataset)["rows"]
+
+
+THESIS_MAPS = {"resolution": 256, "threshold": 12.0, "difference": "sum"}
+
+
+@pytest.mark.parametrize("params, target_train, reason", [
+    (THESIS_MAPS, "test", None),
+    (THESIS_MAPS, "train", "the paper's number needs training.dataset_options.target_train=test (this run: train)"),
+    ({**THESIS_MAPS, "resolution": 0}, "test", "computed with an unnamed convention, this column ranks thesis-maps"),
+])
+def test_maps_needs_the_thesis_resolution_and_its_leaky_training(cli, tmp_path, isolated_env, params, target_train, reason):
+    rows = shipped_table(cli, tmp_path, [translation_record(1, "maps", "pixel-accuracy", 50.0, params, target_train)],
+                         "yang-translation", "maps")
+    cell = measured(rows, "cyclegan")["cells"]["pixel-accuracy[thesis-maps]"]
+    assert cell["comparable"] is (reason is None) and cell["reason"] == (reason or "")
+    assert (cell["delta"] == pytest.approx(50.0 - 45.91)) if reason is None else cell["delta"] is None
+
+
+def test_digits_target_accuracy_is_the_reverse_protocol_so_incomparable(cli, tmp_path, isolated_env):
+    rows = shipped_table(cli, tmp_path, [translation_record(1, "mnist2usps", "target-accuracy", 90.0, {"target": "usps"}, None)],
+                         "yang-translation", "mnist2usps")
+    cell = measured(rows, "cyclegan")["cells"]["target-accuracy[thesis-digits]"]
+    assert cell["comparable"] is False and cell["delta"] is None
+    assert cell["reason"] == "computed with harness-target-first, this column ranks thesis-digits"

@@ -265,11 +265,28 @@ def _measured_row(board: Leaderboard, run: Run, dataset: str, columns: list[Metr
 
 
 def _unmet(paper: ReportedRow, run: Run) -> str:
-    """Which of the paper row's ``requires`` options the run does not have ('' when all hold)."""
-    options = run.record["method"].get("options") or {}
-    wrong = [f"{key}={want} (this run: {options.get(key)})" for key, want in paper.requires.items()
-             if _normalise(options.get(key)) != _normalise(want)]
+    """Which of the paper row's ``requires`` the run does not meet ('' when all hold). A key is a method
+    option, ``dataset.OPTION`` (the run's dataset options) or ``training.PATH`` (the training manifest's
+    identity recorded with the run, e.g. ``training.dataset_options.target_train``)."""
+    wrong = []
+    for key, want in paper.requires.items():
+        got = _required_field(run, key)
+        if _normalise(got) != _normalise(want):
+            wrong.append(f"{key}={want} (this run: {'not recorded' if got is _MISSING else got})")
     return f"the paper's number needs {', '.join(wrong)}" if wrong else ""
+
+
+def _required_field(run: Run, key: str) -> Any:
+    head, _, rest = key.partition(".")
+    if head == "dataset" and rest:
+        value: Any = run.record["dataset"].get("options") or {}
+    elif head == "training" and rest:
+        value = run.record["method"].get("training") or {}
+    else:
+        value, rest = run.record["method"].get("options") or {}, key
+    for part in rest.split("."):
+        value = value.get(part, _MISSING) if isinstance(value, dict) else _MISSING
+    return value
 
 
 def _mean_row(board: Leaderboard, parts: dict[str, Run], dataset: DatasetSpec, columns: list[MetricSpec],
