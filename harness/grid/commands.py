@@ -86,8 +86,8 @@ def cmd_grid(args: argparse.Namespace, plugins: Plugins) -> int:
             raise UsageError(f"--suite {paper.name} is a paper suite: its cells' metrics and splits are the "
                              "paper's (drop --metric, --metric-option and --split)")
         return run_paper_suite(paper, args, plugins, run_grid, request_for)
-    if args.untrained or args.data_root:
-        raise UsageError("--untrained and --data-root are for paper suites (`harness suites` lists them); "
+    if args.untrained or args.data_root or args.dataset_option:
+        raise UsageError("--untrained, --data-root and --dataset-option are for paper suites (`harness suites` lists them); "
                          "a suite file sets `untrained: true` and `data_root` per entry")
     if args.dry_run and args.json:
         raise UsageError("--json with --dry-run is for paper suites; a suite file's plan prints as a table")
@@ -232,6 +232,9 @@ def add_grid_commands(sub: Any, common: argparse.ArgumentParser) -> None:
                         "hold a dataset option such as {trial}: one checkpoint per RegDB trial)")
     p.add_argument("--data-root", action="append", default=[], metavar="DATASET=PATH",
                    help="paper suites: where a dataset lives (default $HARNESS_DATA/DATASET; repeatable)")
+    p.add_argument("--dataset-option", action="append", default=[], metavar="DATASET.OPTION=VALUE",
+                   help="paper suites: a dataset option for that dataset's cells, e.g. sysu-mm01.perm_file=PATH "
+                        "(repeatable; recorded with each run)")
     p.add_argument("--untrained", action="store_true",
                    help="paper suites: score seeded random weights for cells whose method needs trained weights "
                         "and has none (recorded as untrained; for checking the pipeline, not the paper)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import fnmatch
 import json
 from pathlib import Path
@@ -28,12 +29,29 @@ def _chosen(cell: PaperCell, args: argparse.Namespace, plugins: Plugins) -> bool
 def check_paper_cells(paper: PaperSuite, args: argparse.Namespace, plugins: Plugins) -> list[CellCheck]:
     """Each chosen cell of the suite, with whether its data and weights are present."""
     checkpoints = {plugins.methods.canonical(k): v for k, v in parse_key_values(args.checkpoint, "--checkpoint").items()}
+    extra: dict[str, dict[str, str]] = {}
+    for key, value in parse_key_values(args.dataset_option, "--dataset-option").items():
+        dataset, dot, option = key.rpartition(".")
+        if not dot or not dataset or not option:
+            raise UsageError(f"--dataset-option expects DATASET.OPTION=VALUE, got {key}={value}")
+        extra.setdefault(plugins.datasets.canonical(dataset), {})[option] = value
     roots = {plugins.datasets.canonical(k): Path(v).expanduser()
              for k, v in parse_key_values(args.data_root, "--data-root").items()}
-    cells = [cell for cell in paper.cells if _chosen(cell, args, plugins)]
+    cells = [_with_options(cell, extra.get(cell.dataset, {}))
+             for cell in paper.cells if _chosen(cell, args, plugins)]
     if not cells:
         raise UsageError(f"no cell of paper suite {paper.name} matches the filters")
     return [check_cell(cell, plugins, roots, checkpoints, args.untrained) for cell in cells]
+
+
+def _with_options(cell: PaperCell, given: dict[str, str]) -> PaperCell:
+    """A cell with the user's dataset options (e.g. where the official gallery file lives); the options the
+    table fixes (the trial of a mean) cannot be changed."""
+    fixed = sorted(set(given) & set(cell.dataset_options))
+    if fixed:
+        raise UsageError(f"--dataset-option {cell.dataset}.{fixed[0]}: the paper suite sets it per cell "
+                         f"(use --dataset {cell.dataset} and the suite's cells instead)")
+    return dataclasses.replace(cell, dataset_options={**cell.dataset_options, **given}) if given else cell
 
 
 def describe_cell(check: CellCheck) -> list[str]:
