@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fixtures_rain import make_rain100h
-from fixtures_vireid import make_regdb
+from fixtures_vireid import make_regdb, make_sysu
 
 SDSEN_ROWS = [("dsen-cnn", {}), ("dsen", {}), ("dsen", {"aggregation": "maxpool"}), ("dsen", {"aggregation": "avgpool"}),
               ("dsen", {"se": False}), ("s-dsen", {}), ("s-dsen", {"stages": 2}), ("s-dsen", {"stages": 4}),
@@ -126,10 +126,11 @@ def test_hi_cmd_dry_run_lists_every_trial_and_the_sysu_protocol(cli):
 
 def test_hi_cmd_suite_runs_the_trials_present_and_the_mean_is_marked(cli, tmp_path):
     make_regdb(data_home() / "regdb", people=4, per_person=1, trials=2)
-    code, out, err = cli("grid", "--suite", "hi-cmd", "--method", "hog", "--dataset", "regdb",
+    make_sysu(data_home() / "sysu-mm01", per_camera=1)
+    code, out, err = cli("grid", "--suite", "hi-cmd", "--method", "hog",
                          "--dataset-option", "regdb.strict=false", "--workers", "0", "--quiet")
     assert code == 0, err
-    assert "2 done" in out and "8 skipped" in out
+    assert "3 done" in out and "8 skipped" in out
     assert "skipped: hog × regdb(trial=3, strict=false): data missing" in out
 
     row = measured(tables(cli, "hi-cmd")["regdb"], "hog")
@@ -137,6 +138,11 @@ def test_hi_cmd_suite_runs_the_trials_present_and_the_mean_is_marked(cli, tmp_pa
     cell = row["cells"]["rank-1[hi-cmd]"]
     assert cell["value"] is not None and not cell["comparable"]
     assert "mean over 2 of the 10 trial values" in cell["reason"]
+    # SYSU-MM01 without the official rand_perm_cam.mat: scored with the suite's 10 trials, yet incomparable.
+    sysu = measured(tables(cli, "hi-cmd")["sysu-mm01"], "hog")
+    cell = sysu["cells"]["rank-1[hi-cmd]"]
+    assert cell["value"] is not None and not cell["comparable"] and "an unnamed convention" in cell["reason"]
+    assert sysu["reproduces"] == "HOG (Table 1)"
 
 
 def test_hi_cmd_all_ten_trials_reach_the_copied_rows_reason(cli):
