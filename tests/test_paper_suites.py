@@ -164,3 +164,75 @@ def test_paper_suite_flags_are_refused_elsewhere(cli):
     assert code == 2 and "sets it per cell" in err
     code, _, err = cli("grid", "--suite", "s-dsen", "--metric", "psnr", "--dry-run")
     assert code == 2 and "paper suite" in err
+
+
+BOARD = """
+name: toy
+title: Toy
+task: deraining
+papers: {p: "A paper"}
+datasets:
+  - {name: rain100h, split: test}
+  - {name: rain800, split: val}
+  - {name: regdb, mean_over: trial, mean_of: 3}
+conventions:
+  a: {match: {params.convention: a}, per_dataset: {rain800: {params.peak: 2}}}
+  b: {match: {params.convention: b, details.galleries: official, convention.overrides: []}}
+metrics:
+  - {metric: psnr, key: psnr, higher_is_better: true}
+  - {metric: ssim, key: ssim, higher_is_better: true, convention: a}
+  - {metric: ssim, key: ssim, higher_is_better: true, convention: b}
+reported:
+  - {method: X, source: {paper: p, table: T1, row: x}, harness_method: dsen, harness_options: {se: false},
+     conventions: {psnr: null, ssim: a}, values: {rain100h: {psnr: 1, ssim: 2}, rain800: {psnr: 1, ssim: null}}}
+  - {method: Y, source: {paper: p, table: T2, row: y}, harness_method: dsen, harness_options: {se: false},
+     conventions: {psnr: null, ssim: a}, values: {rain100h: {ssim: 3}}}
+  - {method: Z, source: {paper: p, table: T2, row: z}, conventions: null, values: {rain100h: {psnr: 1}}}
+  - {method: W, source: {paper: p, table: T3, row: w}, harness_method: s-dsen, conventions: null,
+     values: {rain100h: {ssim: 1}, rain800: {psnr: null}, regdb: {psnr: 4}}}
+"""
+
+
+def test_cells_follow_the_rows_their_numbers_and_conventions(tmp_path):
+    import yaml
+
+    from harness.grid.papers import paper_suite
+    from harness.publish.definitions import parse
+
+    suite = paper_suite(parse(yaml.safe_load(BOARD), tmp_path / "toy.yaml"))
+    cells = {(c.method, c.dataset, json.dumps(dict(c.dataset_options))): c for c in suite.cells}
+    # X and Y share a configuration: one cell on rain100h filling both rows; rain800 prints PSNR only.
+    assert sorted(cells) == [("dsen", "rain100h", "{}"), ("dsen", "rain800", "{}"),
+                             ("s-dsen", "rain100h", "{}"), *(("s-dsen", "regdb", json.dumps({"trial": t})) for t in (1, 2, 3))]
+    x = cells[("dsen", "rain100h", "{}")]
+    assert x.fills == ("T1: x", "T2: y") and x.options == {"se": False}
+    assert [(m.label, dict(m.params)) for m in x.metrics] == [("psnr", {}), ("ssim", {"convention": "a"})]
+    assert [m.label for m in cells[("dsen", "rain800", "{}")].metrics] == ["psnr"]
+    assert cells[("dsen", "rain800", "{}")].split == "val"
+    # A row without a convention is scored under every column's: one label per convention of the metric;
+    # details.* become requirements, convention.overrides (the default) nothing.
+    w = cells[("s-dsen", "rain100h", "{}")]
+    assert [(m.label, dict(m.params)) for m in w.metrics] == [("ssim@a", {"convention": "a"}), ("ssim@b", {"convention": "b"})]
+    assert w.requirements == ("details.galleries = official",)
+    assert [m.label for m in cells[("s-dsen", "regdb", json.dumps({"trial": 2}))].metrics] == ["psnr"]
+
+
+def test_a_per_dataset_requirement_is_a_parameter_on_that_dataset_only(tmp_path):
+    import yaml
+
+    from harness.grid.papers import paper_suite
+    from harness.publish.definitions import parse
+
+    board = yaml.safe_load(BOARD)
+    board["reported"][0]["values"]["rain800"]["ssim"] = 5
+    cells = {c.dataset: c for c in paper_suite(parse(board, tmp_path / "toy.yaml")).cells if c.method == "dsen"}
+    assert dict(cells["rain800"].metrics[1].params) == {"convention": "a", "peak": 2}
+    assert dict(cells["rain100h"].metrics[1].params) == {"convention": "a"}
+    assert paper_suite(parse({**board, "reported": board["reported"][2:3]}, tmp_path / "toy.yaml")) is None
+
+
+def test_suites_name_prints_the_cells(cli):
+    code, out, err = cli("suites", "s-dsen")
+    assert code == 0, err
+    assert "s-dsen(stages=4) × rain800  [split test]  fills Table 3: S-DSEN_s4" in out
+    assert len([line for line in out.splitlines() if " × " in line]) == 18
