@@ -236,3 +236,12 @@ def test_suites_name_prints_the_cells(cli):
     assert code == 0, err
     assert "s-dsen(stages=4) × rain800  [split test]  fills Table 3: S-DSEN_s4" in out
     assert len([line for line in out.splitlines() if " × " in line]) == 18
+
+
+def test_one_checkpoint_per_trial_through_the_option_in_the_path(cli, tmp_path):
+    (tmp_path / "regdb-1").mkdir()
+    cells = plan(cli, "--suite", "hi-cmd", "--method", "hi-cmd", "--dataset", "regdb",
+                 "--checkpoint", f"hi-cmd={tmp_path}/regdb-{{trial}}")["cells"]
+    weights = {c["dataset_options"]["trial"]: c["weights"] for c in cells}
+    assert weights[1]["state"] == "present" and weights[1]["checkpoint"] == str(tmp_path / "regdb-1")
+    assert weights[2]["state"] == "missing" and str(tmp_path / "regdb-2") in weights[2]["note"]
