@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from fixtures_rain import make_rain100h
 from fixtures_vireid import make_regdb, make_sysu
 

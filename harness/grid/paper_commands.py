@@ -6,13 +6,21 @@ import argparse
 import dataclasses
 import fnmatch
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..cli_options import parse_key_values
 from ..errors import UsageError
 from ..plugins import Plugins
-from .papers import CellCheck, PaperCell, PaperSuite, check_cell, paper_suites, runnable_suite
+from .papers import (
+    CellCheck,
+    PaperCell,
+    PaperSuite,
+    check_cell,
+    paper_suites,
+    runnable_suite,
+)
 
 
 def _patterns(value: str | None) -> list[str]:
