@@ -19,6 +19,8 @@ from ..plugins import Plugins
 from ..run.store import ResultStore, check_results_root, default_results_root
 from .driver import GridPlan, GridRequest, GridRun, plan_grid
 from .events import latest_grid, running_grids
+from .paper_commands import list_paper_suites, run_paper_suite
+from .papers import find_paper_suite
 from .suite import MetricEntry, Suite, load_suite, shipped_suites, suite_from_plugins
 from .view import jobs_table, results_table, watch
 
@@ -71,16 +73,32 @@ def build_suite(args: argparse.Namespace, plugins: Plugins) -> tuple[Suite, bool
 def cmd_grid(args: argparse.Namespace, plugins: Plugins) -> int:
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit must be a positive integer, got {args.limit}")
+    def request_for(suite: Suite, from_plugins: bool = False) -> GridRequest:
+        return GridRequest(
+            suite=suite, results=args.results or default_results_root(), methods=args.method, datasets=args.dataset,
+            tasks=args.task, split=args.split, limit=args.limit, device=args.device, force=args.force,
+            rerun_failed=args.rerun_failed, skip_missing_data=from_plugins, plugins_dirs=tuple(args.plugins_dir or ()),
+        )
+
+    paper = find_paper_suite(args.suite) if args.suite and args.suite not in shipped_suites() else None
+    if paper is not None:
+        if args.metric or args.metric_option or args.split:
+            raise UsageError(f"--suite {paper.name} is a paper suite: its cells' metrics and splits are the "
+                             "paper's (drop --metric, --metric-option and --split)")
+        return run_paper_suite(paper, args, plugins, run_grid, request_for)
+    if args.untrained or args.data_root or args.dataset_option:
+        raise UsageError("--untrained, --data-root and --dataset-option are for paper suites (`harness suites` lists them); "
+                         "a suite file sets `untrained: true` and `data_root` per entry")
+    if args.dry_run and args.json:
+        raise UsageError("--json with --dry-run is for paper suites; a suite file's plan prints as a table")
     suite, from_plugins = build_suite(args, plugins)
-    request = GridRequest(
-        suite=suite, results=args.results or default_results_root(), methods=args.method, datasets=args.dataset,
-        tasks=args.task, split=args.split, limit=args.limit, device=args.device, force=args.force,
-        rerun_failed=args.rerun_failed, skip_missing_data=from_plugins, plugins_dirs=tuple(args.plugins_dir or ()),
-    )
-    return run_grid(request, args, plugins)
+    return run_grid(request_for(suite, from_plugins), args, plugins)
 
 
-def run_grid(request: GridRequest, args: argparse.Namespace, plugins: Plugins) -> int:
+def run_grid(request: GridRequest, args: argparse.Namespace, plugins: Plugins, skipped: list[dict] | None = None,
+             skipped_labels: list[tuple[str, str]] | None = None) -> int:
+    """Run a planned grid; ``skipped`` cells (a paper suite's, without data or weights) are reported with
+    the outcomes and do not change the exit status."""
     out = console()
     store = ResultStore(request.results)
     store.sync_index()
@@ -94,17 +112,21 @@ def run_grid(request: GridRequest, args: argparse.Namespace, plugins: Plugins) -
     run = GridRun(plan, request, plugins, store, executor, out, quiet=args.quiet or args.json)
     code = run.run()
     if args.json:
-        print(json.dumps([{"method": c.spec.method, "dataset": c.spec.dataset, "state": run.state.jobs[c.id].state,
+        print(json.dumps([{"method": c.spec.method, "options": c.spec.method_options, "dataset": c.spec.dataset,
+                           "dataset_options": c.spec.dataset_options, "state": run.state.jobs[c.id].state,
                            "note": run.state.jobs[c.id].note,
                            "metrics": {k: m["values"] for k, m in (c.record or {}).get("metrics", {}).items()}}
-                          for c in plan.cells], indent=2))
+                          for c in plan.cells] + list(skipped or []), indent=2))
         return code
     records = run.records()
     if records:
         out.print(results_table(records, title=suite_title(request.suite)))
         out.print(f"results: {store.root}", markup=False)
     counts = run.state.counts()
-    out.print(" · ".join(f"{n} {state}" for state, n in counts.items() if n))
+    out.print(" · ".join([f"{n} {state}" for state, n in counts.items() if n]
+                         + ([f"{len(skipped_labels)} skipped"] if skipped_labels else [])))
+    for label, reason in skipped_labels or []:
+        out.print(f"skipped: {label}: {reason}", markup=False)
     for job in run.state.jobs.values():
         if job.state == "failed":
             out.print(f"failed: {job.label}: {job.note}", markup=False)
@@ -138,8 +160,11 @@ def cmd_suites(args: argparse.Namespace, plugins: Plugins) -> int:
         print(f"{name}: {suite.description}")
         print(f"    methods: {', '.join(m.name for m in suite.methods)}; "
               f"datasets: {', '.join(d.name for d in suite.datasets)}; file: {path}")
+    if list_paper_suites(args.name):
+        return 0
     if args.name:
-        raise UsageError(f"no shipped suite {args.name!r}; shipped: {', '.join(sorted(shipped_suites()))}")
+        raise UsageError(f"no shipped or paper suite {args.name!r}; shipped: {', '.join(sorted(shipped_suites()))}; "
+                         "paper suites: the leaderboard names (`harness suites`)")
     return 0
 
 
@@ -194,7 +219,8 @@ def add_grid_commands(sub: Any, common: argparse.ArgumentParser) -> None:
                     "goes on (exit 1 if any cell failed).",
         epilog="example: harness grid --suite quickstart --workers 2",
     )
-    p.add_argument("--suite", help="a shipped suite name (see `harness suites`) or a suite YAML file")
+    p.add_argument("--suite", help="a shipped suite name, a paper suite (a leaderboard's name: its paper's table "
+                                   "cells; see `harness suites`) or a suite YAML file")
     p.add_argument("--method", help="only methods matching these comma-separated names or globs")
     p.add_argument("--dataset", help="only datasets matching these comma-separated names or globs")
     p.add_argument("--task", help="only these comma-separated tasks")
@@ -202,7 +228,16 @@ def add_grid_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--metric-option", action="append", default=[], metavar="METRIC.KEY=VALUE",
                    help="a metric parameter (repeatable; with --metric)")
     p.add_argument("--checkpoint", action="append", default=[], metavar="METHOD=PATH",
-                   help="weights for a method (repeatable; grids without --suite)")
+                   help="weights for a method (repeatable; grids without --suite, and paper suites, where PATH may "
+                        "hold a dataset option such as {trial}: one checkpoint per RegDB trial)")
+    p.add_argument("--data-root", action="append", default=[], metavar="DATASET=PATH",
+                   help="paper suites: where a dataset lives (default $HARNESS_DATA/DATASET; repeatable)")
+    p.add_argument("--dataset-option", action="append", default=[], metavar="DATASET.OPTION=VALUE",
+                   help="paper suites: a dataset option for that dataset's cells, e.g. sysu-mm01.perm_file=PATH "
+                        "(repeatable; recorded with each run)")
+    p.add_argument("--untrained", action="store_true",
+                   help="paper suites: score seeded random weights for cells whose method needs trained weights "
+                        "and has none (recorded as untrained; for checking the pipeline, not the paper)")
     p.add_argument("--split", help="dataset split for every cell (default: each dataset's evaluation split)")
     p.add_argument("--limit", type=int, help="score only the first N samples of each cell")
     p.add_argument("--device", default="auto",
@@ -215,12 +250,14 @@ def add_grid_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="run every cell again, even stored ones")
     p.add_argument("--rerun-failed", action="store_true", help="run again the cells whose last run failed")
     p.add_argument("--dry-run", action="store_true", help="print the plan and what is cached; run nothing")
-    p.add_argument("--json", action="store_true", help="print the cells' outcomes as JSON")
+    p.add_argument("--json", action="store_true",
+                   help="print the cells' outcomes as JSON (paper suites: with --dry-run, the plan)")
     executor_flags(p)
     p.set_defaults(func=cmd_grid)
 
     p = sub.add_parser("suites", parents=[common], help="list the suites shipped with the harness",
-                       description="List shipped suites (usable as `harness grid --suite NAME`); with NAME, print it.")
+                       description="List shipped suites and the paper suites derived from the leaderboards (usable as "
+                                   "`harness grid --suite NAME`); with NAME, print it (a paper suite: its cells).")
     p.add_argument("name", nargs="?", help="print this suite's YAML")
     p.set_defaults(func=cmd_suites)
 

@@ -92,6 +92,9 @@ class Suite:
     datasets: tuple[DatasetEntry, ...]
     metrics: tuple[MetricEntry, ...] | None
     source: str
+    pairs: tuple[Pairing, ...] | None = None
+    """Explicit cells instead of every compatible method × dataset pair (a paper's tables, whose rows
+    each have numbers on some datasets only: `harness.grid.papers`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -291,6 +294,13 @@ def pairings(
     method_patterns, dataset_patterns, task_names = _patterns(methods), _patterns(datasets), set(_patterns(tasks))
     for task in task_names:
         plugins.tasks.get(task)  # unknown task → UsageError with suggestions
+    if suite.pairs is not None:
+        pairs = [p for p in suite.pairs if _matches(plugins.methods.canonical(p.method.name), method_patterns)
+                 and _matches(plugins.datasets.canonical(p.dataset.name), dataset_patterns)
+                 and (not task_names or plugins.datasets.get(p.dataset.name).task in task_names)]
+        if not pairs:
+            raise UsageError(f"no cell of suite {suite.name} matches the filters")
+        return pairs
     chosen_methods = [m for m in suite.methods if _matches(plugins.methods.canonical(m.name), method_patterns)]
     chosen_datasets = [d for d in suite.datasets if _matches(plugins.datasets.canonical(d.name), dataset_patterns)]
     pairs = []
