@@ -178,12 +178,22 @@ def train(
 ) -> dict[str, Any]:
     """Train (or resume training) and return the manifest; ``out`` is locked for the whole run."""
     dataset.verify(spec.split)
+    created = not out.exists()
     lock = lock_out_folder(out, {"method": method.name, "dataset": dataset.name}) if spec.rank == 0 else None
     try:
         return _train(method, dataset, spec, out, progress, evaluate)
     finally:
         if lock is not None:
             locks.release(lock)
+            _remove_if_only_the_lock(out, created)
+
+
+def _remove_if_only_the_lock(out: Path, created: bool) -> None:
+    """A run refused before it wrote anything (a bad option found by the context) leaves no folder behind
+    that it made only to hold its lock."""
+    if created and out.is_dir() and [p.name for p in out.iterdir()] == [LOCK_FILE]:
+        (out / LOCK_FILE).unlink(missing_ok=True)
+        out.rmdir()
 
 
 def _train(method: Method, dataset: Dataset, spec: TrainSpec, out: Path, progress: bool,
