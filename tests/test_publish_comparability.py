@@ -47,15 +47,19 @@ def record(number: int, method: str, dataset: str, options: dict, rank1: float, 
     }
 
 
-def publish(cli, tmp_path, records: list[dict]) -> dict[str, list[dict]]:
+def publish(cli, tmp_path, records: list[dict], board: str | None = BOARD, name: str = "strict") -> dict[str, list[dict]]:
+    """Store ``records``, then `harness publish` the leaderboard ``board`` (its YAML) as JSON: dataset → rows.
+    ``board=None`` publishes the shipped leaderboard ``name``."""
     store = ResultStore(tmp_path / "results")
     for rec in records:
         store.write(rec)
-    boards = tmp_path / "boards"
-    boards.mkdir()
-    (boards / "strict.yaml").write_text(BOARD)
-    code, out, err = cli("publish", "--leaderboards", boards, "--leaderboard", "strict", "--format", "json",
-                         "--results", tmp_path / "results")
+    extra: list = []
+    if board is not None:
+        boards = tmp_path / "boards"
+        boards.mkdir()
+        (boards / f"{name}.yaml").write_text(board)
+        extra = ["--leaderboards", boards]
+    code, out, err = cli("publish", *extra, "--leaderboard", name, "--format", "json", "--results", tmp_path / "results")
     assert code == 0, err
     return {table["dataset"]: table["rows"] for table in json.loads(out)["leaderboards"][0]["tables"]}
 
@@ -160,15 +164,7 @@ def test_a_row_requiring_a_method_option_is_incomparable_without_it(cli, tmp_pat
     rec["method"]["options"] = {"mask_convention": convention}
     rec["metrics"] = {"psnr": {"metric": "psnr", "label": "psnr", "values": {"psnr": 18.5}, "n": 4, "higher_is_better": True,
                                "version": "1", "params": {}, "convention": {}, "details": {}}}
-    store = ResultStore(tmp_path / "results")
-    store.write(rec)
-    boards = tmp_path / "boards"
-    boards.mkdir()
-    (boards / "holes.yaml").write_text(HOLES)
-    code, out, err = cli("publish", "--leaderboards", boards, "--leaderboard", "holes", "--format", "json",
-                         "--results", tmp_path / "results")
-    assert code == 0, err
-    rows = json.loads(out)["leaderboards"][0]["tables"][0]["rows"]
+    rows = publish(cli, tmp_path, [rec], HOLES, "holes")["paris-streetview"]
     cell = measured(rows, "context-encoder")["cells"]["psnr"]
     assert cell["comparable"] is comparable
     if comparable:
@@ -187,15 +183,6 @@ def translation_record(number: int, dataset: str, metric: str, value: float, par
     return rec
 
 
-def shipped_table(cli, tmp_path, records: list[dict], board: str, dataset: str) -> list[dict]:
-    store = ResultStore(tmp_path / "results")
-    for rec in records:
-        store.write(rec)
-    code, out, err = cli("publish", "--leaderboard", board, "--format", "json", "--results", tmp_path / "results")
-    assert code == 0, err
-    return next(t for t in json.loads(out)["leaderboards"][0]["tables"] if t["dataset"] == dataset)["rows"]
-
-
 THESIS_MAPS = {"resolution": 256, "threshold": 12.0, "difference": "sum"}
 
 
@@ -205,16 +192,16 @@ THESIS_MAPS = {"resolution": 256, "threshold": 12.0, "difference": "sum"}
     ({**THESIS_MAPS, "resolution": 0}, "test", "computed with an unnamed convention, this column ranks thesis-maps"),
 ])
 def test_maps_needs_the_thesis_resolution_and_its_leaky_training(cli, tmp_path, isolated_env, params, target_train, reason):
-    rows = shipped_table(cli, tmp_path, [translation_record(1, "maps", "pixel-accuracy", 50.0, params, target_train)],
-                         "yang-translation", "maps")
+    rows = publish(cli, tmp_path, [translation_record(1, "maps", "pixel-accuracy", 50.0, params, target_train)],
+                   None, "yang-translation")["maps"]
     cell = measured(rows, "cyclegan")["cells"]["pixel-accuracy[thesis-maps]"]
     assert cell["comparable"] is (reason is None) and cell["reason"] == (reason or "")
     assert (cell["delta"] == pytest.approx(50.0 - 45.91)) if reason is None else cell["delta"] is None
 
 
 def test_digits_target_accuracy_is_the_reverse_protocol_so_incomparable(cli, tmp_path, isolated_env):
-    rows = shipped_table(cli, tmp_path, [translation_record(1, "mnist2usps", "target-accuracy", 90.0, {"target": "usps"}, None)],
-                         "yang-translation", "mnist2usps")
+    rows = publish(cli, tmp_path, [translation_record(1, "mnist2usps", "target-accuracy", 90.0, {"target": "usps"}, None)],
+                   None, "yang-translation")["mnist2usps"]
     cell = measured(rows, "cyclegan")["cells"]["target-accuracy[thesis-digits]"]
     assert cell["comparable"] is False and cell["delta"] is None
     assert cell["reason"] == "computed with harness-target-first, this column ranks thesis-digits"
