@@ -283,6 +283,8 @@ class ContextEncoder(CentreHoleNetwork):
     name = "context-encoder"
     model_options = ("width", "bottleneck", "bottleneck_size", "mask_convention")
     default_batch_size = 64
+    default_steps = 5825
+    """train.lua's niter = 25 epochs of Paris StreetView's 14,900 training images at batchSize 64 (233 steps each)."""
     aliases = ("ce",)
     description = (
         "Context Encoder (Pathak et al. 2016): conv encoder, 4000-d fully connected bottleneck (official train.lua), "
