@@ -256,12 +256,20 @@ def _measured_row(board: Leaderboard, run: Run, dataset: str, columns: list[Metr
         cell = _measured_cell(board, run, dataset, spec, columns)
         if cell is None:
             continue
-        if cell.comparable and unmet and spec.key in matched.values.get(dataset, {}):
-            cell.comparable, cell.reason = False, unmet
-        if cell.comparable and matched is not None:
-            _delta(cell, spec, matched, dataset)
+        _against_paper(cell, spec, matched, unmet, dataset)
         row.cells[spec.column] = cell
     return row
+
+
+def _against_paper(cell: Cell, spec: MetricSpec, paper: ReportedRow | None, unmet: str, dataset: str) -> None:
+    """Δ to the reproduced paper row, unless the run misses a condition the row ``requires`` (``unmet``):
+    then the cell is incomparable, naming it."""
+    if paper is None or not cell.comparable:
+        return
+    if unmet and spec.key in paper.values.get(dataset, {}):
+        cell.comparable, cell.reason = False, unmet
+        return
+    _delta(cell, spec, paper, dataset)
 
 
 def _unmet(paper: ReportedRow, run: Run) -> str:
@@ -310,6 +318,7 @@ def _mean_row(board: Leaderboard, parts: dict[str, Run], dataset: DatasetSpec, c
     if refused:
         row.badges.append("refused")
     short = dataset.mean_of is not None and len(usable) < dataset.mean_of
+    unmet = _unmet(matched, latest) if matched is not None else ""
     for spec in columns:
         found = {value: _measured_cell(board, run, dataset.name, spec, columns) for value, run in usable.items()}
         cells = {value: cell for value, cell in found.items() if cell is not None and cell.value is not None}
@@ -327,11 +336,7 @@ def _mean_row(board: Leaderboard, parts: dict[str, Run], dataset: DatasetSpec, c
             cell.reason = _short_reason(dataset, len(values), refused)
         if len(values) >= 2:
             cell.ci = stats.bootstrap_ci(list(values.values()))
-        unmet = _unmet(matched, latest) if matched is not None else ""
-        if cell.comparable and unmet and spec.key in matched.values.get(dataset.name, {}):
-            cell.comparable, cell.reason = False, unmet
-        if cell.comparable and matched is not None:
-            _delta(cell, spec, matched, dataset.name)
+        _against_paper(cell, spec, matched, unmet, dataset.name)
         row.cells[spec.column] = cell
     return row
 
