@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .api import Dataset, Method, Metric, Option, Reference, Sample, Task, TrainingRecipe
+from .api import Dataset, Method, Metric, OfficialWeights, Option, Reference, Sample, Task, TrainingRecipe
 from .data import resolve_data_root
 from .errors import DataError, HarnessError, RunError, UsageError
 from .hookspecs import hookimpl
@@ -53,6 +53,7 @@ __all__ = [
     "ImagePool",
     "Method",
     "Metric",
+    "OfficialWeights",
     "Option",
     "ParameterCount",
     "Reference",

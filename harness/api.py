@@ -201,6 +201,24 @@ class TrainingRecipe:
             network.train(mode)
 
 
+@dataclasses.dataclass(frozen=True)
+class OfficialWeights:
+    """The weights a method's authors released, as they released them (shown by ``harness info``).
+
+    ``suffixes`` are the file endings `Method.convert_official` reads (``harness weights import`` and
+    ``harness run --checkpoint`` convert such a file); where Python cannot read the format without the
+    original framework, ``suffixes`` is empty and ``route`` says how to convert it.
+    """
+
+    format: str
+    """The file format, e.g. ``"Torch7 .t7 (torchfile)"``."""
+    source: str
+    """Where the files are published (repository or page) and under which names."""
+    suffixes: tuple[str, ...] = ()
+    route: str = ""
+    """How to get from the released file to one the harness loads, when it cannot read it itself."""
+
+
 class Method(Plugin):
     """A model (or a model-free baseline) that produces predictions for the samples of a task."""
 
@@ -218,21 +236,41 @@ class Method(Plugin):
     """True for methods that score outputs produced elsewhere (a folder of images, a features file) given
     by an option or ``--checkpoint``: a grid over all installed plugins includes them only when given one."""
 
+    official_weights: ClassVar[OfficialWeights | None] = None
+    """The authors' released weights, if any; with ``suffixes``, `convert_official` reads them."""
+
     def build(self) -> Any | None:
         """Create the network (``torch.nn.Module``) with random weights, or ``None`` for model-free methods."""
         return None
 
+    def convert_official(self, path: Path) -> dict[str, Any]:
+        """The state dict of `build`'s network (its key names, its shapes) from the authors' released file
+        ``path``, in the format `official_weights` declares. Methods whose official files are plain torch
+        state dicts need not override it."""
+        from .checkpoints import load_state_dict
+
+        return load_state_dict(Path(path))
+
+    def is_official_file(self, path: Path) -> bool:
+        """Whether ``path`` is in the released format that `convert_official` reads (by its ending)."""
+        declared = self.official_weights
+        return bool(declared and declared.suffixes) and Path(path).name.lower().endswith(declared.suffixes)
+
     def load(self, checkpoint: Path | None, device: str) -> None:
         """Prepare for prediction. The default serves network methods: build the network, load ``checkpoint``
-        strictly (`harness.checkpoints.load_into`) and move it to ``device`` in eval mode; model-free methods
-        (``build()`` is ``None``) have nothing to load. Override it for other weight formats."""
+        strictly (`harness.checkpoints.load_into`; a file in the official released format through
+        `convert_official`) and move it to ``device`` in eval mode; model-free methods (``build()`` is
+        ``None``) have nothing to load. Override it for other weight formats."""
         model = self.build()
         if model is None:
             return
         if checkpoint is not None:
-            from .checkpoints import load_into
+            from .checkpoints import load_into, load_state_into
 
-            load_into(model, Path(checkpoint))
+            if self.is_official_file(Path(checkpoint)):
+                load_state_into(model, self.convert_official(Path(checkpoint)), Path(checkpoint))
+            else:
+                load_into(model, Path(checkpoint))
         self._model = model.to(device).eval()
         self._device = device
 

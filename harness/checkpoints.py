@@ -86,13 +86,30 @@ def load_failure(exc: BaseException) -> str:
 
 def load_into(model: torch.nn.Module, path: Path) -> None:
     """Load ``path`` into ``model`` strictly, explaining key or shape mismatches."""
-    state = load_state_dict(path)
+    load_state_into(model, load_state_dict(path), path)
+
+
+def load_state_into(model: torch.nn.Module, state: dict[str, Any], path: Path) -> None:
+    """Load the state dict read from ``path`` into ``model`` strictly, explaining key or shape mismatches."""
     state = {key.removeprefix("module."): value for key, value in state.items()}
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        first = str(exc).splitlines()[0:4]
-        raise DataError(f"checkpoint {path} does not fit the model: {' '.join(first)}") from None
+        raise DataError(f"checkpoint {path} does not fit the model: {misfit(model, state) or str(exc).splitlines()[0]}"
+                        ) from None
+
+
+def misfit(model: torch.nn.Module, state: dict[str, Any], shown: int = 3) -> str:
+    """How a state dict fails to fit a model, in one short line: counts of missing, unexpected and
+    differently shaped entries, each with its first few names (torch's own message lists every key)."""
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    shaped = [f"{key} {tuple(getattr(state[key], 'shape', ()))} (model {tuple(expected[key].shape)})"
+              for key in expected if key in state and tuple(getattr(state[key], "shape", ())) != tuple(expected[key].shape)]
+    parts = [f"{len(found)} {what} ({', '.join(found[:shown])}{', ...' if len(found) > shown else ''})"
+             for what, found in (("missing", missing), ("unexpected", unexpected), ("of another shape", shaped)) if found]
+    return "; ".join(parts) + ("; check the options that shape the network" if parts else "")
 
 
 def save_weights(model: torch.nn.Module, path: Path) -> None:
@@ -100,13 +117,14 @@ def save_weights(model: torch.nn.Module, path: Path) -> None:
     save_tensors(model.state_dict(), path)
 
 
-def save_tensors(state: dict[str, torch.Tensor], path: Path) -> None:
-    """Write a tensor state dict atomically (``NAME.tmp``, then rename) as safetensors."""
+def save_tensors(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    """Write a tensor state dict atomically (``NAME.tmp``, then rename) as safetensors, with ``metadata``
+    (string pairs kept in the file's header, e.g. where imported weights came from)."""
     from safetensors.torch import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp))
+    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp), metadata=metadata)
     os.chmod(tmp, 0o666 & ~current_umask())  # safetensors writes 0600; the folder's other files follow the umask
     os.replace(tmp, path)
 

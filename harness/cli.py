@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import __doc__ as package_doc
-from .api import Option, Plugin
+from .api import Method, Option, Plugin
 from .cli_options import parse_key_values, parse_metric_options
 from .data import resolve_data_root
 from .errors import DataError, HarnessError, Terminated, UsageError
@@ -32,6 +32,7 @@ from .run.threads import configure_threads
 from .train import distributed
 from .train.engine import TrainSpec, train
 from .train.evaluation import evaluator
+from .weights_import import import_official
 from .grid.commands import add_grid_commands
 
 EPILOG = """exit codes: 0 success; 1 a run failed (a method or metric crashed, non-finite predictions: the failed
@@ -116,6 +117,7 @@ def cmd_info(args: argparse.Namespace, plugins: Plugins) -> int:
             model = cls().build()
             if model is not None:
                 print(f"parameters: {count_parameters(model).params:,}")
+            print(f"official weights: {describe_official(cls)}")
         elif kind == "datasets":
             print(f"task: {cls.task}")
             print(f"splits: {', '.join(cls.splits)} (default {cls.default_split})")
@@ -129,6 +131,36 @@ def cmd_info(args: argparse.Namespace, plugins: Plugins) -> int:
             print(f"scores: {', '.join(sorted(cls.outputs))} outputs")
         print("options:" if kind != "metrics" else "parameters:")
         print("\n".join(describe_options(cls.options)))
+    return 0
+
+
+def describe_official(cls: type[Method]) -> str:
+    """What `harness info` says of a method's released weights and how the harness reads them."""
+    declared = cls.official_weights
+    if declared is None:
+        return "none known to the harness"
+    text = f"{declared.format}, released at {declared.source}"
+    if declared.suffixes:
+        return (f"{text}; `harness weights import {cls.name} FILE` converts a {'/'.join(declared.suffixes)} file "
+                "to safetensors (or pass it to `harness run --checkpoint`)")
+    return f"{text}; {declared.route or 'the harness loads them as they are'}"
+
+
+def cmd_weights_import(args: argparse.Namespace, plugins: Plugins) -> int:
+    method_cls = plugins.methods.get(args.method)
+    method = method_cls(**parse_key_values(args.option, "--option"))
+    out = args.out or Path("harness-checkpoints") / f"{method_cls.name}-official" / f"{Path(args.file).stem}.safetensors"
+    result = import_official(method, args.file, out)
+    if args.json:
+        print(json.dumps({"method": method_cls.name, "options": method.config, "out": str(result.out),
+                          "source": str(result.source), "source_sha256": result.source_sha256,
+                          "tensors": result.tensors, "parameters": result.parameters}, indent=2, default=str))
+        return 0
+    print(f"imported {result.source} (sha256 {result.source_sha256[:12]}): {result.tensors} tensors, "
+          f"{result.parameters:,} values")
+    print(f"weights: {result.out}")
+    options = "".join(f" --option {item}" for item in args.option)
+    print(f"evaluate: harness run --method {method_cls.name}{options} --dataset DATASET --checkpoint {result.out}")
     return 0
 
 
@@ -580,6 +612,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-size", metavar="SIZE", help="prune: evict least recently used entries until the cache fits SIZE")
     p.add_argument("--json", action="store_true", help="machine-readable output (ls, du)")
     p.set_defaults(func=cmd_cache)
+
+    p = sub.add_parser("weights", parents=[common], help="import a method's officially released weights",
+                       description="`weights import METHOD FILE` converts the weights a method's authors released "
+                                   "(Torch7 .t7, Keras .h5, PyTorch files with the official layer names; `harness info "
+                                   "METHOD` says which) into a safetensors file that `harness run --checkpoint` loads. "
+                                   "The conversion must fill the method's network exactly; the source file's name, "
+                                   "format and sha256 are kept in the file and in every run record that uses it.")
+    weights = p.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
+    q = weights.add_parser("import", parents=[common], help="convert an official weights file to safetensors",
+                           epilog="example: harness weights import context-encoder paris_inpaintCenter.t7")
+    q.add_argument("method", help="method name")
+    q.add_argument("file", type=Path, help="the released weights file")
+    q.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a method option shaping the network the file holds (repeatable)")
+    q.add_argument("--out", type=Path, help="output file (default harness-checkpoints/<method>-official/<file>.safetensors)")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q.set_defaults(func=cmd_weights_import)
 
     add_publish_parsers(sub, common)
     add_grid_commands(sub, common)

@@ -39,6 +39,7 @@ from ..data import digest_files, resolve_data_root
 from ..errors import DataError, HarnessError, RunError, UsageError
 from ..plugins import Plugins
 from ..provenance import device_info, git_commit, library_versions, path_digest
+from ..weights_import import release_of
 from . import keys as keymod
 from .cache import Cache
 from .devices import numerics, resolve_device
@@ -110,6 +111,8 @@ class Cell:
     keys: CellKeys
     training: dict[str, Any] | None = None
     """Identity of the `harness train` run that wrote the checkpoint (its manifest), if it has one."""
+    imported: dict[str, Any] | None = None
+    """The authors' release a `harness weights import` checkpoint was converted from (file, format, sha256)."""
 
 
 # -- planning ------------------------------------------------------------------------------------
@@ -267,7 +270,7 @@ def plan_cell(spec: RunSpec, plugins: Plugins) -> Cell:
     trained = training_identity(checkpoint)
     return Cell(spec, task, method, dataset, split, metrics, checkpoint, owners, device, batch_size, untrained,
                 data_sha256, len(files), checkpoint_sha256, reference, digests, CellKeys(prediction, scores),
-                trained[1] if trained else None)
+                trained[1] if trained else None, release_of(method, checkpoint, checkpoint_sha256))
 
 
 # -- executing -----------------------------------------------------------------------------------
@@ -289,6 +292,7 @@ def base_record(cell: Cell, plugins: Plugins) -> dict[str, Any]:
             "deterministic": method.deterministic,
             "batch_size": cell.batch_size,
             "training": cell.training,
+            "imported_from": cell.imported,
         },
         "dataset": {
             "name": dataset.name,
