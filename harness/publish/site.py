@@ -36,6 +36,20 @@ def safe_name(text: str) -> str:
     return name[:150]
 
 
+def weights_origin(method: dict) -> str:
+    """Where a run's weights came from, in one line: a release (imported), a training run, or a file."""
+    release = method.get("imported_from")
+    if release:
+        return (f"the authors' release {release.get('imported_from')} ({release.get('format')}, "
+                f"sha256 {str(release.get('source_sha256'))[:12]})")
+    if method.get("untrained"):
+        return f"untrained (seed {method.get('seed')})"
+    if method.get("training"):
+        training = method["training"]
+        return f"trained by harness train on {training.get('dataset')} ({training.get('steps')} steps)"
+    return f"checkpoint sha256 {method['checkpoint_sha256'][:12]}" if method.get("checkpoint_sha256") else ""
+
+
 def run_page(run_id: str) -> str:
     return f"run-{safe_name(run_id)}.html"
 
@@ -114,6 +128,7 @@ def _run_context(run: Run, out: Path, descriptions: Descriptions, gallery: Galle
         "method": descriptions.get(("method", run.method), ""),
         "dataset": descriptions.get(("dataset", run.dataset), ""),
         **{f"metric {m.metric}": descriptions.get(("metric", m.metric), "") for m in run.values},
+        "weights": weights_origin(run.record.get("method", {})),
     }
     return {"run": run, "record_json": json.dumps(run.record, indent=2, default=str), "per_sample": per_sample,
             "curves": curves, "images": images, "describe": describe}
