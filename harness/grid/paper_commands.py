@@ -20,6 +20,7 @@ from .papers import (
     check_cell,
     paper_suites,
     runnable_suite,
+    why_no_suite,
 )
 
 
@@ -125,7 +126,7 @@ def list_paper_suites(name: str | None) -> bool:
             return False
         paper = suites[name]
         if paper is None:
-            print(f"{name}: no paper suite: leaderboard {name} links no reported row to a harness method yet")
+            print(f"{name}: no paper suite: {why_no_suite(name)}")
             return True
         print(f"# paper suite {name}: derived from leaderboard {name} ({paper.board.path}); fills {', '.join(paper.tables)}")
         for cell in paper.cells:
@@ -134,7 +135,7 @@ def list_paper_suites(name: str | None) -> bool:
     print("\npaper suites (derived from the leaderboards: every linked reported row × every dataset it has numbers on):")
     for board, paper in suites.items():
         if paper is None:
-            print(f"{board}: no paper suite: leaderboard {board} links no reported row to a harness method yet")
+            print(f"{board}: no paper suite: {why_no_suite(board)}")
             continue
         methods = ", ".join(dict.fromkeys(c.method for c in paper.cells))
         datasets = ", ".join(dict.fromkeys(c.dataset for c in paper.cells))

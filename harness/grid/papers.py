@@ -278,6 +278,13 @@ def find_paper_suite(name: str) -> PaperSuite | None:
         return None
     suite = suites[name]
     if suite is None:
-        raise UsageError(f"--suite {name}: leaderboard {name!r} links no reported row to a harness method "
-                         "(no harness_method), so it has no paper suite yet")
+        raise UsageError(f"--suite {name}: {why_no_suite(name)}")
     return suite
+
+
+def why_no_suite(name: str) -> str:
+    """Why leaderboard ``name`` has no paper suite: it reports no paper's numbers, or links none of them."""
+    board = next(board for board in load_all() if board.name == name)
+    if not board.reported:
+        return f"leaderboard {name} holds no paper's numbers (measured rows only), so there is no table to reproduce"
+    return f"leaderboard {name} links no reported row to a harness method (no harness_method), so it has no paper suite yet"
