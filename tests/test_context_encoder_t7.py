@@ -64,7 +64,8 @@ class LuaNetG:
         weight = self.array(c_in, c_out, k, k, scale=stride / np.sqrt(c_in * k * k))
         bias = self.array(c_out, scale=0.01)  # (nInputPlane, nOutputPlane, kH, kW)
         self.steps.append(("full", weight, bias, stride, pad))
-        return module("nn.SpatialFullConvolution", nInputPlane=c_in, nOutputPlane=c_out, kW=k, kH=k, dW=stride,
+        kind = "cudnn.SpatialFullConvolution" if self.flavour == "cudnn" else "nn.SpatialFullConvolution"
+        return module(kind, nInputPlane=c_in, nOutputPlane=c_out, kW=k, kH=k, dW=stride,
                       dH=stride, padW=pad, padH=pad, adjW=0, adjH=0, weight=weight, bias=bias, finput=empty(),
                       fgradInput=empty(), ones=empty())
 
