@@ -216,7 +216,11 @@ class OfficialWeights:
     """Where the files are published (repository or page) and under which names."""
     suffixes: tuple[str, ...] = ()
     route: str = ""
-    """How to get from the released file to one the harness loads, when it cannot read it itself."""
+    """How to get from the released file to one the harness loads, when it cannot read it itself (or, when
+    nothing is released, how to get weights)."""
+    released: bool = True
+    """False when the authors released no weights (checked, so that nobody looks again): ``source`` says
+    where it was checked, ``route`` how to get weights instead."""
 
 
 class Method(Plugin):

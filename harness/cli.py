@@ -139,6 +139,8 @@ def describe_official(cls: type[Method]) -> str:
     declared = cls.official_weights
     if declared is None:
         return "none known to the harness"
+    if not declared.released:
+        return f"none released ({declared.source}); {declared.route or 'train it with harness train'}"
     text = f"{declared.format}, released at {declared.source}"
     if declared.suffixes:
         return (f"{text}; `harness weights import {cls.name} FILE` converts a {'/'.join(declared.suffixes)} file "

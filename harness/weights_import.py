@@ -36,10 +36,13 @@ class ImportedWeights:
 def import_official(method: Method, source: Path, out: Path) -> ImportedWeights:
     """Convert ``source`` (the method's released file) into ``out`` (safetensors), refusing a file that
     does not fill the method's network exactly."""
+    declared = method.official_weights
+    if declared is not None and not declared.released:
+        raise UsageError(f"method {method.name!r}: its authors released no weights ({declared.source}); "
+                         f"{declared.route or 'train it with harness train'}")
     source = Path(source).expanduser()
     if not source.is_file():
         raise DataError(f"{source}: no such file (expected {describe_release(method)})")
-    declared = method.official_weights
     if declared is not None and not declared.suffixes and declared.route:
         raise UsageError(f"method {method.name!r}: its released weights ({declared.format}) cannot be read "
                          f"without the original framework; {declared.route}")

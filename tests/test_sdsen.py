@@ -333,3 +333,13 @@ def test_a_few_training_steps_reduce_the_loss() -> None:
     with torch.no_grad():
         after = float(recipe.loss(probe))
     assert after < 0.75 * before
+
+
+@pytest.mark.parametrize("method", ["s-dsen", "dsen", "dsen-cnn"])
+def test_no_released_weights_is_said_with_the_way_to_get_some(cli, tmp_path, method) -> None:
+    # prismformore/SDSEN publishes code only; `harness info` and `harness weights import` say so and how to train
+    code, out, _ = cli("info", method)
+    assert code == 0 and "official weights: none released (github.com/prismformore/SDSEN" in out
+    assert f"harness train --method {method} --dataset rain100h" in out
+    code, _, err = cli("weights", "import", method, tmp_path / "latest")
+    assert code == 2 and "released no weights" in err and f"harness train --method {method}" in err

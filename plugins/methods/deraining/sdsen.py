@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness import DataError, Method, Option, Sample, SingleModelRecipe, TrainContext, UsageError, count_parameters, hookimpl
+from harness import DataError, Method, OfficialWeights, Option, Sample, SingleModelRecipe, TrainContext, UsageError, count_parameters, hookimpl
 
 PAPER = (
     "Hong Liu, Hanrong Ye, Xia Li, Wei Shi, Mengyuan Liu, Qianru Sun. Self-refining deep symmetry "
@@ -415,6 +415,18 @@ class _SDSENFamily(Method):
         return SingleModelRecipe(model, optimizer, scheduler, batch, loss, description, context)
 
 
+def _no_release(name: str) -> OfficialWeights:
+    """What `harness info` says of the weights: the official repository releases code only."""
+    return OfficialWeights(
+        format="PyTorch state dict of the official config/model.py", released=False,
+        source="github.com/prismformore/SDSEN holds code only: config/*.py, no weights and no download link; the "
+               "README's models/ folder is where train.py saves its own checkpoints",
+        route=f"train it: harness train --method {name} --dataset rain100h (the paper's 20,000 steps at batch 64); "
+              "a checkpoint saved by the official train.py ({'net': state_dict, ...}, the official key names) "
+              "loads as it is with harness run --checkpoint FILE",
+    )
+
+
 _ABLATIONS = (
     "Ablations via options: link=add (MDSEN+SC), link=none with stages=8 (MDSEN), stages=2/4/6, "
     "aggregation=maxpool/avgpool, se=false, backbone=cnn (MCNN+SR)."
@@ -423,6 +435,7 @@ _ABLATIONS = (
 
 class SDSEN(_SDSENFamily):
     name = "s-dsen"
+    official_weights = _no_release("s-dsen")
     aliases = ("sdsen",)
     description = (
         "Self-refining deep symmetry enhanced network: p4 G-conv DSEN unrolled over 8 weight-shared stages "
@@ -433,6 +446,7 @@ class SDSEN(_SDSENFamily):
 
 class DSEN(_SDSENFamily):
     name = "dsen"
+    official_weights = _no_release("dsen")
     description = (
         "Deep symmetry enhanced network: one stage of p4 G-convolutions, symmetry aggregation, SE and a "
         "1×1 rain decoder (50,958 parameters). " + _ABLATIONS
@@ -442,6 +456,7 @@ class DSEN(_SDSENFamily):
 
 class DSENCNN(_SDSENFamily):
     name = "dsen-cnn"
+    official_weights = _no_release("dsen-cnn")
     aliases = ("cnn-counterpart",)
     description = (
         "The regular-CNN counterpart of DSEN: G-convolutions replaced by ordinary convolutions with 20 "

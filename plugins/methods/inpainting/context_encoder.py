@@ -23,6 +23,16 @@ input) and only that is pasted back, so the 4-pixel band around it is context (2
 64×64 centre (``hole=0.5``), band included. In both the ℓ2 loss covers the 64×64 prediction with the band
 weighted 10×.
 
+Official weights (``harness weights import context-encoder paris_inpaintCenter.t7``, or the ``.t7`` file as
+``--checkpoint``): the released ``inpaintCenter`` models are ``util.save`` of ``train.lua``'s whole ``netG``
+(``nn.Sequential`` of the encoder ``nn.Sequential`` and the decoder's layers), which
+`harness_plugins.shared.torch7` maps layer by layer onto this network; they were trained with
+``overlapPred=4``, so they load under ``mask_convention=official`` only. ``test.lua``/``demo.lua`` feed them
+exactly what `CentreHoleNetwork.fill` does: the image in [-1, 1], the inner 56×56 set to 2·(117, 104, 123)/255 − 1,
+the prediction's inner 56×56 pasted back. Their convolution biases are used as stored, as ``test.lua`` does
+(``train.lua`` zeroes them before each forward pass but saves them after the last Adam step, so they are small
+and not exactly 0).
+
 Holes other than the convention's centred square are refused (Table 3.2 reports N/A for CE on random
 holes); larger images are scored as the thesis does for 512² inputs: the image is downsized to 128², and
 the prediction bilinearly upsampled into the hole.
@@ -39,10 +49,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness import DataError, Method, Option, Sample, TrainContext, TrainingRecipe, UsageError, count_parameters, hookimpl
+from harness import DataError, Method, OfficialWeights, Option, Sample, TrainContext, TrainingRecipe, UsageError, count_parameters, hookimpl
 from harness.data import read_image, to_tensor
 from harness.train.augment import random_crop, random_flip
 from harness.train.samplers import step_rng, uniform_batch
+from harness_plugins.shared.torch7 import CONVOLUTIONS, T7Layer, torch7_state_dict
 
 from .inpainting_common import composite, hole_of, mean_fill_input, require_centred_square
 
@@ -301,9 +312,43 @@ class ContextEncoder(CentreHoleNetwork):
                "in a minute (quick start)"),
     )
 
+    official_weights = OfficialWeights(
+        format="Torch7 .t7: train.lua's whole netG, saved by util.save (read with torchfile)",
+        source="github.com/pathak22/context-encoder (models/scripts/download_inpaintCenter_models.sh: "
+               "inpaintCenterModels.tar.gz with models/inpaintCenter/paris_inpaintCenter.t7 and "
+               "imagenet_inpaintCenter.t7; nBottleneck=4000, overlapPred=4)",
+        suffixes=(".t7",),
+    )
+
     def build(self) -> nn.Module:
         cfg = self.config
         return ContextEncoderG(cfg["width"], cfg["bottleneck"], cfg["bottleneck_size"])
+
+    def convert_official(self, path: Any) -> dict[str, torch.Tensor]:
+        """The released ``netG`` (``.t7``) as this network's state dict: its 20 parameterised layers (6
+        convolutions, 9 batch norms, 5 full convolutions) and activations in order onto ``encoder``,
+        ``bottleneck`` and ``decoder`` (`harness_plugins.shared.torch7`)."""
+        cfg = self.config
+        if cfg["bottleneck"] != "fc":
+            raise UsageError("context-encoder: the released networks have train.lua's fc bottleneck; drop "
+                             "--option bottleneck=channel-wise to load them")
+        if cfg["mask_convention"] != "official":
+            raise UsageError("context-encoder: the released networks were trained with overlapPred=4 (the 4-px band "
+                             "is context), i.e. mask_convention=official; drop --option mask_convention=full")
+        with torch.device("meta"):  # only the layers' kinds and shapes are needed: no memory, no initialisation
+            network = self.build()
+        return torch7_state_dict(path, network, hint=self.release_shape)
+
+    def release_shape(self, layers: list[T7Layer]) -> str:
+        """The width and bottleneck_size options of a train.lua netG's layers, when they are not this method's."""
+        convolutions = [layer for layer in layers if layer.kind in CONVOLUTIONS]
+        if len(convolutions) != len(ENCODER) + 1:
+            return ""
+        width, code = (int(layer.number("nOutputPlane") or 0) for layer in (convolutions[0], convolutions[-1]))
+        if (width, code) == (self.config["width"], self.config["bottleneck_size"]):
+            return ""
+        return (f"the file's netG has nef={width}, nBottleneck={code}: pass --option width={width} "
+                f"--option bottleneck_size={code}")
 
     def training_recipe(self, dataset: Any, context: TrainContext) -> TrainingRecipe:
         network = ("Context Encoder (official fc bottleneck, "
