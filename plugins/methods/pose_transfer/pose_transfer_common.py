@@ -39,6 +39,21 @@ class SampleNorm(nn.Module):
         return F.group_norm(x, 1, eps=self.eps) * self.weight + self.bias  # one group: statistics over (C, H, W)
 
 
+class KerasSampleNorm(SampleNorm):
+    """`SampleNorm` as keras-contrib's ``InstanceNormalization`` computes it: ``(x − mean) / (std + eps)``
+    (the epsilon added to the standard deviation, not to the variance; eps 1e-3), Def-GAN's layer. The
+    variance gets 1e-12 under the square root so that a constant feature map has a finite gradient
+    (Keras' would be infinite); its output is 0 either way."""
+
+    def __init__(self, eps: float = 1e-3) -> None:
+        super().__init__(eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        std = ((x - mean).square().mean(dim=(1, 2, 3), keepdim=True) + 1e-12).sqrt()
+        return (x - mean) / (std + self.eps) * self.weight + self.bias
+
+
 def parse_size(value: str, owner: str) -> tuple[int, int]:
     """``"128x64"`` → (128, 64): the working resolution option, height × width."""
     match = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", str(value))
