@@ -238,3 +238,132 @@ def test_def_gan_refuses_a_file_of_other_layers(cli, tmp_path) -> None:
     code, _, stderr = cli("weights", "import", "def-gan", source, "--out", tmp_path / "x.safetensors")
     assert code == 2 and "dense_1" in stderr
 
+
+# -- SPT: the official demo's appearance generator (PyTorch, its own key names) ---------------------------------------
+
+SPT_SIZE = 64  # progressive: multiples of 64
+
+
+def spt_demo_state(w: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """``Local_Generator`` (GlobalLocalPRDemo_models) at base width ``w`` (the demo: 64), random weights, its key names."""
+    g = torch.Generator().manual_seed(seed)
+    rand = lambda *shape: torch.randn(*shape, generator=g) * 0.1
+    norm = lambda: {"weight": 1 + rand(1) * 3, "bias": rand(1) * 2}
+    enc, dec = (w, 2 * w, 4 * w, 8 * w, 8 * w, 8 * w), (8 * w, 8 * w, 8 * w, 4 * w, 2 * w)
+    state: dict[str, torch.Tensor] = {}
+    for name, channels in (("encoder_app", 3 + 9 + 18), ("encoder_pose", 18 + 9)):
+        prefix = f"model_global.{name}.net."
+        state[prefix + "0.weight"], state[prefix + "0.bias"] = rand(w, channels, 3, 3), rand(w)
+        for i in range(1, 6):
+            state[f"{prefix}{i}.net.1.weight"] = rand(enc[i], enc[i - 1], 4, 4)  # bias-free, also the last block
+            if i < 5:
+                state.update({f"{prefix}{i}.net.2.{k}": v for k, v in norm().items()})
+        local = f"model_local_{name}.net."
+        state[local + "0.weight"], state[local + "0.bias"] = rand(w // 2, channels, 3, 3), rand(w // 2)
+        state[local + "1.net.1.weight"] = rand(w, w // 2, 4, 4)
+        state.update({f"{local}1.net.2.{k}": v for k, v in norm().items()})
+    channels = 2 * enc[-1]
+    for i, out in enumerate(dec):
+        state[f"model_global.decoder.net.{i}.net.1.weight"] = rand(channels, out, 4, 4)  # ConvTranspose2d: (in, out, h, w)
+        state.update({f"model_global.decoder.net.{i}.net.2.{k}": v for k, v in norm().items()})
+        channels = out + 2 * enc[-(i + 2)]
+    state["model_global.decoder.net.6.weight"], state["model_global.decoder.net.6.bias"] = rand(3, 2 * w + 2 * w, 3, 3), rand(3)
+    state["model_local_decoder.net.0.net.1.weight"] = rand(2 * w + 2 * w, w, 4, 4)
+    state.update({f"model_local_decoder.net.0.net.2.{k}": v for k, v in norm().items()})
+    state["model_local_decoder.net.2.weight"], state["model_local_decoder.net.2.bias"] = rand(3, w + w, 3, 3), rand(3)
+    return state
+
+
+def demo_norm(x: torch.Tensor, s: dict, key: str) -> torch.Tensor:
+    """InstanceNorm3d(1, eps=1e-3, affine) on x.unsqueeze(1): one mean and biased variance over (C, H, W)."""
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    var = x.var(dim=(1, 2, 3), unbiased=False, keepdim=True)
+    return (x - mean) / (var + 1e-3).sqrt() * s[key + ".weight"] + s[key + ".bias"]
+
+
+def demo_block(x: torch.Tensor, s: dict, key: str, down: bool, norm: bool = True) -> torch.Tensor:
+    if down:
+        x = F.conv2d(F.leaky_relu(x, 0.2), s[key + ".net.1.weight"], stride=2, padding=1)
+    else:  # ConvTranspose2d without padding, then Cropping2D(1)
+        x = F.conv_transpose2d(torch.relu(x), s[key + ".net.1.weight"], stride=2)[:, :, 1:-1, 1:-1]
+    return demo_norm(x, s, key + ".net.2") if norm else x
+
+
+def demo_reference(s: dict, full: tuple, half: tuple) -> torch.Tensor:
+    """The demo's ``Local_Generator.forward`` at ``fade_in_alpha`` 1 (its test setting), written from its key names.
+    ``full``/``half``: (image, S_s one-hot, p_s, S_t one-hot, p_t, warp) at 64 and 32 pixels."""
+    def streams(level: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+        image, parsing_s, pose_s, parsing_t, pose_t, _ = level
+        return torch.cat([image, parsing_s[:, 1:], pose_s], 1), torch.cat([pose_t, parsing_t[:, 1:]], 1)
+
+    local = []
+    for name, x in zip(("encoder_app", "encoder_pose"), streams(full)):
+        first = F.conv2d(x, s[f"model_local_{name}.net.0.weight"], s[f"model_local_{name}.net.0.bias"], padding=1)
+        local.append([first, demo_block(first, s, f"model_local_{name}.net.1", down=True)])
+    skips = []
+    global_features = []
+    for stream, name in enumerate(("encoder_app", "encoder_pose")):
+        out = local[stream][1]  # (1 − alpha)·conv(x) + alpha·fade feature, alpha = 1
+        features = [out]
+        for i in range(1, 6):
+            out = demo_block(out, s, f"model_global.{name}.net.{i}", down=True, norm=i < 5)
+            features.append(out)
+        global_features.append(features)
+    warp_half = half[5]
+    for level, (a, p) in enumerate(zip(*global_features)):
+        skips.append(torch.cat([warp_half(a) if level < 4 else a, p], 1))
+    out = demo_block(skips[5], s, "model_global.decoder.net.0", down=False)
+    for i in range(1, 5):
+        out = demo_block(torch.cat([out, skips[5 - i]], 1), s, f"model_global.decoder.net.{i}", down=False)
+    local_top = torch.cat([out, skips[0]], 1)
+    local_first = torch.cat([full[5](local[0][0]), local[1][0]], 1)
+    out = demo_block(local_top, s, "model_local_decoder.net.0", down=False)
+    out = F.conv2d(torch.relu(torch.cat([out, local_first], 1)), s["model_local_decoder.net.2.weight"],
+                   s["model_local_decoder.net.2.bias"], padding=1)
+    return torch.tanh(out)
+
+
+def spt_sample() -> dict:
+    g = torch.Generator().manual_seed(3)
+    labels = lambda: torch.randint(0, 10, (SPT_SIZE // 8, SPT_SIZE // 8), generator=g).repeat_interleave(8, 0).repeat_interleave(8, 1)
+    return {"id": "a___b", "source": torch.rand(3, SPT_SIZE, SPT_SIZE, generator=g), "source_pose": standing(SPT_SIZE, SPT_SIZE),
+            "target_pose": standing(SPT_SIZE, SPT_SIZE, shift=0.1), "source_parsing": labels(), "target_parsing": labels()}
+
+
+DEMO_OPTIONS = ("--option", "progressive=true", "--option", "background=false", "--option", "target_map=dataset")
+
+
+def test_spt_imports_the_official_demo_generator(cli, tmp_path) -> None:
+    from harness_plugins.methods.pose_transfer.spt import SPT
+
+    width = 8
+    state = spt_demo_state(width)
+    source = tmp_path / "latest_net_G.pth"
+    torch.save(state, source)
+    out = tmp_path / "spt-demo.safetensors"
+    code, stdout, stderr = cli("weights", "import", "spt", source, *DEMO_OPTIONS, "--option", f"width={width}", "--out", out)
+    assert code == 0, stderr
+
+    method = SPT(width=width, progressive=True, background=False, target_map="dataset")
+    method.load(out, "cpu")
+    assert method.model.hs is None and method.model.bg is None and float(method.model.fg.alpha) == 1.0
+    sample = spt_sample()
+    tensors = [t[None] for t in method.inputs(sample)]
+    produced = method.transfer(*tensors)[0]
+
+    # The reference: the demo's forward from its own key names, on the same pose inputs and warps.
+    full, half = tensors[:10], tensors[10:]
+    level = lambda t: (t[0], t[1], t[2], t[9], t[4], lambda f: deform(f, t[6], t[7], t[8]))
+    reference = ((demo_reference(state, level(full), level(half)) + 1) / 2).clamp(0, 1)[0]
+    assert produced.shape == (3, SPT_SIZE, SPT_SIZE)
+    assert (produced - reference).abs().max() < 1e-4
+    assert reference.std() > 0.05
+
+
+def test_spt_demo_weights_need_the_demo_setting(cli, tmp_path) -> None:
+    source = tmp_path / "latest_net_G.pth"
+    torch.save(spt_demo_state(8), source)
+    code, _, stderr = cli("weights", "import", "spt", source, "--option", "width=8", "--out", tmp_path / "x.safetensors")
+    assert code == 2 and "target_map=dataset" in stderr and "progressive=true" in stderr
+    code, stdout, _ = cli("info", "spt")
+    assert code == 0 and "latest_net_G.pth" in stdout and "no H_S" in stdout and "target_map=dataset" in stdout
