@@ -367,3 +367,59 @@ def test_spt_demo_weights_need_the_demo_setting(cli, tmp_path) -> None:
     assert code == 2 and "target_map=dataset" in stderr and "progressive=true" in stderr
     code, stdout, _ = cli("info", "spt")
     assert code == 0 and "latest_net_G.pth" in stdout and "no H_S" in stdout and "target_map=dataset" in stdout
+
+
+# -- PG²: a route, no reader; the PyTorch releases the translation and re-id methods already loaded -------------------
+
+def test_pg2_names_the_route_for_its_tensorflow_checkpoints(cli, tmp_path) -> None:
+    code, stdout, _ = cli("info", "pg2")
+    assert code == 0
+    line = next(text for text in stdout.splitlines() if text.startswith("official weights:"))
+    assert "TensorFlow" in line and "NewCheckpointReader" in line and ".npz" in line and "Market1501.zip" in line
+    checkpoint = tmp_path / "model.ckpt-100000.index"
+    checkpoint.write_bytes(b"\0")
+    code, _, stderr = cli("weights", "import", "pg2", checkpoint, "--out", tmp_path / "x.safetensors")
+    assert code == 2 and "without the original framework" in stderr
+
+
+def test_cyclegan_and_unit_import_their_official_files(cli, tmp_path) -> None:
+    from harness_plugins.methods.translation.cyclegan import CycleGAN
+    from harness_plugins.methods.translation.unit import UNIT
+
+    cyclegan = CycleGAN(ngf=8, blocks=1).build()
+    state = dict(cyclegan.state_dict())
+    state["model.2.running_mean"] = torch.zeros(8)  # a PyTorch < 0.4 InstanceNorm statistic, as old releases carry
+    torch.save(state, tmp_path / "latest_net_G.pth")
+    code, stdout, stderr = cli("weights", "import", "cyclegan", tmp_path / "latest_net_G.pth", "--option", "ngf=8",
+                               "--option", "blocks=1", "--out", tmp_path / "cyclegan.safetensors", "--json")
+    assert code == 0, stderr
+    assert json.loads(stdout)["tensors"] == len(cyclegan.state_dict())
+
+    options = {"dim": 8, "n_res": 1, "n_downsample": 1}
+    pair = UNIT(**options).build()
+    official = {domain: {k.split(".", 1)[1]: v for k, v in pair.state_dict().items() if k.startswith(domain + ".")}
+                for domain in ("a", "b")}
+    torch.save(official, tmp_path / "gen_00001000.pt")
+    flags = [arg for key, value in options.items() for arg in ("--option", f"{key}={value}")]
+    code, stdout, stderr = cli("weights", "import", "unit", tmp_path / "gen_00001000.pt", *flags,
+                               "--out", tmp_path / "unit.safetensors", "--json")
+    assert code == 0, stderr
+    assert json.loads(stdout)["tensors"] == len(pair.state_dict())
+
+
+def test_hi_cmd_converts_its_official_pair(tmp_path) -> None:
+    from harness import UsageError
+    from harness_plugins.methods.reid.hi_cmd import HiCMD
+
+    net = HiCMD().build()
+    state = net.state_dict()
+    part = lambda prefix: {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    gen_ir = {**part("gen_IR."), **{"dec." + k: v for k, v in part("gen_RGB.dec.").items()}}  # the official b repeats the shared decoder
+    torch.save({"a": part("gen_RGB."), "b": gen_ir}, tmp_path / "gen_00000005.pt")
+    torch.save({"id": part("id_classifier."), "backbone_pro": part("backbone_pro."),
+                "combine_weight": part("combine_weight.")}, tmp_path / "id_00000005.pt")
+    converted = HiCMD().convert_official(tmp_path / "gen_00000005.pt")
+    net.load_state_dict(converted, strict=True)
+    assert HiCMD().is_official_file(tmp_path / "gen_00000005.pt")
+    with pytest.raises(UsageError, match="classes=206"):
+        HiCMD(classes=100).convert_official(tmp_path / "id_00000005.pt")
