@@ -25,9 +25,9 @@ PAIR_FIELDS = ("source", "source_pose", "target", "target_pose")
 
 
 class SampleNorm(nn.Module):
-    """Normalise each sample over all of (C, H, W) with one learnt scalar scale and shift: keras-contrib's
-    ``InstanceNormalization(axis=None)`` (Def-GAN, eps 1e-3) and SPT's ``InstanceNorm3d(1)`` on an
-    unsqueezed tensor (eps 1e-5) are both this layer."""
+    """Normalise each sample over all of (C, H, W) with one learnt scalar scale and shift,
+    ``(x − mean) / sqrt(var + eps)``: SPT's demo ``InstanceNorm3d(1, eps=1e-3)`` on an unsqueezed tensor.
+    Def-GAN's keras-contrib ``InstanceNormalization(axis=None)`` puts the epsilon elsewhere: `KerasSampleNorm`."""
 
     def __init__(self, eps: float = 1e-5) -> None:
         super().__init__()

@@ -49,6 +49,10 @@ Training is unpaired: it draws single images and unrelated target poses (`PoseIm
 `load_image`) and never sees a target image. Inference takes the source's semantic map
 (``source_parsing``, the task's optional input; the paper's input from a LIP parser).
 
+Official weights: the demo's ``latest_net_G.pth`` is G_A^F alone (progressive, width 64, DeepFashion 256×256)
+and renders by the target's own parsing map (TS-GT). It loads with ``progressive=true background=false
+target_map=dataset``: no H_S is built, the target map comes from the dataset (`demo_state`; docs/spt.md).
+
 Where the paper is silent (recorded in the training manifest): GAN losses are LSGAN, as the official
 demo code (the paper writes the log form); L_ce is the per-pixel mean rather than the sum; Eq. 9's
 α_i are 1 on RGB, relu1_2 and relu2_1 (the paper's conv1_2/conv2_1; the demo: relu2_1 only); the style
