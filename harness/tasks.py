@@ -45,7 +45,9 @@ POSE_TRANSFER = Task(
     name="pose-transfer",
     description="Render the person of a source image in a target pose.",
     inputs=("source", "source_pose", "target_pose"),
-    optional_inputs=("source_parsing",),
+    # target_parsing: the target's map for methods' TS-GT settings (oracle target maps, as SPT's paper and demo);
+    # only a method option that says so reads it, and that option is part of the run's record.
+    optional_inputs=("source_parsing", "target_parsing"),
     target="target",
     output="image",
     fields={

@@ -13,8 +13,23 @@ feature, as ``tf.contrib.image.transform``'s default ``interpolation='NEAREST'``
 target-pose features; deeper levels are concatenated unwarped. Decoder widths 512, 512, 512, 256, 128
 (+512 at 256×256): ReLU → 4×4 stride-2 transposed convolution (no bias) → normalisation, dropout 0.5
 on the first three; last a ReLU → 3×3 convolution → tanh. The normalisation is keras-contrib's
-``InstanceNormalization()`` with its default ``axis=None``: mean and variance over (C, H, W) of each
-sample, one scalar scale and offset (`pose_transfer_common.SampleNorm` with keras' eps 1e-3).
+``InstanceNormalization()`` with its default ``axis=None``: mean and standard deviation over (C, H, W)
+of each sample, ``(x − mean) / (std + 1e-3)``, one scalar scale and offset
+(`pose_transfer_common.KerasSampleNorm`). Padding matches Keras exactly: the official stride-2
+convolutions pad explicitly (``ZeroPadding2D(1)``, then 'valid'), its transposed convolutions crop one
+pixel per side (``Cropping2D(1)``), its 3×3 'same' convolutions pad 1 per side, as the harness' layers.
+
+Official weights (`DefGAN.convert_official`): the generator ``.h5`` files of the official training code
+(``Trainer.make_checkpoint``: ``generator.save(epoch_NNN_generator.h5)``, a full Keras model; a
+``save_weights`` file reads the same), for ``--warp_skip mask`` models (the paper's dsc and full variants,
+the generators the README's checkpoint folder holds). The network is the official generator layer for
+layer at width 64 (``size=128x64``: Market-1501, 6 levels; ``size=256x256``: DeepFashion, 7 levels); the
+official layers carrying weights are matched to the harness modules in the order the official code
+creates them (Keras' automatic ``conv2d_N``, ``conv2d_transpose_N``, ``instance_normalization_N``
+counters: appearance encoder, pose encoder, decoder, output convolution), since the file's own
+``layer_names`` order interleaves the two encoders, whose levels have equal shapes. Kernels go from
+Keras' (h, w, in, out) / transposed (h, w, out, in) to torch's (out, in, h, w) / (in, out, h, w).
+Not covered: ``warp_skip`` none/full/stn models (other layers), ``use_bg`` (a 21-channel pose stream).
 
 Discriminator (``disc_type call``): source image, source heatmaps, image, target heatmaps
 concatenated (42 channels) → 4×4 stride-2 convolution (valid padding) 64 → three blocks 128, 256, 512
@@ -44,7 +59,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness import (
+    DataError,
     Method,
+    OfficialWeights,
     Option,
     Sample,
     TrainContext,
@@ -55,7 +72,8 @@ from harness import (
 )
 
 from harness_plugins.shared.pose_maps import NUM_KEYPOINTS, deform, keypoint_heatmaps, limb_masks, part_affines
-from .pose_transfer_common import PairBatches, SampleNorm, generate, parse_size
+from .keras_h5 import KerasLayer, read_keras_layers
+from .pose_transfer_common import KerasSampleNorm, PairBatches, generate, parse_size
 
 PAPER = (
     "Aliaksandr Siarohin, Enver Sangineto, Stéphane Lathuilière, Nicu Sebe. Deformable GANs for Pose-based "
@@ -77,11 +95,11 @@ def levels_for(size: tuple[int, int]) -> int:
 
 def down(in_ch: int, out_ch: int, norm: bool = True) -> nn.Sequential:
     layers: list[nn.Module] = [nn.LeakyReLU(0.2), nn.Conv2d(in_ch, out_ch, 4, 2, 1, bias=False)]
-    return nn.Sequential(*layers, SampleNorm(KERAS_EPS)) if norm else nn.Sequential(*layers)
+    return nn.Sequential(*layers, KerasSampleNorm(KERAS_EPS)) if norm else nn.Sequential(*layers)
 
 
 def up(in_ch: int, out_ch: int, dropout: bool) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.ReLU(), nn.ConvTranspose2d(in_ch, out_ch, 4, 2, 1, bias=False), SampleNorm(KERAS_EPS)]
+    layers: list[nn.Module] = [nn.ReLU(), nn.ConvTranspose2d(in_ch, out_ch, 4, 2, 1, bias=False), KerasSampleNorm(KERAS_EPS)]
     return nn.Sequential(*layers, nn.Dropout(0.5)) if dropout else nn.Sequential(*layers)
 
 
@@ -138,6 +156,72 @@ class DefGANGenerator(nn.Module):
         for index, block in enumerate(self.ups):
             x = torch.cat([block(x), skips[index + 1]], 1)
         return self.out(x)
+
+
+KERAS_KINDS = ("conv2d", "conv2d_transpose", "instance_normalization")
+"""Keras layer classes (snake case, as their automatic names) that carry the official generator's weights."""
+
+
+def official_slots(generator: DefGANGenerator) -> list[tuple[str, str]]:
+    """(Keras class, harness module path) of every official layer with weights, in the order
+    ``conditional_gan.make_generator`` creates them: the appearance encoder (3×3 convolution, then per
+    level the stride-2 convolution and its normalisation, none on the deepest), the pose encoder, the
+    decoder (transposed convolution, normalisation), the output convolution."""
+    slots: list[tuple[str, str]] = []
+    for stream in ("appearance", "pose"):
+        blocks = getattr(generator, stream).blocks
+        slots.append(("conv2d", f"{stream}.blocks.0"))
+        for index in range(1, len(blocks)):
+            slots.append(("conv2d", f"{stream}.blocks.{index}.1"))
+            if len(blocks[index]) > 2:
+                slots.append(("instance_normalization", f"{stream}.blocks.{index}.2"))
+    for index in range(len(generator.ups)):
+        slots.append(("conv2d_transpose", f"ups.{index}.1"))
+        slots.append(("instance_normalization", f"ups.{index}.2"))
+    slots.append(("conv2d", "out.1"))
+    return slots
+
+
+KERAS_TO_TORCH = {"kernel": "weight", "bias": "bias", "gamma": "weight", "beta": "bias"}
+
+
+def state_from_keras(layers: list[KerasLayer], generator: DefGANGenerator, path: Any, hint: str) -> dict[str, torch.Tensor]:
+    """The generator's state dict from the official Keras layers (`keras_h5.read_keras_layers`), each
+    class's layers in creation order; a `DataError` names the first layer that does not fit."""
+    by_kind: dict[str, list[tuple[int, KerasLayer]]] = {kind: [] for kind in KERAS_KINDS}
+    for layer in layers:
+        found = layer.kind_and_uid(KERAS_KINDS)
+        if found is None:
+            raise DataError(f"{path}: layer {layer.name!r} (weights {', '.join(layer.weights)}) is not one of the "
+                            f"official Def-GAN generator's ({', '.join(KERAS_KINDS)}): not a warp_skip=mask generator file")
+        by_kind[found[0]].append((found[1], layer))
+    slots = official_slots(generator)
+    for kind in KERAS_KINDS:
+        wanted = sum(1 for slot_kind, _ in slots if slot_kind == kind)
+        if len(by_kind[kind]) != wanted:
+            raise DataError(f"{path}: {len(by_kind[kind])} {kind} layers with weights, the def-gan generator has {wanted}; "
+                            f"{hint}")
+    queues = {kind: [layer for _, layer in sorted(entries, key=lambda entry: entry[0])] for kind, entries in by_kind.items()}
+    expected = generator.state_dict()
+    state: dict[str, torch.Tensor] = {}
+    for kind, module in slots:
+        layer = queues[kind].pop(0)
+        for short, array in layer.weights.items():
+            if short not in KERAS_TO_TORCH:
+                raise DataError(f"{path}: layer {layer.name!r} has an unexpected weight {short!r}")
+            tensor = torch.from_numpy(array.copy()).float()
+            if short == "kernel":
+                if tensor.dim() != 4:
+                    raise DataError(f"{path}: layer {layer.name!r} kernel has shape {tuple(array.shape)}, expected 4 dimensions")
+                tensor = tensor.permute(3, 2, 0, 1)  # (h, w, in, out) → (out, in, h, w); transposed: (h, w, out, in) → (in, out, h, w)
+            key = f"{module}.{KERAS_TO_TORCH[short]}"
+            if key not in expected:
+                raise DataError(f"{path}: layer {layer.name!r} has a {short} the harness layer {module} lacks; {hint}")
+            if tuple(tensor.shape) != tuple(expected[key].shape):
+                raise DataError(f"{path}: layer {layer.name!r} {short} {tuple(array.shape)} does not fit {key} "
+                                f"{tuple(expected[key].shape)} (Keras layout); {hint}")
+            state[key] = tensor.contiguous()
+    return state
 
 
 class DefGANDiscriminator(nn.Module):
@@ -212,12 +296,27 @@ class DefGAN(Method):
         Option("vgg_weights", "", "path of vgg19-dcbb9e9d.pth (default: the torch hub cache)"),
     )
 
+    official_weights = OfficialWeights(
+        format="Keras 2 / TensorFlow 1 .h5 generator (model.save, HDF5; read with h5py)",
+        source="github.com/AliaksandrSiarohin/pose-gan README, 'Download checkpoints' (Yandex disk folder "
+               "yadi.sk/d/dxVvYxBw3QuUT9): the training code's epoch_NNN_generator.h5 per dataset and variant; "
+               "use a warp_skip=mask one (dsc or full) with --option size=128x64 (Market-1501) or 256x256 (DeepFashion)",
+        suffixes=(".h5", ".hdf5"),
+    )
+
     @property
     def size(self) -> tuple[int, int]:
         return parse_size(self.config["size"], self.name)
 
     def build(self) -> nn.Module:
         return DefGANGenerator(self.size, self.config["width"], self.config["warp"])
+
+    def convert_official(self, path: Any) -> dict[str, torch.Tensor]:
+        """The official Keras generator's weights as this generator's state dict (see the module notes)."""
+        generator = self.build()
+        hint = (f"check the options size and width (here {self.config['size']}, {self.config['width']}; the official "
+                "generators: width 64, size 128x64 for Market-1501, 256x256 for DeepFashion)")
+        return state_from_keras(read_keras_layers(path, self.name), generator, path, hint)
 
     def predict(self, samples: list[Sample]) -> list[Any]:
         if self.model is None:

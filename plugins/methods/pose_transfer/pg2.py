@@ -47,6 +47,7 @@ from torch import nn
 
 from harness import (
     Method,
+    OfficialWeights,
     Option,
     Sample,
     TrainContext,
@@ -241,6 +242,18 @@ class PG2(Method):
     default_batch_size = 16
     default_steps = TOTAL_STEPS
     model_options = ("size", "width", "variant")
+    official_weights = OfficialWeights(
+        format="TensorFlow 1 checkpoints (model.ckpt-N .index/.data/.meta of G1, G2 and D)",
+        source="github.com/charliememory/Pose-Guided-Person-Image-Generation README, 'Pretrained models': "
+               "homes.esat.kuleuven.be/~liqianma/NIPS17_PG2/models/Market1501.zip and DF.zip",
+        route="the harness cannot read TensorFlow checkpoints without TensorFlow. Route: in a TensorFlow 1 environment "
+              "list and read every variable (tf.train.NewCheckpointReader(path).get_variable_to_shape_map() / "
+              "get_tensor(name)) and save them to an .npz keyed by variable name; then map the scopes of the official "
+              "models.py (G1 UAE, G2 UAE_noFC_After2Noise on Market-1501 / UAE_noFC_AfterNoise on DeepFashion) to the "
+              "harness PG2Generator's g1/g2 modules in creation order, conv kernels (h, w, in, out) -> (out, in, h, w), "
+              "fully connected (in, out) -> (out, in), and save the state dict (torch.save or safetensors) for "
+              "`harness run --method pg2 --checkpoint FILE` (width=128, size 128x64 or 256x256). Not implemented here",
+    )
     options = (
         Option("size", "128x64", "working resolution HEIGHTxWIDTH (paper: 128x64 Market-1501, 256x256 DeepFashion)"),
         Option("variant", "auto", "official architecture and L1 weight: market (G2 UAE_noFC_After2Noise, DCGAN D, L1 x10), "

@@ -25,9 +25,9 @@ PAIR_FIELDS = ("source", "source_pose", "target", "target_pose")
 
 
 class SampleNorm(nn.Module):
-    """Normalise each sample over all of (C, H, W) with one learnt scalar scale and shift: keras-contrib's
-    ``InstanceNormalization(axis=None)`` (Def-GAN, eps 1e-3) and SPT's ``InstanceNorm3d(1)`` on an
-    unsqueezed tensor (eps 1e-5) are both this layer."""
+    """Normalise each sample over all of (C, H, W) with one learnt scalar scale and shift,
+    ``(x − mean) / sqrt(var + eps)``: SPT's demo ``InstanceNorm3d(1, eps=1e-3)`` on an unsqueezed tensor.
+    Def-GAN's keras-contrib ``InstanceNormalization(axis=None)`` puts the epsilon elsewhere: `KerasSampleNorm`."""
 
     def __init__(self, eps: float = 1e-5) -> None:
         super().__init__()
@@ -37,6 +37,21 @@ class SampleNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.group_norm(x, 1, eps=self.eps) * self.weight + self.bias  # one group: statistics over (C, H, W)
+
+
+class KerasSampleNorm(SampleNorm):
+    """`SampleNorm` as keras-contrib's ``InstanceNormalization`` computes it: ``(x − mean) / (std + eps)``
+    (the epsilon added to the standard deviation, not to the variance; eps 1e-3), Def-GAN's layer. The
+    variance gets 1e-12 under the square root so that a constant feature map has a finite gradient
+    (Keras' would be infinite); its output is 0 either way."""
+
+    def __init__(self, eps: float = 1e-3) -> None:
+        super().__init__(eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        std = ((x - mean).square().mean(dim=(1, 2, 3), keepdim=True) + 1e-12).sqrt()
+        return (x - mean) / (std + self.eps) * self.weight + self.bias
 
 
 def parse_size(value: str, owner: str) -> tuple[int, int]:

@@ -49,6 +49,10 @@ Training is unpaired: it draws single images and unrelated target poses (`PoseIm
 `load_image`) and never sees a target image. Inference takes the source's semantic map
 (``source_parsing``, the task's optional input; the paper's input from a LIP parser).
 
+Official weights: the demo's ``latest_net_G.pth`` is G_A^F alone (progressive, width 64, DeepFashion 256×256)
+and renders by the target's own parsing map (TS-GT). It loads with ``progressive=true background=false
+target_map=dataset``: no H_S is built, the target map comes from the dataset (`demo_state`; docs/spt.md).
+
 Where the paper is silent (recorded in the training manifest): GAN losses are LSGAN, as the official
 demo code (the paper writes the log form); L_ce is the per-pixel mean rather than the sum; Eq. 9's
 α_i are 1 on RGB, relu1_2 and relu2_1 (the paper's conv1_2/conv2_1; the demo: relu2_1 only); the style
@@ -68,6 +72,7 @@ counts only the image's own background, and D_B sees both images with the image'
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -78,6 +83,7 @@ from torch import nn
 from harness import (
     DataError,
     Method,
+    OfficialWeights,
     Option,
     Sample,
     TrainContext,
@@ -126,6 +132,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 """The paper's training settings per dataset (§4.1), the loss weights and the face loss."""
 PRESET_BATCH = {"deepfashion": 4, "market": 16}
 """The paper's batch per preset (§4.1), the default when ``harness train`` gets no ``--batch-size``."""
+TARGET_MAPS = ("predicted", "dataset")
 STAGES = ("hs", "ha", "e2e")
 PROGRESSIVE_STAGES = STAGES + ("grow",)
 PSEUDO_STREAM = 91
@@ -674,7 +681,16 @@ class SPT(Method):
     batch_size = 8
     default_batch_size = 16  # the paper's Market-1501 batch; the deepfashion preset's is 4 (default_batch_size_for)
     default_steps = 50_000  # the paper gives wall-clock time only (< 1 day on 4 P40 for Market-1501)
-    model_options = ("width", "background", "progressive")
+    model_options = ("width", "background", "progressive", "target_map")
+    official_weights = OfficialWeights(
+        format="PyTorch state dict of the demo's appearance generator (Local_Generator: global U-Net + local "
+               "enhancer, width 64, 256x256 DeepFashion foreground)",
+        source="github.com/SijieSong/person_generation_spt ReadMe, 'pre-trained models' (Google Drive): "
+               "checkpoints/demo_model/latest_net_G.pth. It holds G_A^F only, no H_S and no background network: "
+               "import and run it with --option progressive=true --option background=false --option target_map=dataset "
+               "(TS-GT-like: the target map is the dataset's parsing of the target image, as the demo's)",
+        suffixes=(".pth",),
+    )
     options = (
         Option("width", 64, "channels of the first encoder layer (demo: 64; every layer scales with it); 8 trains "
                "on a CPU in a minute (quick start)", int),
@@ -685,6 +701,10 @@ class SPT(Method):
                "at half resolution plus a local enhancer at full resolution faded in (the demo's), H_S and the background "
                "network at half resolution; training adds the full-resolution stage grow (see stages, fade, fix_global); "
                "images must be multiples of 64 per side", bool),
+        Option("target_map", "predicted", "the target semantic map H_A renders by: predicted (H_S from the source map "
+               "and both poses, the paper's end-to-end setting) or dataset (the dataset's parsing of the target image, "
+               "the paper's TS-GT oracle setting and the official demo's; no H_S is built; evaluation only)", str,
+               TARGET_MAPS),
         Option("sigma", 6.0, "standard deviation in pixels of the keypoint heat maps (Def-GAN/demo: 6)", float),
         Option("stages", (0.3, 0.4, 0.3), "training: step fractions of H_S pretraining (with P), H_A training and "
                "end-to-end fine-tuning (the paper gives no lengths); with progressive=true four, the fourth the "
@@ -760,9 +780,32 @@ class SPT(Method):
         return PRESET_BATCH[self.preset_for(dataset)]
 
     def build(self) -> SPTGenerator:
-        return initialised(SPTGenerator(self.config["width"], self.config["background"], self.config["progressive"]))
+        cfg = self.config
+        return initialised(SPTGenerator(cfg["width"], cfg["background"], cfg["progressive"],
+                                        parsing=cfg["target_map"] == "predicted"))
+
+    def convert_official(self, path: Any) -> dict[str, torch.Tensor]:
+        """The demo's ``latest_net_G.pth`` (`demo_state`) for the network it fills: the progressive foreground
+        generator alone (``progressive=true background=false target_map=dataset``). A file already in the
+        harness' key names (a harness export saved as .pth) passes through."""
+        from harness.checkpoints import load_state_dict
+
+        state = {key.removeprefix("module."): value for key, value in load_state_dict(Path(path)).items()}
+        if any(key.startswith(("fg.", "hs.", "bg.")) for key in state):
+            return state
+        cfg = self.config
+        wanted = {"progressive": True, "background": False, "target_map": "dataset"}
+        if any(cfg[key] != value for key, value in wanted.items()):
+            given = ", ".join(f"{key}={cfg[key]}" for key in wanted)
+            raise UsageError(f"{self.name}: {path} is the official demo's appearance generator alone (no H_S, no "
+                             f"background network); load it with --option progressive=true --option background=false "
+                             f"--option target_map=dataset (given: {given})")
+        return demo_state(state, path)
 
     def training_recipe(self, dataset: Any, context: TrainContext) -> TrainingRecipe:
+        if self.config["target_map"] != "predicted":
+            raise UsageError(f"{self.name}: target_map={self.config['target_map']} evaluates with the dataset's target "
+                             "maps (no H_S); training needs target_map=predicted")
         return SPTRecipe(self, dataset, context)
 
     def predict(self, samples: list[Sample]) -> list[Any]:
@@ -782,49 +825,121 @@ class SPT(Method):
 
     def inputs(self, sample: Sample) -> tuple[torch.Tensor, ...]:
         """One sample's network inputs: source in [-1, 1], its one-hot map, heat maps and pose masks of both
-        poses, the part affines (target → source) and the target's part masks; progressive: then the same
-        at half resolution (`level_inputs`)."""
-        if "source_parsing" not in sample:
-            raise DataError(
-                f"{self.name}: sample {sample['id']!r} has no source_parsing; SPT takes the source's semantic parsing map "
-                "as an input (as the paper, from a LIP parser): give the dataset its parsing-map folder "
-                "(--dataset-option parsing=FOLDER)"
-            )
+        poses, the part affines (target → source) and the target's part masks, and with ``target_map=dataset``
+        the target's one-hot map; progressive: then the same at half resolution (`level_inputs`)."""
+        given = self.config["target_map"] == "dataset"
+        for field, what in (("source_parsing", "the source's semantic parsing map as an input (as the paper, from a LIP "
+                             "parser)"), ("target_parsing", "with target_map=dataset the target's parsing map (TS-GT)")):
+            if field not in sample and (field == "source_parsing" or given):
+                raise DataError(
+                    f"{self.name}: sample {sample['id']!r} has no {field}; SPT takes {what}: give the dataset its "
+                    "parsing-map folder (--dataset-option parsing=FOLDER)"
+                )
         image = sample["source"]
         size = tuple(int(v) for v in image.shape[-2:])
         progressive = self.config["progressive"]
         check_size(size, f"sample {sample['id']!r}", progressive)
         source_pose, target_pose = sample["source_pose"].float(), sample["target_pose"].float()
-        full = self.level_inputs(image, sample["source_parsing"], source_pose, target_pose, size)
+        target = sample["target_parsing"] if given else None
+        full = self.level_inputs(image, sample["source_parsing"], source_pose, target_pose, size, target)
         if not progressive:
             return full
         half = (size[0] // 2, size[1] // 2)
         return full + self.level_inputs(halve(image), halve_labels(sample["source_parsing"]),
-                                        scale_keypoints(source_pose, size, half), scale_keypoints(target_pose, size, half), half)
+                                        scale_keypoints(source_pose, size, half), scale_keypoints(target_pose, size, half), half,
+                                        halve_labels(target) if target is not None else None)
 
     def level_inputs(self, image: torch.Tensor, labels: torch.Tensor, source_pose: torch.Tensor, target_pose: torch.Tensor,
-                     size: tuple[int, int]) -> tuple[torch.Tensor, ...]:
+                     size: tuple[int, int], target_labels: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         heat_s, mask_s = pose_inputs(source_pose, size, self.config["sigma"])
         heat_t, mask_t = pose_inputs(target_pose, size, self.config["sigma"])
         theta, valid = part_affines(source_pose, target_pose, size)
-        return (image * 2 - 1, one_hot(labels), heat_s, mask_s, heat_t, mask_t, theta, valid, limb_masks(target_pose, size))
+        level = (image * 2 - 1, one_hot(labels), heat_s, mask_s, heat_t, mask_t, theta, valid, limb_masks(target_pose, size))
+        return level if target_labels is None else level + (one_hot(target_labels),)
 
-    def transfer(self, source: torch.Tensor, parsing_s: torch.Tensor, heat_s: torch.Tensor, mask_s: torch.Tensor,
-                 heat_t: torch.Tensor, mask_t: torch.Tensor, theta: torch.Tensor, valid: torch.Tensor,
-                 parts: torch.Tensor, *half: torch.Tensor) -> torch.Tensor:
-        """Sources in the target poses: S̃_t = H_S(S_s, p_s, M_s; p_t, M_t), then H_A composed by S̃_t; [0, 1].
-        Progressive: ``half`` holds the same nine inputs at half resolution, where H_S runs (its map upsampled)."""
+    def transfer(self, *tensors: torch.Tensor) -> torch.Tensor:
+        """Sources in the target poses, [0, 1]: S̃_t = H_S(S_s, p_s, M_s; p_t, M_t) (or the given target map,
+        ``target_map=dataset``), then H_A composed by S̃_t. ``tensors``: one level of `level_inputs` (source,
+        S_s, p_s, M_s, p_t, M_t, affines, validity, part masks[, S_t]); progressive: then the same at half
+        resolution, where H_S runs (its map upsampled) and the global generator works."""
         g = self._model
+        per = len(tensors) // (2 if self.config["progressive"] else 1)
+        full, half = tensors[:per], tensors[per:]
+        source, parsing_s, heat_s, mask_s, heat_t, mask_t, theta, valid, parts = full[:9]
         with torch.inference_mode():
             if not half:
-                parsing_t = g.parse(parsing_s, heat_s, mask_s, heat_t, mask_t)
+                parsing_t = full[9] if per == 10 else g.parse(parsing_s, heat_s, mask_s, heat_t, mask_t)
                 result = g.render(source, parsing_s, heat_s, parsing_t, heat_t, theta, valid, parts)
             else:
-                h_source, h_parsing_s, h_heat_s, h_mask_s, h_heat_t, h_mask_t, h_theta, h_valid, h_parts = half
-                h_parsing_t = g.parse(h_parsing_s, h_heat_s, h_mask_s, h_heat_t, h_mask_t)
-                result = g.render(source, parsing_s, heat_s, double(h_parsing_t), heat_t, theta, valid, parts,
+                h_source, h_parsing_s, h_heat_s, h_mask_s, h_heat_t, h_mask_t, h_theta, h_valid, h_parts = half[:9]
+                if per == 10:
+                    parsing_t, h_parsing_t = full[9], half[9]
+                else:
+                    h_parsing_t = g.parse(h_parsing_s, h_heat_s, h_mask_s, h_heat_t, h_mask_t)
+                    parsing_t = double(h_parsing_t)
+                result = g.render(source, parsing_s, heat_s, parsing_t, heat_t, theta, valid, parts,
                                   half=(h_source, h_parsing_s, h_heat_s, h_parsing_t, h_heat_t, h_theta, h_valid, h_parts))
         return ((result + 1) / 2).clamp(0, 1).float()
+
+
+DEMO_PREFIXES = (
+    ("model_global.encoder_app.", "fg.global_net.encoders.0."),
+    ("model_global.encoder_pose.", "fg.global_net.encoders.1."),
+    ("model_global.decoder.", "fg.global_net.decoder."),
+    ("model_local_encoder_app.", "fg.local.encoders.0."),
+    ("model_local_encoder_pose.", "fg.local.encoders.1."),
+    ("model_local_decoder.", "fg.local.decoder."),
+)
+"""The demo's ``Local_Generator`` modules and the harness' `ProgressiveForeground` parts they fill."""
+STALE_STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def demo_key(key: str) -> str | None:
+    """The harness name of a demo ``Local_Generator`` parameter, or None for a name it does not know.
+
+    Encoders: ``net.0`` the 3×3 convolution → ``blocks.0``; ``net.i.net.j`` (a ``Block``: 0 LeakyReLU, 1 the
+    convolution, 2 the norm) → ``blocks.i.j``. Decoders: ``net.i.net.j`` (0 ReLU, 1 the transposed convolution,
+    2 the norm) → ``blocks.i.j``; the head ``net.k`` (after the blocks and a ReLU) → ``head.1``."""
+    for prefix, target in DEMO_PREFIXES:
+        if not key.startswith(prefix):
+            continue
+        rest = key[len(prefix):].split(".")
+        if rest[0] != "net" or len(rest) < 3 or not rest[1].isdigit():
+            return None
+        if len(rest) == 5 and rest[2] == "net":  # a Block
+            return f"{target}blocks.{rest[1]}.{rest[3]}.{rest[4]}"
+        if len(rest) == 3:
+            if "encoder" in prefix:  # the first 3x3 convolution
+                return f"{target}blocks.{rest[1]}.{rest[2]}" if rest[1] == "0" else None
+            return f"{target}head.1.{rest[2]}"  # the decoder's last convolution
+        return None
+    return None
+
+
+def demo_state(state: dict[str, Any], path: Any) -> dict[str, torch.Tensor]:
+    """The demo's ``latest_net_G.pth`` as the state of an `SPTGenerator` built with ``progressive=true
+    background=false target_map=dataset``: renamed by `demo_key`; the global encoders' bottleneck
+    convolutions, bias-free in the demo, get zero biases (the harness' have one: same output); InstanceNorm
+    running statistics of PyTorch < 0.4 files dropped (the demo's own loader does the same); the fade-in
+    alpha 1, the demo's test setting (the local enhancer's image alone)."""
+    converted: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if key.rsplit(".", 1)[-1] in STALE_STATISTICS:
+            continue
+        name = demo_key(key)
+        if name is None:
+            raise DataError(f"{path}: key {key!r} is not one of the SPT demo generator's (Local_Generator: "
+                            "model_global.*, model_local_encoder_app/pose.*, model_local_decoder.*)")
+        converted[name] = value
+    for stream in (0, 1):
+        blocks = [key for key in converted if key.startswith(f"fg.global_net.encoders.{stream}.blocks.")]
+        last = max((int(key.split(".")[5]) for key in blocks), default=None)
+        if last is not None:
+            weight = converted.get(f"fg.global_net.encoders.{stream}.blocks.{last}.1.weight")
+            if weight is not None:
+                converted.setdefault(f"fg.global_net.encoders.{stream}.blocks.{last}.1.bias", torch.zeros(weight.shape[0]))
+    converted["fg.alpha"] = torch.tensor(1.0)
+    return converted
 
 
 @hookimpl

@@ -6,9 +6,9 @@ Every generator is the same U-Net family, built from the official demo's foregro
 
 * each input stream has an encoder of widths (w, 2w, 4w, 8w, 8w, 8w): a 3×3 stride-1 convolution,
   then blocks LeakyReLU(0.2) → 4×4 stride-2 convolution (no bias) → norm, the last block without
-  norm (so with a bias). The norm is the demo's ``InstanceNorm3d(1, affine)`` on an unsqueezed
-  tensor: one mean and variance over (C, H, W) per sample and a scalar affine pair
-  (`pose_transfer_common.SampleNorm`);
+  norm (so with a bias, where the demo's has none: its demo weights fill it with zeros). The norm is the
+  demo's ``InstanceNorm3d(1, eps=1e-3, affine)`` on an unsqueezed tensor: one mean and variance over
+  (C, H, W) per sample and a scalar affine pair (`pose_transfer_common.SampleNorm`, eps `NORM_EPS`);
 * one decoder of widths (8w, 8w, 8w, 4w, 2w): ReLU → 4×4 stride-2 transposed convolution → norm,
   dropout 0.5 in the first three blocks; then ReLU → 3×3 convolution to the output. Before every
   decoder block the features of every stream at that level are concatenated (U-Net skips); the
@@ -42,6 +42,8 @@ from .pose_transfer_common import SampleNorm
 from .spt_parts import CLASSES, one_hot
 
 HEATMAPS = 18
+NORM_EPS = 1e-3
+"""The demo's ``InstanceNorm3d(1, eps=1e-3)`` (``GlobalLocalPRDemo_models.Block``)."""
 DOWNSAMPLINGS = 5
 """Encoder blocks after the first convolution: images must be multiples of 2**5 = 32 on each side."""
 
@@ -75,7 +77,7 @@ class Encoder(nn.Module):
                 nn.Conv2d(widths[index - 1], widths[index], 4, stride=2, padding=1, bias=last),
             ]
             if not last:
-                layers.append(SampleNorm())
+                layers.append(SampleNorm(NORM_EPS))
             blocks.append(nn.Sequential(*layers))
         self.blocks = nn.ModuleList(blocks)
 
@@ -102,7 +104,7 @@ class Decoder(nn.Module):
             layers: list[nn.Module] = [
                 nn.ReLU(),
                 nn.ConvTranspose2d(channels + levels[index], nf, 4, stride=2, padding=1, bias=False),
-                SampleNorm(),
+                SampleNorm(NORM_EPS),
             ]
             if index < dropout:
                 layers.append(nn.Dropout(0.5))
@@ -226,12 +228,13 @@ class SPTGenerator(nn.Module):
     inpainter G_A^B, composed as Eq. 6: Ĩ = Ĩ^F ⊗ Ω(S̃_t) + Ĩ^B ⊗ (1 − Ω(S̃_t)).
 
     ``progressive`` (DeepFashion's 128 → 256 growing): G_A^F is a `ProgressiveForeground`; H_S and the
-    background network stay at half resolution, their outputs upsampled (`double`)."""
+    background network stay at half resolution, their outputs upsampled (`double`). ``parsing=False``:
+    no H_S, the target map is given (the TS-GT setting, the official demo's)."""
 
-    def __init__(self, width: int = 64, background: bool = True, progressive: bool = False) -> None:
+    def __init__(self, width: int = 64, background: bool = True, progressive: bool = False, parsing: bool = True) -> None:
         super().__init__()
         # E_S(S_s, p_s, M_s): 10 + 18 + 1; E_P(p_t, M_t): 18 + 1
-        self.hs = UNet((CLASSES + HEATMAPS + 1, HEATMAPS + 1), CLASSES, width)
+        self.hs = UNet((CLASSES + HEATMAPS + 1, HEATMAPS + 1), CLASSES, width) if parsing else None
         # E_A^F(I_s, S_s without background, p_s): 3 + 9 + 18; E'_S(p_t, S̃_t without background): 18 + 9
         streams = (3 + CLASSES - 1 + HEATMAPS, HEATMAPS + CLASSES - 1)
         self.fg: UNet | ProgressiveForeground = ProgressiveForeground(streams, width) if progressive else \
@@ -245,6 +248,7 @@ class SPTGenerator(nn.Module):
     def parse(self, parsing: torch.Tensor, heat_s: torch.Tensor, mask_s: torch.Tensor,
               heat_t: torch.Tensor, mask_t: torch.Tensor) -> torch.Tensor:
         """S̃_t = softmax(G_S(E_S(S_s, p_s, M_s), E_P(p_t, M_t))), (B, 10, H, W)."""
+        assert self.hs is not None, "built without H_S (target maps given)"
         return torch.softmax(self.hs(torch.cat([parsing, heat_s, mask_s], 1), torch.cat([heat_t, mask_t], 1)), dim=1)
 
     def foreground(self, image: torch.Tensor, parsing_s: torch.Tensor, heat_s: torch.Tensor,

@@ -43,7 +43,7 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
-from harness import DataError, Method, Option, Sample, TrainContext, TrainingRecipe, hookimpl
+from harness import DataError, Method, OfficialWeights, Option, Sample, TrainContext, TrainingRecipe, UsageError, hookimpl
 from harness.train.augment import random_erasing
 from harness.train.samplers import step_rng
 from harness.checkpoints import load_into
@@ -419,8 +419,9 @@ def official_pair(path: Path) -> tuple[Path, Path] | None:
     return gen, ident
 
 
-def load_official(net: HiCMDNet, gen_path: Path, id_path: Path) -> None:
-    """Load the official ``gen_*.pt`` ({"a", "b"}) and ``id_*.pt`` ({"id", "backbone_pro", "combine_weight"})."""
+def official_hicmd_state(gen_path: Path, id_path: Path) -> dict[str, torch.Tensor]:
+    """The `HiCMDNet` state from the official pair: ``gen.a`` → ``gen_RGB``, ``gen.b`` but its (shared) decoder →
+    ``gen_IR``, ``id.id`` → ``id_classifier``, ``backbone_pro`` and ``combine_weight`` as they are."""
     def read(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
         try:
             content = torch.load(path, map_location="cpu", weights_only=True)
@@ -438,10 +439,7 @@ def load_official(net: HiCMDNet, gen_path: Path, id_path: Path) -> None:
     for prefix, part in (("gen_RGB.", gen["a"]), ("gen_IR.", ir), ("id_classifier.", ident["id"]),
                          ("backbone_pro.", ident["backbone_pro"]), ("combine_weight.", ident["combine_weight"])):
         state.update({prefix + key.removeprefix("module."): value for key, value in part.items()})
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise DataError(f"{gen_path} / {id_path} do not fit the Hi-CMD network: {' '.join(str(exc).splitlines()[:4])}") from None
+    return state
 
 
 # -- training (ID-PIG + HFL, official update order) -------------------------------------------------
@@ -695,9 +693,34 @@ class HiCMD(Method):
     )
     default_steps = 100_000  # official RegDB schedule (4 × step size); SYSU-MM01: 200,000 with step_size=50000
     default_batch_size = 1
+    official_weights = OfficialWeights(
+        format="PyTorch pair gen_NNNNNNNN.pt ({'a', 'b'}: the RGB and IR generators) + id_NNNNNNNN.pt ({'id', "
+               "'backbone_pro', 'combine_weight'}), named by a folder or either file; `weights import` records the "
+               "sha256 of the file given",
+        source="github.com/bismex/HiCMD README (pretrained RegDB model, Google Drive): the trainer's "
+               "checkpoints/gen_NNNNNNNN.pt and id_NNNNNNNN.pt side by side; --option classes=N for a classifier of "
+               "other than 206 identities (RegDB's)",
+        suffixes=(".pt",),
+    )
 
     def build(self, classes: int | None = None) -> HiCMDNet:
         return HiCMDNet(classes or self.config["classes"] or 206, init="scratch")
+
+    def convert_official(self, path: Path, classes: int | None = None) -> dict[str, Any]:
+        """The official checkpoint pair named by ``path`` as the state of the network `build` makes (for
+        ``classes`` identities; a harness file as it is)."""
+        pair = official_pair(Path(path))
+        if pair is None:
+            from harness.checkpoints import load_state_dict
+
+            return load_state_dict(Path(path))
+        state = official_hicmd_state(*pair)
+        found = state.get("id_classifier.classifier.classifier.0.weight")
+        built = classes or self.config["classes"] or 206
+        if found is not None and int(found.shape[0]) != built:
+            raise UsageError(f"{self.name}: {pair[1]} classifies {int(found.shape[0])} identities, the network is built "
+                             f"for {built}: give --option classes={int(found.shape[0])}")
+        return state
 
     def load(self, checkpoint: Path | None, device: str) -> None:
         classes = self.config["classes"] or (_classes_in(checkpoint) if checkpoint is not None else None)
@@ -705,7 +728,11 @@ class HiCMD(Method):
         if checkpoint is not None:
             pair = official_pair(Path(checkpoint))
             if pair is not None:
-                load_official(net, *pair)
+                try:
+                    net.load_state_dict(self.convert_official(Path(checkpoint), classes), strict=True)
+                except RuntimeError as exc:
+                    raise DataError(f"{pair[0]} / {pair[1]} do not fit the Hi-CMD network: "
+                                    f"{' '.join(str(exc).splitlines()[:4])}") from None
             else:
                 load_into(net, Path(checkpoint))
         self._model = net.to(device).eval()

@@ -27,7 +27,7 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
-from harness import DataError, ImagePool, Method, Option, Sample, TrainContext, TrainingRecipe, UsageError, hookimpl
+from harness import DataError, ImagePool, Method, OfficialWeights, Option, Sample, TrainContext, TrainingRecipe, UsageError, hookimpl
 from harness.checkpoints import load_state_dict
 from harness.train.augment import random_crop, random_flip
 from harness.train.samplers import step_rng, unpaired_batch
@@ -143,10 +143,11 @@ def official_state(state: dict[str, Any]) -> dict[str, Any]:
     return {key.removeprefix("module."): value for key, value in state.items() if key.rsplit(".", 1)[-1] not in stale}
 
 
-def load_generator(model: nn.Module, path: Path) -> None:
-    """Load an official or harness-written generator state dict strictly, explaining a mismatch."""
+def load_generator(model: nn.Module, path: Path, state: dict[str, Any] | None = None) -> None:
+    """Load an official or harness-written generator state dict (``state``, else read from ``path``) strictly,
+    explaining a mismatch."""
     try:
-        model.load_state_dict(official_state(load_state_dict(path)), strict=True)
+        model.load_state_dict(official_state(load_state_dict(path) if state is None else state), strict=True)
     except RuntimeError as exc:
         first = " ".join(str(exc).splitlines()[:3])
         raise DataError(
@@ -355,6 +356,14 @@ class CycleGAN(Method):
     )
     default_batch_size = 1  # official
     default_steps = 200 * 1334  # official 200 epochs (100 + 100 decay) of horse2zebra's larger domain at batch 1
+    official_weights = OfficialWeights(
+        format="PyTorch state dict of one ResNet generator (pytorch-CycleGAN-and-pix2pix; InstanceNorm running "
+               "statistics of PyTorch < 0.4 files dropped)",
+        source="github.com/junyanz/pytorch-CycleGAN-and-pix2pix: scripts/download_cyclegan_model.sh NAME writes "
+               "checkpoints/NAME_pretrained/latest_net_G.pth (e.g. horse2zebra, one direction); a training run's "
+               "latest_net_G_A.pth / latest_net_G_B.pth",
+        suffixes=(".pth",),
+    )
 
     def training_recipe(self, dataset: Any, context: TrainContext) -> TrainingRecipe:
         return CycleGANRecipe(self, dataset, context)
@@ -371,10 +380,14 @@ class CycleGAN(Method):
         cfg = self.config
         return init_weights(ResnetGenerator(cfg["ngf"], cfg["blocks"], cfg["dropout"]))
 
+    def convert_official(self, path: Path) -> dict[str, Any]:
+        """The official generator file as this generator's state: stale InstanceNorm statistics dropped."""
+        return official_state(load_state_dict(Path(path)))
+
     def load(self, checkpoint: Path | None, device: str) -> None:
         model = self.build()
         if checkpoint is not None:
-            load_generator(model, Path(checkpoint))
+            load_generator(model, Path(checkpoint), self.convert_official(Path(checkpoint)))
         self._model = model.to(device).eval()
         self._device = device
 

@@ -33,7 +33,7 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
-from harness import DataError, Method, Option, Sample, TrainContext, TrainingRecipe, UsageError, hookimpl
+from harness import DataError, Method, OfficialWeights, Option, Sample, TrainContext, TrainingRecipe, UsageError, hookimpl
 from harness.checkpoints import load_state_dict
 
 from .cyclegan import init_weights, official_state, resize_pil, translate, unpaired_rows, unpaired_training_batch
@@ -104,9 +104,9 @@ def discriminator_terms(gen: GeneratorPair, dis: DiscriminatorPair, x_a: torch.T
     }
 
 
-def load_generators(pair: GeneratorPair, path: Path) -> None:
-    """Load the official ``gen_*.pt`` (``{"a": state, "b": state}``) or a harness export (``a.*``/``b.*``
-    keys) strictly; anything else is a `DataError` saying what was expected."""
+def generator_state(path: Path) -> dict[str, Any]:
+    """The state of a `GeneratorPair` from the official ``gen_*.pt`` (``{"a": state, "b": state}``) or a harness
+    export (``a.*``/``b.*`` keys); anything else is a `DataError` saying what was expected."""
     state = load_state_dict(path)
     if set(state) == {"a", "b"} and all(isinstance(value, dict) for value in state.values()):
         flat = {f"{domain}.{key}": value for domain in ("a", "b") for key, value in official_state(state[domain]).items()}
@@ -118,6 +118,12 @@ def load_generators(pair: GeneratorPair, path: Path) -> None:
             f"checkpoint {path} is not a UNIT generator file: expected the official gen_*.pt layout (a dict with "
             f"'a' and 'b' generator state dicts) or a `harness train --method unit` folder, found keys {shown}"
         )
+    return flat
+
+
+def load_generators(pair: GeneratorPair, path: Path, flat: dict[str, Any] | None = None) -> None:
+    """Load `generator_state` (or ``flat``, already converted) strictly, explaining a mismatch."""
+    flat = generator_state(path) if flat is None else flat
     try:
         pair.load_state_dict(flat, strict=True)
     except RuntimeError as exc:
@@ -231,6 +237,14 @@ class UNITRecipe(TrainingRecipe):
 class UNIT(Method):
     """UNIT's translation a→b: domain a's VAE encoder, domain b's decoder (official ``gen_*.pt`` loads)."""
 
+    official_weights = OfficialWeights(
+        format="PyTorch file of both domains' generators, {'a': state dict, 'b': state dict} (the official "
+               "UNIT_Trainer's gen_NNNNNNNN.pt)",
+        source="github.com/mingyuliutw/UNIT: the trainer's outputs/NAME/checkpoints/gen_NNNNNNNN.pt and the README's "
+               "pretrained models; --option a2b=false translates b to a with the same file",
+        suffixes=(".pt",),
+    )
+
     name = "unit"
     description = "UNIT (Liu et al. 2017): shared-latent VAE-GAN translation, official weights (gen_*.pt) load."
     paper = PAPER
@@ -283,10 +297,14 @@ class UNIT(Method):
     def training_recipe(self, dataset: Any, context: TrainContext) -> TrainingRecipe:
         return UNITRecipe(self, dataset, context)
 
+    def convert_official(self, path: Path) -> dict[str, Any]:
+        """The official ``gen_*.pt`` (both domains' generators) as the state of `build`'s `GeneratorPair`."""
+        return generator_state(Path(path))
+
     def load(self, checkpoint: Path | None, device: str) -> None:
         pair = init_generator(self.build())
         if checkpoint is not None:
-            load_generators(pair, Path(checkpoint))
+            load_generators(pair, Path(checkpoint), self.convert_official(Path(checkpoint)))
         source, target = (pair.a, pair.b) if self.config["a2b"] else (pair.b, pair.a)
         self._model = Translator(source, target).to(device).eval()
         self._device = device
