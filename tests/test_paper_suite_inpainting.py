@@ -47,6 +47,7 @@ def test_dry_run_lists_exactly_the_tables_cells(cli):
     cells = {cell_key(c["method"], c["options"], c["dataset"]): c for c in result["cells"]}
     ce = cells[cell_key("context-encoder", {"variant": "l2+adv"}, "paris-streetview")]
     assert ce["fills"] == ["Table 2.1: Context Encoder (ℓ2 + adversarial loss)"]
+    assert ce["requirements"] == ["mask_convention = official"]  # the row's own condition (its `requires`)
     # Table 2.1's errors are means in percent, Table 3.2's sums: each cell is scored the way its table was.
     assert ce["metrics"] == [{"label": "l1", "params": {"percent": True, "reduction": "mean"}},
                              {"label": "l2", "params": {"percent": True, "reduction": "mean"}},
@@ -54,6 +55,7 @@ def test_dry_run_lists_exactly_the_tables_cells(cli):
     gh = cells[cell_key("gh", {}, "places2-inpainting")]
     assert gh["metrics"][0] == {"label": "l1", "params": {"percent": False, "reduction": "sum"}}
     assert gh["metrics"][2] == {"label": "ssim", "params": {}}
+    assert gh["requirements"] == []
     assert gh["training"]["steps"] == 150_000 and gh["training"]["steps_declared"]
     assert ce["training"]["steps"] == 5825 and ce["training"]["steps_declared"]
     assert cells[cell_key("nps", {}, "paris-streetview")]["training"]["steps_declared"] is False
