@@ -99,6 +99,9 @@ def paper_suite(board: Leaderboard) -> PaperSuite | None:
             if not printed:
                 continue
             metrics, conventions, requirements = _metrics(board, row.conventions, spec.name, printed)
+            # The row's own conditions (a method option, a dataset option, how the weights were trained) hold
+            # for every number it prints: without them a measured value is incomparable too.
+            requirements = (*requirements, *(f"{key} = {value}" for key, value in row.requires.items()))
             fill = f"{row.source.table}: {row.source.row}"
             for dataset_options in _experiments(board, spec.name):
                 cell = PaperCell(row.harness_method, dict(row.harness_options), spec.name, spec.split, dataset_options,
@@ -211,7 +214,8 @@ def check_cell(cell: PaperCell, plugins: Plugins, data_roots: Mapping[str, Path]
     weights, weights_note, checkpoint = _weights(method_cls, cell, checkpoints, untrained)
     steps_declared = any("default_steps" in vars(k) for k in method_cls.__mro__ if k is not Method)
     if method_cls.trainable():
-        flags = "".join(f" --dataset-option {k}={v}" for k, v in cell.dataset_options.items())
+        trained_on = {**cell.dataset_options, **_training_dataset_options(cell)}
+        flags = "".join(f" --dataset-option {k}={v}" for k, v in trained_on.items())
         training = (f"harness train --method {method_cls.name} --dataset {dataset_cls.name}{flags}: "
                     f"{method_cls.default_steps:,} steps at batch {method_cls.default_batch_size}"
                     + ("" if steps_declared else " (the harness default; the method declares no schedule)"))
@@ -219,6 +223,19 @@ def check_cell(cell: PaperCell, plugins: Plugins, data_roots: Mapping[str, Path]
     else:
         training, steps = "none (no training recipe)", None
     return CellCheck(cell, root, data_ok, data_note, weights, weights_note, checkpoint, training, steps, steps_declared)
+
+
+TRAINING_DATASET_OPTION = "training.dataset_options."
+
+
+def _training_dataset_options(cell: PaperCell) -> dict[str, str]:
+    """Dataset options the paper row requires of the training (the thesis's Maps rows: the test maps)."""
+    found = {}
+    for requirement in cell.requirements:
+        path, _, value = requirement.partition(" = ")
+        if path.startswith(TRAINING_DATASET_OPTION):
+            found[path[len(TRAINING_DATASET_OPTION):]] = value
+    return found
 
 
 def _data(dataset_cls: Any, root: Path, cell: PaperCell) -> tuple[bool, str]:

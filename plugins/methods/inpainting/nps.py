@@ -7,7 +7,8 @@ Two parts:
   back to 512×4×4, as the official Context Encoder code builds its "fc" layer) instead of the channel-wise
   one; 128×128 mean-filled input, 64×64 centre out (thesis Fig. 2.3), under Context Encoder's mask
   convention (``mask_convention``, see `context_encoder`). It is the trainable part: it needs
-  ``--checkpoint`` (``harness train --method nps`` trains it with Context Encoder's recipe).
+  ``--checkpoint`` (``harness train --method nps`` trains it with Context Encoder's recipe;
+  no source states its training length, see `NPS`).
 * the **texture optimisation**: over a pyramid halving down to 128×128 (3 scales for 512×512 images, 1 for
   128×128), L-BFGS optimises the hole's pixels, started from the content network's output (coarsest scale)
   or the upsampled coarser result. The option ``objective`` picks one of two complete objectives, each with
@@ -240,6 +241,16 @@ def official_total_variation(image: torch.Tensor) -> torch.Tensor:
 
 
 class NPS(CentreHoleNetwork):
+    """The content network and the texture optimisation (module docstring).
+
+    No ``default_steps``: no source states the content network's training length. The thesis (§2.3.3) gives
+    the loss only (λ = 0.999, "the same way as the Context Encoder") and says its optimiser, rate, epochs and
+    batch size nowhere; the official repository (leehomyc/Faster-High-Res-Neural-Inpainting) releases the
+    trained content model and the inference scripts, no training script. Context Encoder's 5,825 steps
+    (train.lua's 25 epochs) would be a guess, so `harness train` uses the harness default and the paper
+    suite's dry-run says the method declares no schedule.
+    """
+
     name = "nps"
     aliases = ("neural-patch-synthesis",)
     description = (
