@@ -7,7 +7,9 @@ repeat, and drift from, the board): every linked reported row × every board dat
 prints a number is one cell. The cell's metrics are the board's columns of the keys the row prints;
 their parameters are the ``params.*`` requirements of the convention the row names for the key (or,
 where the row names none, of the column's convention), per dataset. A dataset the board averages
-over an option (``mean_over``/``mean_of``: RegDB's 10 trials) becomes one cell per value.
+over an option (``mean_over``/``mean_of``: RegDB's 10 trials) becomes one cell per value. Rows that
+differ only in how the weights were trained (``requires: {training.…}``, e.g. SPT's Table 4: one H_S per
+number of pseudo-label candidates) are separate cells, each needing a checkpoint trained that way.
 
 The core stays paper-agnostic: this module reads any leaderboard the same way. Which cells can run
 (data present, weights present) is decided per cell and reported, never guessed.
@@ -28,6 +30,7 @@ from ..data import resolve_data_root
 from ..errors import DataError, UsageError
 from ..plugins import Plugins
 from ..publish.definitions import Leaderboard, load_all
+from ..run.cells import training_identity
 from .suite import DatasetEntry, MethodEntry, MetricEntry, Pairing, Suite
 
 PAPER_SOURCE = "leaderboard"
@@ -54,17 +57,25 @@ class PaperCell:
     which the data must meet for a Δ."""
     fills: tuple[str, ...]
     """``table: row`` of every reported row this cell is compared with."""
+    trained: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """The row's ``training.*`` requirements (path → value): how the checkpoint must have been trained."""
 
     @property
     def key(self) -> str:
-        return json.dumps([self.method, self.options, self.dataset, self.dataset_options], sort_keys=True, default=str)
+        return json.dumps([self.method, self.options, self.dataset, self.dataset_options, self.trained],
+                          sort_keys=True, default=str)
 
     def label(self) -> str:
         options = ", ".join(f"{k}={v}" for k, v in self.options.items())
         dataset_options = ", ".join(f"{k}={v}" for k, v in self.dataset_options.items())
         method = f"{self.method}({options})" if options else self.method
         dataset = f"{self.dataset}({dataset_options})" if dataset_options else self.dataset
-        return f"{method} × {dataset}"
+        trained = ", ".join(f"{k.rpartition('.')[2]}={_plain(v)}" for k, v in self.trained.items())
+        return f"{method} × {dataset}" + (f" [trained with {trained}]" if trained else "")
+
+
+def _plain(value: Any) -> str:
+    return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) if isinstance(value, list) else str(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,10 +110,12 @@ def paper_suite(board: Leaderboard) -> PaperSuite | None:
             if not printed:
                 continue
             metrics, conventions, requirements = _metrics(board, row.conventions, spec.name, printed)
+            trained = {key: value for key, value in row.requires.items() if key.startswith("training.")}
+            requirements = (*requirements, *(f"{key} = {value}" for key, value in trained.items()))
             fill = f"{row.source.table}: {row.source.row}"
             for dataset_options in _experiments(board, spec.name):
                 cell = PaperCell(row.harness_method, dict(row.harness_options), spec.name, spec.split, dataset_options,
-                                 metrics, conventions, requirements, (fill,))
+                                 metrics, conventions, requirements, (fill,), trained)
                 known = cells.get(cell.key)
                 if known is None:
                     cells[cell.key] = cell
@@ -170,7 +183,8 @@ class CellCheck:
     data_ok: bool
     data_note: str
     weights: str
-    """``present``, ``missing``, ``untrained`` (seeded random weights, on request) or ``not needed``."""
+    """``present``, ``missing``, ``other training`` (its training manifest misses the cell's ``training.*``
+    requirements), ``untrained`` (seeded random weights, on request) or ``not needed``."""
     weights_note: str
     checkpoint: Path | None
     training: str
@@ -179,12 +193,13 @@ class CellCheck:
 
     @property
     def runnable(self) -> bool:
-        return self.data_ok and self.weights != "missing"
+        return self.data_ok and self.weights not in ("missing", "other training")
 
     @property
     def skip_reason(self) -> str:
         reasons = ([] if self.data_ok else [f"data missing ({self.data_note})"]) + \
-                  ([f"weights missing ({self.weights_note})"] if self.weights == "missing" else [])
+                  ([f"weights {self.weights} ({self.weights_note})"] if self.weights in ("missing", "other training")
+                   else [])
         return "; ".join(reasons)
 
     def as_dict(self) -> dict[str, Any]:
@@ -194,6 +209,7 @@ class CellCheck:
             "dataset_options": dict(cell.dataset_options),
             "metrics": [{"label": m.label, "params": dict(m.params)} for m in cell.metrics],
             "conventions": dict(cell.conventions), "requirements": list(cell.requirements), "fills": list(cell.fills),
+            "trained": dict(cell.trained),
             "data": {"present": self.data_ok, "root": str(self.data_root), "note": self.data_note},
             "weights": {"state": self.weights, "note": self.weights_note,
                         "checkpoint": None if self.checkpoint is None else str(self.checkpoint)},
@@ -212,6 +228,11 @@ def check_cell(cell: PaperCell, plugins: Plugins, data_roots: Mapping[str, Path]
     steps_declared = any("default_steps" in vars(k) for k in method_cls.__mro__ if k is not Method)
     if method_cls.trainable():
         flags = "".join(f" --dataset-option {k}={v}" for k, v in cell.dataset_options.items())
+        for key, value in cell.trained.items():  # the row's training conditions, as `harness train` flags
+            kind, _, name = key.partition(".")[2].partition(".")
+            flag = {"method_options": "--option", "dataset_options": "--dataset-option"}.get(kind)
+            if flag and name and "." not in name:
+                flags += f" {flag} {name}={_plain(value)}"
         training = (f"harness train --method {method_cls.name} --dataset {dataset_cls.name}{flags}: "
                     f"{method_cls.default_steps:,} steps at batch {method_cls.default_batch_size}"
                     + ("" if steps_declared else " (the harness default; the method declares no schedule)"))
@@ -238,6 +259,9 @@ def _weights(method_cls: type[Method], cell: PaperCell, checkpoints: Mapping[str
     if given is not None:
         path = Path(os.path.expanduser(given.format(**cell.dataset_options)))
         if path.exists():
+            other = _other_training(cell, path)
+            if other:
+                return "other training", f"{path} (--checkpoint {method_cls.name}=…) was trained with {other}", None
             return "present", f"{path} (--checkpoint {method_cls.name}=…)", path
         return "missing", f"looked at {path} (--checkpoint {method_cls.name}=…)", None
     if method_cls.scores_external_outputs:
@@ -254,9 +278,34 @@ def _weights(method_cls: type[Method], cell: PaperCell, checkpoints: Mapping[str
     return "not needed", "model-free or built-in weights", None
 
 
+def _other_training(cell: PaperCell, checkpoint: Path) -> str:
+    """How a `harness train` checkpoint misses the cell's ``training.*`` requirements ('' when it meets them,
+    or when it has no manifest: weights from elsewhere, scored and shown as incomparable)."""
+    found = training_identity(checkpoint) if cell.trained else None
+    if found is None:
+        return ""
+    manifest, identity = found
+    wrong = []
+    for key, want in cell.trained.items():
+        got: Any = identity
+        for part in key.split(".")[1:]:
+            got = got.get(part, _MISSING) if isinstance(got, dict) else _MISSING
+        if _listed(got) != _listed(want):
+            wrong.append(f"{key.partition('.')[2]}={'nothing recorded' if got is _MISSING else got}, "
+                         f"the cell needs {want}")
+    return f"{'; '.join(wrong)} ({manifest})" if wrong else ""
+
+
+_MISSING = object()
+
+
+def _listed(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
 def runnable_suite(paper: PaperSuite, checks: list[CellCheck], untrained: bool) -> Suite | None:
     """The grid suite of the cells that can run (None when none can)."""
-    pairs = []
+    jobs: dict[str, Pairing] = {}
     for check in checks:
         if not check.runnable:
             continue
@@ -264,7 +313,13 @@ def runnable_suite(paper: PaperSuite, checks: list[CellCheck], untrained: bool) 
         method = MethodEntry(cell.method, dict(cell.options), check.checkpoint, None,
                              untrained and check.weights == "untrained")
         dataset = DatasetEntry(cell.dataset, cell.split, dict(cell.dataset_options), None, check.data_root)
-        pairs.append(Pairing(method, dataset, cell.metrics))
+        # cells apart only by their training requirements, given the same weights, are one job
+        job = json.dumps([cell.method, cell.options, str(check.checkpoint), cell.dataset, cell.dataset_options],
+                         sort_keys=True, default=str)
+        known = jobs.get(job)
+        metrics = cell.metrics if known is None or known.metrics is None else _union(known.metrics, cell.metrics)
+        jobs[job] = Pairing(method, dataset, metrics)
+    pairs = list(jobs.values())
     if not pairs:
         return None
     return Suite(paper.name, f"the cells of {', '.join(paper.tables)}", tuple(p.method for p in pairs),
