@@ -190,6 +190,9 @@ class CellCheck:
     training: str
     training_steps: int | None
     steps_declared: bool
+    shape: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """The options shaping the network (`Method.model_options`, e.g. a width) the checkpoint was trained with,
+    which the cell runs with where the row sets none (the weights load into that shape only)."""
 
     @property
     def runnable(self) -> bool:
@@ -214,7 +217,7 @@ class CellCheck:
             "weights": {"state": self.weights, "note": self.weights_note,
                         "checkpoint": None if self.checkpoint is None else str(self.checkpoint)},
             "training": {"recipe": self.training, "steps": self.training_steps, "steps_declared": self.steps_declared},
-            "runnable": self.runnable, "skip": self.skip_reason or None,
+            "runnable": self.runnable, "skip": self.skip_reason or None, "trained_shape": dict(self.shape),
         }
 
 
@@ -239,7 +242,16 @@ def check_cell(cell: PaperCell, plugins: Plugins, data_roots: Mapping[str, Path]
         steps: int | None = method_cls.default_steps
     else:
         training, steps = "none (no training recipe)", None
-    return CellCheck(cell, root, data_ok, data_note, weights, weights_note, checkpoint, training, steps, steps_declared)
+    return CellCheck(cell, root, data_ok, data_note, weights, weights_note, checkpoint, training, steps, steps_declared,
+                     _trained_shape(method_cls, checkpoint))
+
+
+def _trained_shape(method_cls: type[Method], checkpoint: Path | None) -> dict[str, Any]:
+    found = training_identity(checkpoint) if checkpoint is not None and method_cls.model_options else None
+    if found is None:
+        return {}
+    trained = found[1]["method_options"]
+    return {name: trained[name] for name in method_cls.model_options if name in trained}
 
 
 def _data(dataset_cls: Any, root: Path, cell: PaperCell) -> tuple[bool, str]:
@@ -310,11 +322,11 @@ def runnable_suite(paper: PaperSuite, checks: list[CellCheck], untrained: bool) 
         if not check.runnable:
             continue
         cell = check.cell
-        method = MethodEntry(cell.method, dict(cell.options), check.checkpoint, None,
-                             untrained and check.weights == "untrained")
+        options = {**check.shape, **cell.options}
+        method = MethodEntry(cell.method, options, check.checkpoint, None, untrained and check.weights == "untrained")
         dataset = DatasetEntry(cell.dataset, cell.split, dict(cell.dataset_options), None, check.data_root)
         # cells apart only by their training requirements, given the same weights, are one job
-        job = json.dumps([cell.method, cell.options, str(check.checkpoint), cell.dataset, cell.dataset_options],
+        job = json.dumps([cell.method, options, str(check.checkpoint), cell.dataset, cell.dataset_options],
                          sort_keys=True, default=str)
         known = jobs.get(job)
         metrics = cell.metrics if known is None or known.metrics is None else _union(known.metrics, cell.metrics)
