@@ -132,17 +132,21 @@ def test_trained_checkpoints_are_scored_and_published_beside_their_rows(cli, tmp
     assert code == 0, err
 
     # the plan: the N = 500 cell can run with the N = 500 checkpoint; the others name what it was trained with
-    cells = plan(cli, "--checkpoint", f"spt-hs={tmp_path / 'n500'}", "--data-root",
-                 f"deepfashion-pose-parsing={root}", "--dataset-option", "deepfashion-pose-parsing.parsing_labels=spt")
+    suite = ("--data-root", f"deepfashion-pose-parsing={root}", "--dataset-option",
+             "deepfashion-pose-parsing.parsing_labels=spt")
+    cells = plan(cli, "--checkpoint", f"spt-hs={tmp_path / 'n500'}", *suite)
     weights = {c["fills"][0]: c["weights"] for c in cells}
     assert weights["Table 4: 500"]["state"] == "present" and all(c["data"]["present"] for c in cells)
+    assert cells[1]["trained_shape"]["width"] == 4  # the cell runs with the width the weights were trained with
     assert weights["Table 4: 100"]["state"] == "other training"
     assert "candidates=500, the cell needs 100" in weights["Table 4: 100"]["note"]
     assert "hs_labels=search, the cell needs true" in weights["Table 4: Ground-Truth"]["note"]
 
-    for name in ("n500", "true"):
-        code, _, err = cli("run", "--method", "spt-hs", *data, "--checkpoint", tmp_path / name, "--option", "width=4")
+    for name in ("n500", "true"):  # each checkpoint fills its row's cell; the grid names the other three
+        code, out, err = cli("grid", "--suite", "spt-parsing", "--checkpoint", f"spt-hs={tmp_path / name}", *suite,
+                             "--workers", "0", "--quiet")
         assert code == 0, err
+        assert "1 done" in out and "3 skipped" in out and "weights other training" in out
     code, _, err = cli("run", "--method", "spt-hs", *data, "--untrained", "--option", "width=4")
     assert code == 0, err
 
