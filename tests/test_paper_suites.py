@@ -48,10 +48,11 @@ def test_suites_lists_a_paper_suite_per_board_with_linked_rows(cli):
                                  ("hi-cmd", "hi-cmd Table 1, hi-cmd Table 2"),
                                  ("yang-inpainting", "yang-thesis Table 2.1, yang-thesis Table 3.2"),
                                  ("yang-translation", "yang-thesis Table 4.2, yang-thesis Table 4.3"),
-                                 ("spt-person-generation", "spt Table 1, spt Table 3")):
+                                 ("spt-person-generation", "spt Table 1, spt Table 3"),
+                                 ("spt-parsing", "spt Table 4")):
         assert f"{board}: leaderboard {board}, fills {tables_filled}" in out
-    assert "spt-parsing: no paper suite: leaderboard spt-parsing links no reported row" in out
-    code, out, err = cli("grid", "--suite", "spt-parsing", "--dry-run")
+    assert "reid-market1501: no paper suite: leaderboard reid-market1501 links no reported row" in out
+    code, out, err = cli("grid", "--suite", "reid-market1501", "--dry-run")
     assert code == 2 and "links no reported row" in err
 
 

@@ -7,7 +7,9 @@ repeat, and drift from, the board): every linked reported row × every board dat
 prints a number is one cell. The cell's metrics are the board's columns of the keys the row prints;
 their parameters are the ``params.*`` requirements of the convention the row names for the key (or,
 where the row names none, of the column's convention), per dataset. A dataset the board averages
-over an option (``mean_over``/``mean_of``: RegDB's 10 trials) becomes one cell per value.
+over an option (``mean_over``/``mean_of``: RegDB's 10 trials) becomes one cell per value. Rows that
+differ only in how the weights were trained (``requires: {training.…}``, e.g. SPT's Table 4: one H_S per
+number of pseudo-label candidates) are separate cells, each needing a checkpoint trained that way.
 
 The core stays paper-agnostic: this module reads any leaderboard the same way. Which cells can run
 (data present, weights present) is decided per cell and reported, never guessed.
@@ -28,6 +30,7 @@ from ..data import resolve_data_root
 from ..errors import DataError, UsageError
 from ..plugins import Plugins
 from ..publish.definitions import Leaderboard, load_all
+from ..run.cells import training_identity
 from .suite import DatasetEntry, MethodEntry, MetricEntry, Pairing, Suite
 
 PAPER_SOURCE = "leaderboard"
@@ -54,17 +57,25 @@ class PaperCell:
     which the data must meet for a Δ."""
     fills: tuple[str, ...]
     """``table: row`` of every reported row this cell is compared with."""
+    trained: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """The row's ``training.*`` requirements (path → value): how the checkpoint must have been trained."""
 
     @property
     def key(self) -> str:
-        return json.dumps([self.method, self.options, self.dataset, self.dataset_options], sort_keys=True, default=str)
+        return json.dumps([self.method, self.options, self.dataset, self.dataset_options, self.trained],
+                          sort_keys=True, default=str)
 
     def label(self) -> str:
         options = ", ".join(f"{k}={v}" for k, v in self.options.items())
         dataset_options = ", ".join(f"{k}={v}" for k, v in self.dataset_options.items())
         method = f"{self.method}({options})" if options else self.method
         dataset = f"{self.dataset}({dataset_options})" if dataset_options else self.dataset
-        return f"{method} × {dataset}"
+        trained = ", ".join(f"{k.rpartition('.')[2]}={_plain(v)}" for k, v in self.trained.items())
+        return f"{method} × {dataset}" + (f" [trained with {trained}]" if trained else "")
+
+
+def _plain(value: Any) -> str:
+    return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) if isinstance(value, list) else str(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,10 +113,11 @@ def paper_suite(board: Leaderboard) -> PaperSuite | None:
             # The row's own conditions (a method option, a dataset option, how the weights were trained) hold
             # for every number it prints: without them a measured value is incomparable too.
             requirements = (*requirements, *(f"{key} = {value}" for key, value in row.requires.items()))
+            trained = {key: value for key, value in row.requires.items() if key.startswith("training.")}
             fill = f"{row.source.table}: {row.source.row}"
             for dataset_options in _experiments(board, spec.name):
                 cell = PaperCell(row.harness_method, dict(row.harness_options), spec.name, spec.split, dataset_options,
-                                 metrics, conventions, requirements, (fill,))
+                                 metrics, conventions, requirements, (fill,), trained)
                 known = cells.get(cell.key)
                 if known is None:
                     cells[cell.key] = cell
@@ -173,21 +185,26 @@ class CellCheck:
     data_ok: bool
     data_note: str
     weights: str
-    """``present``, ``missing``, ``untrained`` (seeded random weights, on request) or ``not needed``."""
+    """``present``, ``missing``, ``other training`` (its training manifest misses the cell's ``training.*``
+    requirements), ``untrained`` (seeded random weights, on request) or ``not needed``."""
     weights_note: str
     checkpoint: Path | None
     training: str
     training_steps: int | None
     steps_declared: bool
+    shape: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """The options shaping the network (`Method.model_options`, e.g. a width) the checkpoint was trained with,
+    which the cell runs with where the row sets none (the weights load into that shape only)."""
 
     @property
     def runnable(self) -> bool:
-        return self.data_ok and self.weights != "missing"
+        return self.data_ok and self.weights not in ("missing", "other training")
 
     @property
     def skip_reason(self) -> str:
         reasons = ([] if self.data_ok else [f"data missing ({self.data_note})"]) + \
-                  ([f"weights missing ({self.weights_note})"] if self.weights == "missing" else [])
+                  ([f"weights {self.weights} ({self.weights_note})"] if self.weights in ("missing", "other training")
+                   else [])
         return "; ".join(reasons)
 
     def as_dict(self) -> dict[str, Any]:
@@ -197,11 +214,12 @@ class CellCheck:
             "dataset_options": dict(cell.dataset_options),
             "metrics": [{"label": m.label, "params": dict(m.params)} for m in cell.metrics],
             "conventions": dict(cell.conventions), "requirements": list(cell.requirements), "fills": list(cell.fills),
+            "trained": dict(cell.trained),
             "data": {"present": self.data_ok, "root": str(self.data_root), "note": self.data_note},
             "weights": {"state": self.weights, "note": self.weights_note,
                         "checkpoint": None if self.checkpoint is None else str(self.checkpoint)},
             "training": {"recipe": self.training, "steps": self.training_steps, "steps_declared": self.steps_declared},
-            "runnable": self.runnable, "skip": self.skip_reason or None,
+            "runnable": self.runnable, "skip": self.skip_reason or None, "trained_shape": dict(self.shape),
         }
 
 
@@ -214,28 +232,29 @@ def check_cell(cell: PaperCell, plugins: Plugins, data_roots: Mapping[str, Path]
     weights, weights_note, checkpoint = _weights(method_cls, cell, checkpoints, untrained)
     steps_declared = any("default_steps" in vars(k) for k in method_cls.__mro__ if k is not Method)
     if method_cls.trainable():
-        trained_on = {**cell.dataset_options, **_training_dataset_options(cell)}
+        trained_on, trained_with = dict(cell.dataset_options), {}
+        for key, value in cell.trained.items():  # the row's training conditions, as `harness train` flags
+            kind, _, name = key.partition(".")[2].partition(".")
+            if name and "." not in name and kind in ("method_options", "dataset_options"):
+                (trained_with if kind == "method_options" else trained_on)[name] = _plain(value)
         flags = "".join(f" --dataset-option {k}={v}" for k, v in trained_on.items())
+        flags += "".join(f" --option {k}={v}" for k, v in trained_with.items())
         training = (f"harness train --method {method_cls.name} --dataset {dataset_cls.name}{flags}: "
                     f"{method_cls.default_steps:,} steps at batch {method_cls.default_batch_size}"
                     + ("" if steps_declared else " (the harness default; the method declares no schedule)"))
         steps: int | None = method_cls.default_steps
     else:
         training, steps = "none (no training recipe)", None
-    return CellCheck(cell, root, data_ok, data_note, weights, weights_note, checkpoint, training, steps, steps_declared)
+    return CellCheck(cell, root, data_ok, data_note, weights, weights_note, checkpoint, training, steps, steps_declared,
+                     _trained_shape(method_cls, checkpoint))
 
 
-TRAINING_DATASET_OPTION = "training.dataset_options."
-
-
-def _training_dataset_options(cell: PaperCell) -> dict[str, str]:
-    """Dataset options the paper row requires of the training (the thesis's Maps rows: the test maps)."""
-    found = {}
-    for requirement in cell.requirements:
-        path, _, value = requirement.partition(" = ")
-        if path.startswith(TRAINING_DATASET_OPTION):
-            found[path[len(TRAINING_DATASET_OPTION):]] = value
-    return found
+def _trained_shape(method_cls: type[Method], checkpoint: Path | None) -> dict[str, Any]:
+    found = training_identity(checkpoint) if checkpoint is not None and method_cls.model_options else None
+    if found is None:
+        return {}
+    trained = found[1]["method_options"]
+    return {name: trained[name] for name in method_cls.model_options if name in trained}
 
 
 def _data(dataset_cls: Any, root: Path, cell: PaperCell) -> tuple[bool, str]:
@@ -255,6 +274,9 @@ def _weights(method_cls: type[Method], cell: PaperCell, checkpoints: Mapping[str
     if given is not None:
         path = Path(os.path.expanduser(given.format(**cell.dataset_options)))
         if path.exists():
+            other = _other_training(cell, path)
+            if other:
+                return "other training", f"{path} (--checkpoint {method_cls.name}=…) was trained with {other}", None
             return "present", f"{path} (--checkpoint {method_cls.name}=…)", path
         return "missing", f"looked at {path} (--checkpoint {method_cls.name}=…)", None
     if method_cls.scores_external_outputs:
@@ -271,17 +293,48 @@ def _weights(method_cls: type[Method], cell: PaperCell, checkpoints: Mapping[str
     return "not needed", "model-free or built-in weights", None
 
 
+def _other_training(cell: PaperCell, checkpoint: Path) -> str:
+    """How a `harness train` checkpoint misses the cell's ``training.*`` requirements ('' when it meets them,
+    or when it has no manifest: weights from elsewhere, scored and shown as incomparable)."""
+    found = training_identity(checkpoint) if cell.trained else None
+    if found is None:
+        return ""
+    manifest, identity = found
+    wrong = []
+    for key, want in cell.trained.items():
+        got: Any = identity
+        for part in key.split(".")[1:]:
+            got = got.get(part, _MISSING) if isinstance(got, dict) else _MISSING
+        if _listed(got) != _listed(want):
+            wrong.append(f"{key.partition('.')[2]}={'nothing recorded' if got is _MISSING else got}, "
+                         f"the cell needs {want}")
+    return f"{'; '.join(wrong)} ({manifest})" if wrong else ""
+
+
+_MISSING = object()
+
+
+def _listed(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
 def runnable_suite(paper: PaperSuite, checks: list[CellCheck], untrained: bool) -> Suite | None:
     """The grid suite of the cells that can run (None when none can)."""
-    pairs = []
+    jobs: dict[str, Pairing] = {}
     for check in checks:
         if not check.runnable:
             continue
         cell = check.cell
-        method = MethodEntry(cell.method, dict(cell.options), check.checkpoint, None,
-                             untrained and check.weights == "untrained")
+        options = {**check.shape, **cell.options}
+        method = MethodEntry(cell.method, options, check.checkpoint, None, untrained and check.weights == "untrained")
         dataset = DatasetEntry(cell.dataset, cell.split, dict(cell.dataset_options), None, check.data_root)
-        pairs.append(Pairing(method, dataset, cell.metrics))
+        # cells apart only by their training requirements, given the same weights, are one job
+        job = json.dumps([cell.method, options, str(check.checkpoint), cell.dataset, cell.dataset_options],
+                         sort_keys=True, default=str)
+        known = jobs.get(job)
+        metrics = cell.metrics if known is None or known.metrics is None else _union(known.metrics, cell.metrics)
+        jobs[job] = Pairing(method, dataset, metrics)
+    pairs = list(jobs.values())
     if not pairs:
         return None
     return Suite(paper.name, f"the cells of {', '.join(paper.tables)}", tuple(p.method for p in pairs),

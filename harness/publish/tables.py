@@ -427,15 +427,18 @@ def _unstated(reported: ReportedRow) -> str:
 
 
 def _paper_row(board: Leaderboard, run: Run, dataset: str) -> ReportedRow | None:
-    """The most specific reported row on ``dataset`` whose harness method and options the run satisfies."""
+    """The most specific reported row on ``dataset`` whose harness method and options the run satisfies;
+    among rows as specific, the one whose ``requires`` the run meets, else the one it meets most of (rows
+    apart only by how the weights were trained: SPT's Table 4 rows, one per number of candidates)."""
     options = run.record["method"].get("options") or {}
-    best: tuple[int, ReportedRow] | None = None
+    best: tuple[tuple[int, bool, int], ReportedRow] | None = None
     for reported in board.reported:
         if reported.harness_method != run.method or dataset not in reported.values:
             continue
         if any(_normalise(options.get(k)) != _normalise(v) for k, v in reported.harness_options.items()):
             continue
-        score = len(reported.harness_options)
+        met = sum(_normalise(_required_field(run, k)) == _normalise(v) for k, v in reported.requires.items())
+        score = (len(reported.harness_options), met == len(reported.requires), met)
         if best is None or score > best[0]:
             best = (score, reported)
     return best[1] if best else None

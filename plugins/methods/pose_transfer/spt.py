@@ -53,6 +53,18 @@ Official weights: the demo's ``latest_net_G.pth`` is G_A^F alone (progressive, w
 and renders by the target's own parsing map (TS-GT). It loads with ``progressive=true background=false
 target_map=dataset``: no H_S is built, the target map comes from the dataset (`demo_state`; docs/spt.md).
 
+Table 4's "Ground-Truth" ablation (option ``hs_labels=true``) trains H_S on true pairs instead of the
+searched pseudo pairs: the target of a source map is the map of another training image of the same
+person (`PoseImages.images`' ``pid``), in that image's pose, drawn per step; the sources of those steps
+are drawn among the images whose person has another image. Table 4 scores H_S "trained in two-stage",
+before the end-to-end stage changes it: ``stages=1,0,0`` trains H_S (and P) alone.
+
+Method ``spt-hs`` (`SPTParsing`) serves task ``pose-parsing`` with the same checkpoint: H_S's predicted
+target map, the most likely class per pixel. It is a second method rather than a second task of ``spt``
+because `Method.predict` is not told the task, and the two tasks give a method the same fields
+(``pose-transfer``'s optional ``source_parsing`` is ``pose-parsing``'s input) while expecting an image
+from one and a label map from the other.
+
 Where the paper is silent (recorded in the training manifest): GAN losses are LSGAN, as the official
 demo code (the paper writes the log form); L_ce is the per-pixel mean rather than the sum; Eq. 9's
 α_i are 1 on RGB, relu1_2 and relu2_1 (the paper's conv1_2/conv2_1; the demo: relu2_1 only); the style
@@ -139,6 +151,10 @@ PSEUDO_STREAM = 91
 """Random stream of the candidate draw of an image's pseudo-label search (a pure function of seed and image)."""
 AUX_STREAM = 92
 """Random stream (with seed and step) of the auxiliary background images of a step's batch."""
+TRUE_STREAM = 93
+"""Random stream (with seed and step) of the true targets of a step's sources (``hs_labels=true``)."""
+HS_LABELS = ("search", "true")
+"""What H_S learns from: the searched pseudo pairs (the paper's) or true pairs (Table 4's "Ground-Truth" row)."""
 
 
 def check_size(size: tuple[int, int], where: str, progressive: bool = False) -> None:
@@ -270,6 +286,7 @@ class SPTRecipe(TrainingRecipe):
             face_sides = f"{crop_side(self.half[0])}x{crop_side(self.half[0])} at {self.half[0]} px height, " + face_sides
         self.maps: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.pseudo: dict[int, int | None] = {}
+        self.partners, self.paired = self.true_partners() if cfg["hs_labels"] == "true" else ({}, [])
         device = context.device
         generator = initialised(SPTGenerator(cfg["width"], cfg["background"], self.progressive)).to(device)
         self.vgg = None if cfg["vgg"] == "none" else VGGFeatures(cfg["vgg"], VGG_TAPS, cfg["vgg_weights"]).to(device)
@@ -294,9 +311,7 @@ class SPTRecipe(TrainingRecipe):
                                          "; no L_S (the paper's)"),
                 "parameters": counts,
                 "images": len(self.rows), "image_size": list(self.size),
-                "pseudo_labels": f"Eq. 1 search among {cfg['candidates']} random training maps of the same clothing type "
-                                 f"(labels {sorted((3, 4, 5))} present), poses at least {cfg['min_pose_distance']} of the "
-                                 "image height apart on average; none found: the image itself in its own pose",
+                "pseudo_labels": self.labels_description(),
                 "losses": {
                     "H_S": f"LSGAN + {cfg['lambda_ce']:g} x weighted cross entropy (1 + M_t), per-pixel mean",
                     "H_A": f"LSGAN (D_A on image + 9 parsing channels, {cfg['d_maps']} maps for the fakes"
@@ -344,6 +359,30 @@ class SPTRecipe(TrainingRecipe):
             if name in self.networks:
                 self.optimizers[name] = adam(self.networks[name].parameters())
         self.batches = context.loader(self.batch)
+
+    def true_partners(self) -> tuple[dict[int, list[int]], list[int]]:
+        """``hs_labels=true``: each image's other images of the same person (``pid``), and the images that have one."""
+        people: dict[str, list[int]] = {}
+        for index, row in enumerate(self.rows):
+            people.setdefault(str(row["pid"]), []).append(index)
+        partners = {index: [other for other in people[str(row["pid"])] if other != index]
+                    for index, row in enumerate(self.rows)}
+        paired = [index for index, others in partners.items() if others]
+        if not paired:
+            raise DataError(f"{self.dataset.name}: hs_labels=true trains H_S on true pairs, two training images of one "
+                            f"person, and no person of the {len(self.rows)} training images has two")
+        return partners, paired
+
+    def labels_description(self) -> str:
+        cfg = self.cfg
+        if cfg["hs_labels"] == "true":
+            people = len({str(self.rows[i]["pid"]) for i in self.paired})
+            return ("true pairs (hs_labels=true, Table 4's Ground-Truth row): the target of a source map is the map and "
+                    "pose of another training image of the same person, drawn per step; sources of those steps drawn "
+                    f"among the {len(self.paired)} images of the {people} persons with at least two; no search")
+        return (f"Eq. 1 search among {cfg['candidates']} random training maps of the same clothing type "
+                f"(labels {sorted((3, 4, 5))} present), poses at least {cfg['min_pose_distance']} of the "
+                "image height apart on average; none found: the image itself in its own pose")
 
     def growing_description(self) -> str:
         if not self.progressive:
@@ -415,7 +454,12 @@ class SPTRecipe(TrainingRecipe):
         with every pose input precomputed on the CPU; a pure function of (seed, step). Progressive: at half
         resolution in the first three stages, at both (half ones prefixed ``half_``) in stage grow."""
         seed, size, batch, stage = self.context.seed, self.size, self.context.batch_size, self.stage(step)
-        sources = uniform_batch(len(self.rows), batch, seed, step)
+        labelled = stage == "hs" or (stage == "e2e" and self.cfg["e2e_parsing_loss"])
+        true_pairs = labelled and self.cfg["hs_labels"] == "true"
+        if true_pairs:
+            sources = [self.paired[k] for k in uniform_batch(len(self.paired), batch, seed, step)]
+        else:
+            sources = uniform_batch(len(self.rows), batch, seed, step)
         targets = step_rng(seed, step, 1).choice(len(self.rows), batch).tolist()
         images, parsings, poses, target_poses = [], [], [], []
         for index, target in zip(sources, targets):
@@ -429,8 +473,13 @@ class SPTRecipe(TrainingRecipe):
             target_poses.append(self.parsing_and_pose(target)[1])
         raw = {"image": torch.stack(images), "labels": torch.stack(parsings), "pose_s": torch.stack(poses),
                "pose_t": torch.stack(target_poses)}
-        if stage == "hs" or (stage == "e2e" and self.cfg["e2e_parsing_loss"]):
-            pseudo = [self.parsing_and_pose(self.pseudo_label(index)) for index in sources]
+        if labelled:
+            if true_pairs:
+                rng = step_rng(seed, step, TRUE_STREAM)
+                chosen = [self.partners[index][int(rng.integers(len(self.partners[index])))] for index in sources]
+            else:
+                chosen = [self.pseudo_label(index) for index in sources]
+            pseudo = [self.parsing_and_pose(index) for index in chosen]
             raw["labels_p"] = torch.stack([parsing.long() for parsing, _ in pseudo])
             raw["pose_p"] = torch.stack([pose for _, pose in pseudo])
         aux = step_rng(seed, step, AUX_STREAM).choice(len(self.aux), batch).tolist() \
@@ -714,6 +763,9 @@ class SPT(Method):
         Option("fix_global", 0.5, "training, progressive: fraction of the stage grow during which the global generator "
                "is frozen and only the local enhancer learns (the demo's niter_fix_global; no value given)", float),
         Option("candidates", 500, "training: N, random training maps searched for each pseudo-label (paper: 500)", int),
+        Option("hs_labels", "search", "training: what H_S learns from: search (the searched pseudo pairs, the paper's) "
+               "or true (true pairs: another training image of the same person, its map as the target; Table 4's "
+               "Ground-Truth row, an ablation the paper's unpaired setting does not allow)", str, HS_LABELS),
         Option("min_pose_distance", 0.05, "training: pseudo targets must differ in pose by at least this mean joint "
                "displacement, as a fraction of the image height (the paper excludes very similar poses without a threshold)",
                float),
@@ -760,6 +812,11 @@ class SPT(Method):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         cfg = self.config
+        try:  # numbers, whether given as such or on the command line: a training manifest then records 1.0, not '1'
+            cfg["stages"] = tuple(float(fraction) for fraction in cfg["stages"])
+        except (TypeError, ValueError):
+            raise UsageError(f"{self.name}: option stages needs numbers, the step fractions of the stages; "
+                             f"got {cfg['stages']}") from None
         if cfg["width"] < 1 or cfg["ndf"] < 1 or cfg["candidates"] < 1 or cfg["sigma"] <= 0:
             raise UsageError(f"{self.name}: options width, ndf and candidates must be at least 1 and sigma positive")
         if cfg["progressive"] and cfg["width"] % 2:
@@ -809,17 +866,21 @@ class SPT(Method):
         return SPTRecipe(self, dataset, context)
 
     def predict(self, samples: list[Sample]) -> list[Any]:
+        return self.batched(samples, self.transfer)
+
+    def batched(self, samples: list[Sample], network: Callable[..., torch.Tensor]) -> list[torch.Tensor]:
+        """``network`` on the `inputs` of the samples, runs of equally sized samples stacked together."""
         if self.model is None:
             raise UsageError(f"{self.name}: call load() before predict()")
         inputs = [self.inputs(sample) for sample in samples]
         results: list[torch.Tensor] = []
         start = 0
-        while start < len(inputs):  # runs of equally sized samples go through the networks together
+        while start < len(inputs):
             end = start + 1
             while end < len(inputs) and inputs[end][0].shape == inputs[start][0].shape:
                 end += 1
             batch = [torch.stack(parts).to(self._device) for parts in zip(*inputs[start:end])]
-            results.extend(self.transfer(*batch).cpu())
+            results.extend(network(*batch).cpu())
             start = end
         return results
 
@@ -942,6 +1003,34 @@ def demo_state(state: dict[str, Any], path: Any) -> dict[str, torch.Tensor]:
     return converted
 
 
+class SPTParsing(SPT):
+    """SPT's semantic generative network H_S alone: the target-pose semantic map of a `spt` checkpoint."""
+
+    name = "spt-hs"
+    description = ("SPT's H_S (Song et al., TPAMI 2020): the target-pose semantic map predicted from the source map and "
+                   "both poses (pose-parsing; Table 4); loads and trains exactly as spt.")
+    tasks = frozenset({"pose-parsing"})
+
+    def predict(self, samples: list[Sample]) -> list[Any]:
+        return self.batched(samples, self.target_map)
+
+    def target_map(self, source: torch.Tensor, parsing_s: torch.Tensor, heat_s: torch.Tensor, mask_s: torch.Tensor,
+                   heat_t: torch.Tensor, mask_t: torch.Tensor, theta: torch.Tensor, valid: torch.Tensor,
+                   parts: torch.Tensor, *half: torch.Tensor) -> torch.Tensor:
+        """argmax over the classes of S̃_t = H_S(S_s, p_s, M_s; p_t, M_t): int64 labels (B, H, W) in the dataset's
+        classes (the contract's 10, label = index). Progressive: H_S at half resolution, its map upsampled as
+        `transfer` gives it to H_A."""
+        g = self._model
+        with torch.inference_mode():
+            if not half:
+                parsing_t = g.parse(parsing_s, heat_s, mask_s, heat_t, mask_t)
+            else:
+                _, h_parsing_s, h_heat_s, h_mask_s, h_heat_t, h_mask_t = half[:6]
+                parsing_t = double(g.parse(h_parsing_s, h_heat_s, h_mask_s, h_heat_t, h_mask_t))
+        return parsing_t.argmax(dim=1)
+
+
 @hookimpl
 def harness_register_methods(register: Callable[[type], None]) -> None:
     register(SPT)
+    register(SPTParsing)
