@@ -51,9 +51,9 @@ def test_suites_lists_a_paper_suite_per_board_with_linked_rows(cli):
                                  ("spt-person-generation", "spt Table 1, spt Table 3"),
                                  ("spt-parsing", "spt Table 4")):
         assert f"{board}: leaderboard {board}, fills {tables_filled}" in out
-    assert "reid-market1501: no paper suite: leaderboard reid-market1501 links no reported row" in out
+    assert "reid-market1501: no paper suite: leaderboard reid-market1501 holds no paper's numbers" in out
     code, out, err = cli("grid", "--suite", "reid-market1501", "--dry-run")
-    assert code == 2 and "links no reported row" in err
+    assert code == 2 and "holds no paper's numbers" in err
 
 
 def test_sdsen_dry_run_lists_exactly_the_tables_cells(cli):
