@@ -215,3 +215,44 @@ def test_malformed_baseline_names_the_json_path_and_exits_2(cli, tmp_path, where
     assert code == 2 and out == "", err
     assert f"--baseline {baseline}: malformed baseline at " in err and message in err
     assert "Traceback" not in err and "__init__" not in err
+
+
+def test_export_merge_keeps_the_worse_value_of_each_machine(cli, tmp_path):
+    """A baseline built on two kinds of CPU holds on both: each value is the worse of the two, with its
+    own per-sample values; cells the current results no longer hold are not carried over."""
+    results = tmp_path / "results"
+    assert cli("run", "--method", "identity", "--dataset", "rain-synth", "--results", results, "--quiet")[0] == 0
+    ours = tmp_path / "ours.json"
+    assert cli("gate", "--results", results, "--export", ours)[0] == 0
+    data = json.loads(ours.read_text())
+    cell = data["cells"][0]
+    psnr, ssim = cell["values"]["psnr/psnr"], cell["values"]["ssim/ssim"]
+    psnr["per_sample"] = {key: number - 1.0 for key, number in psnr["per_sample"].items()}  # worse there
+    psnr["value"] -= 1.0
+    ssim["per_sample"] = {key: number + 0.1 for key, number in ssim["per_sample"].items()}  # better there
+    ssim["value"] += 0.1
+    stale = json.loads(json.dumps(cell))
+    stale["method"] = "renamed-since"
+    data["cells"].append(stale)
+    theirs = tmp_path / "theirs.json"
+    theirs.write_text(json.dumps(data))
+
+    merged = tmp_path / "merged.json"
+    code, out, err = cli("gate", "--results", results, "--export", merged, "--merge", theirs)
+    assert code == 0, err
+    assert "each value the worse of it and 1 merged baseline(s)" in out
+    written = json.loads(merged.read_text())["cells"]
+    mine = json.loads(ours.read_text())["cells"][0]["values"]
+    assert [c["method"] for c in written] == ["identity"]
+    assert written[0]["values"]["psnr/psnr"]["value"] == pytest.approx(mine["psnr/psnr"]["value"] - 1.0)
+    assert written[0]["values"]["psnr/psnr"]["per_sample"] == psnr["per_sample"]
+    assert written[0]["values"]["ssim/ssim"] == mine["ssim/ssim"]
+
+    # Against the merged baseline this machine's results pass (psnr better than the other machine's).
+    code, out, _ = cli("gate", "--results", results, "--baseline", merged, "--require-all")
+    assert code == 0 and "| improved | identity" in out
+    code, out, _ = cli("gate", "--results", results, "--baseline", theirs)
+    regressed = [line for line in out.splitlines() if line.startswith("| **regressed** | identity")]
+    assert code == 1 and len(regressed) == 1 and "| ssim |" in regressed[0]  # unmerged, the other side fails
+    code, _, err = cli("gate", "--results", results, "--baseline", ours, "--merge", theirs)
+    assert code == 2 and "--merge" in err and "--export" in err

@@ -193,14 +193,18 @@ def cmd_gate(args: argparse.Namespace, plugins: Plugins) -> int:
     if args.export is not None:
         if not current:
             raise DataError(f"no results in {args.results or default_results_root()} to export")
+        current = gate.merge_worse(current, [gate.load_baseline(path) for path in args.merge])
         args.export.parent.mkdir(parents=True, exist_ok=True)
         args.export.write_text(json.dumps(gate.export(current), indent=1, default=str) + "\n")
-        print(f"wrote baseline of {len(current)} cell(s) to {args.export}")
+        merged = f", each value the worse of it and {len(args.merge)} merged baseline(s)" if args.merge else ""
+        print(f"wrote baseline of {len(current)} cell(s) to {args.export}{merged}")
         for line in gate.underpowered_warnings(current, args.alpha):
             print(f"harness: warning: {line}", file=sys.stderr)
         return 0
     if args.baseline is None:
         raise UsageError("give --baseline PATH (a results directory or an exported JSON file), or --export PATH")
+    if args.merge:
+        raise UsageError("--merge folds another baseline into one being written: give it with --export FILE")
     baseline = gate.load_baseline(args.baseline)
     boards = definitions.load_all(args.leaderboards)
     tolerances: dict[str, float] = {}
@@ -265,6 +269,11 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
                        epilog="example: harness gate --export baseline.json ; harness gate --baseline baseline.json --tolerance psnr=0.05")
     p.add_argument("--baseline", type=Path, help="a results directory or a JSON file written by --export")
     p.add_argument("--export", type=Path, metavar="FILE", help="write the current results as a baseline JSON file and exit")
+    p.add_argument("--merge", type=Path, action="append", default=[], metavar="BASELINE",
+                   help="with --export: a baseline built on another machine (results directory or JSON file); each "
+                        "exported value becomes the worse of the two, so the baseline holds on both kinds of CPU "
+                        "(training on tiny sets turns their float differences into real-looking changes). Cells "
+                        "not in the current results are left out (repeatable)")
     p.add_argument("--tolerance", action="append", default=[], metavar="METRIC=NUMBER",
                    help="allowed drop for a value key, label or metric (default: the leaderboards' tolerance, else 0)")
     p.add_argument("--report-only", action="append", default=[], metavar="METRIC",

@@ -134,6 +134,33 @@ def export(cells: dict[str, CellResult]) -> dict[str, Any]:
     }
 
 
+def merge_worse(current: dict[str, CellResult], others: list[dict[str, CellResult]]) -> dict[str, CellResult]:
+    """``current`` with each value replaced by the worse of it and the same cell's value in ``others``.
+
+    Why: training on the quickstart's tiny sets amplifies the float differences between CPU kernels
+    (MKL and oneDNN take other paths on an AMD EPYC than on an Intel Xeon) into changes well beyond the
+    tolerances, with per-sample values that the paired test calls significant. A CI pool that hands out
+    both kinds needs a baseline that holds on each: export on one, merge the baseline built on the other.
+    Only the current cells are kept, so a cell whose identity changed leaves no stale entry behind; a
+    value keeps its own per-sample values and history, so the paired test compares like with like.
+    """
+    merged = {}
+    for identity, cell in current.items():
+        values = dict(cell.values)
+        for other in others:
+            twin = other.get(identity)
+            if twin is None:
+                continue
+            for name, theirs in twin.values.items():
+                ours = values.get(name)
+                if ours is None or theirs.value is None or ours.value is None:
+                    continue
+                if (theirs.value < ours.value) == ours.higher_is_better and theirs.value != ours.value:
+                    values[name] = theirs
+        merged[identity] = dataclasses.replace(cell, values=values)
+    return merged
+
+
 def _finite(number: float | None) -> float | None:
     return number if number is not None and math.isfinite(number) else None
 
