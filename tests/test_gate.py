@@ -254,5 +254,11 @@ def test_export_merge_keeps_the_worse_value_of_each_machine(cli, tmp_path):
     code, out, _ = cli("gate", "--results", results, "--baseline", theirs)
     regressed = [line for line in out.splitlines() if line.startswith("| **regressed** | identity")]
     assert code == 1 and len(regressed) == 1 and "| ssim |" in regressed[0]  # unmerged, the other side fails
+    # A value measured under another protocol (metric parameters or convention) is not merged.
+    other_protocol = json.loads(theirs.read_text())
+    other_protocol["cells"][0]["values"]["psnr/psnr"]["protocol"] = "another convention"
+    theirs.write_text(json.dumps(other_protocol))
+    assert cli("gate", "--results", results, "--export", merged, "--merge", theirs)[0] == 0
+    assert json.loads(merged.read_text())["cells"][0]["values"]["psnr/psnr"] == mine["psnr/psnr"]
     code, _, err = cli("gate", "--results", results, "--baseline", ours, "--merge", theirs)
     assert code == 2 and "--merge" in err and "--export" in err

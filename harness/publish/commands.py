@@ -189,6 +189,8 @@ def _picture(value: Any) -> Any:
 def cmd_gate(args: argparse.Namespace, plugins: Plugins) -> int:
     if not 0 < args.alpha < 1:
         raise UsageError(f"--alpha expects a significance level between 0 and 1, got {args.alpha:g}")
+    if args.merge and args.export is None:
+        raise UsageError("--merge folds another baseline into one being written: give it with --export FILE")
     current = gate.cells_from_runs(read_store(args.results))
     if args.export is not None:
         if not current:
@@ -203,8 +205,6 @@ def cmd_gate(args: argparse.Namespace, plugins: Plugins) -> int:
         return 0
     if args.baseline is None:
         raise UsageError("give --baseline PATH (a results directory or an exported JSON file), or --export PATH")
-    if args.merge:
-        raise UsageError("--merge folds another baseline into one being written: give it with --export FILE")
     baseline = gate.load_baseline(args.baseline)
     boards = definitions.load_all(args.leaderboards)
     tolerances: dict[str, float] = {}

@@ -138,24 +138,25 @@ def merge_worse(current: dict[str, CellResult], others: list[dict[str, CellResul
     """``current`` with each value replaced by the worse of it and the same cell's value in ``others``.
 
     Why: training on the quickstart's tiny sets amplifies the float differences between CPU kernels
-    (MKL and oneDNN take other paths on an AMD EPYC than on an Intel Xeon) into changes well beyond the
-    tolerances, with per-sample values that the paired test calls significant. A CI pool that hands out
-    both kinds needs a baseline that holds on each: export on one, merge the baseline built on the other.
-    Only the current cells are kept, so a cell whose identity changed leaves no stale entry behind; a
-    value keeps its own per-sample values and history, so the paired test compares like with like.
+    (MKL and oneDNN pick their code paths by CPU vendor and instruction set) into changes well beyond
+    the tolerances, with per-sample values that the paired test calls significant. A CI pool that hands
+    out more than one kind needs a baseline that holds on each: export on one, merge the baseline built
+    on the other. Only the current cells are kept, so a cell whose identity changed leaves no stale entry
+    behind; a value is merged only when it measured the same thing (data digest, metric protocol and
+    version), and it keeps its own per-sample values and history, so the paired test compares like with like.
     """
     merged = {}
     for identity, cell in current.items():
         values = dict(cell.values)
-        for other in others:
-            twin = other.get(identity)
-            if twin is None:
-                continue
-            for name, theirs in twin.values.items():
-                ours = values.get(name)
-                if ours is None or theirs.value is None or ours.value is None:
-                    continue
-                if (theirs.value < ours.value) == ours.higher_is_better and theirs.value != ours.value:
+        twins = [other[identity] for other in others
+                 if identity in other and other[identity].data_sha256 == cell.data_sha256]
+        for name, ours in cell.values.items():
+            sign = 1.0 if ours.higher_is_better else -1.0
+            for twin in twins:
+                theirs, kept = twin.values.get(name), values[name]
+                if (theirs is not None and theirs.value is not None and kept.value is not None
+                        and (theirs.protocol, theirs.version) == (ours.protocol, ours.version)
+                        and sign * (theirs.value - kept.value) < 0):
                     values[name] = theirs
         merged[identity] = dataclasses.replace(cell, values=values)
     return merged
